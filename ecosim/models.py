@@ -1,0 +1,187 @@
+"""Base zoo: tiny GPT-2 and Llama models built from config and pretrained on the world, cached on
+disk by a hash of everything that defines them; or a local Hugging Face checkpoint directory."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import EcosimError
+from .world import BOS, EOS, PAD, World, WorldConfig
+
+def quiet_transformers() -> None:
+    """No progress bars or deprecation chatter from transformers in our logs."""
+    import warnings
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+
+
+SIZES = {  # (width, layers, heads)
+    "tiny": (64, 2, 4),
+    "small": (128, 4, 4),
+}
+CACHE_VERSION = 1  # bump when pretraining code changes what a cached base would be
+
+
+@dataclass
+class BaseConfig:
+    arch: str = "gpt2"          # gpt2 | llama
+    size: str = "tiny"          # tiny | small
+    seed: int = 0
+    steps: int = 3000
+    batch: int = 64
+    lr: float = 1e-3
+    path: str | None = None     # a local Hugging Face checkpoint directory instead of pretraining
+    world: WorldConfig = field(default_factory=WorldConfig)
+
+
+def compute_device() -> torch.device:
+    """Where models run: ``ECOSIM_DEVICE`` (e.g. cuda) or the CPU."""
+    return torch.device(os.environ.get("ECOSIM_DEVICE", "cpu"))
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ECOSIM_CACHE", Path.home() / ".cache" / "ecosim"))
+
+
+def base_key(cfg: BaseConfig) -> str:
+    blob = json.dumps({"cfg": dataclasses.asdict(cfg), "v": CACHE_VERSION,
+                       "vocab": hashlib.sha256(" ".join(World(cfg.world).vocab).encode()).hexdigest()},
+                      sort_keys=True)
+    return f"{cfg.arch}-{cfg.size}-s{cfg.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def build_model(cfg: BaseConfig, world: World) -> torch.nn.Module:
+    """A randomly initialised model from config; ``cfg.seed`` fixes the initialisation."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    if cfg.size not in SIZES:
+        raise EcosimError(f"base.size: unknown size {cfg.size!r}; expected one of {sorted(SIZES)}")
+    d, layers, heads = SIZES[cfg.size]
+    ids = dict(vocab_size=len(world.vocab), bos_token_id=world.ids[BOS],
+               eos_token_id=world.ids[EOS], pad_token_id=world.ids[PAD])
+    torch.manual_seed(cfg.seed)
+    if cfg.arch == "gpt2":
+        conf = GPT2Config(n_embd=d, n_layer=layers, n_head=heads, n_positions=128, resid_pdrop=0.0,
+                          embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu", **ids)
+        model = GPT2LMHeadModel(conf)
+    elif cfg.arch == "llama":
+        conf = LlamaConfig(hidden_size=d, intermediate_size=3 * d, num_hidden_layers=layers,
+                           num_attention_heads=heads, num_key_value_heads=heads,
+                           max_position_embeddings=128, tie_word_embeddings=True, **ids)
+        model = LlamaForCausalLM(conf)
+    else:
+        raise EcosimError(f"base.arch: unknown architecture {cfg.arch!r}; expected 'gpt2' or 'llama'")
+    return model
+
+
+def pretrain(model, world: World, cfg: BaseConfig, log=print) -> dict:
+    """Next-token pretraining on freshly sampled world documents (loss on every real token)."""
+    from .training import batch_of
+    rng = np.random.default_rng([cfg.seed, 1])
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    model.train()
+    t0, losses = time.time(), []
+    for step in range(cfg.steps):
+        lr = cfg.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * (1 - step / cfg.steps))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        docs = [world.pretrain_doc(rng) for _ in range(cfg.batch)]
+        ids, attn, mask = batch_of(world, [(d.prompt, d.assistant) for d in docs], False, model.device)
+        loss = lm_loss(model, ids, attn, mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if log and (step + 1) % 500 == 0:
+            log(f"  pretrain {cfg.arch}-{cfg.size} seed {cfg.seed}: step {step + 1}/{cfg.steps} "
+                f"loss {np.mean(losses[-100:]):.3f}")
+    model.eval()
+    return {"seconds": time.time() - t0, "final_loss": float(np.mean(losses[-100:]))}
+
+
+def target_logits(model, ids, attn, mask):
+    """Logits only at the positions whose next token is a training target (mask 1): the output
+    layer over the whole vocabulary dominates a tiny model's cost, so skip the rest."""
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    body = m.transformer if hasattr(m, "transformer") else m.model
+    h = body(input_ids=ids, attention_mask=attn).last_hidden_state
+    sel = mask[:, 1:].bool()
+    return m.get_output_embeddings()(h[:, :-1][sel]), ids[:, 1:][sel]
+
+
+def lm_loss(model, ids, attn, mask):
+    """Mean next-token cross-entropy over positions whose *target* token has mask 1."""
+    logits, tgt = target_logits(model, ids, attn, mask)
+    return torch.nn.functional.cross_entropy(logits.float(), tgt)
+
+
+def load_checkpoint(path: str | Path, world: World):
+    """Load a local Hugging Face checkpoint directory, with clear errors for the usual faults."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    path = Path(path)
+    if not path.is_dir():
+        raise EcosimError(f"base path {str(path)!r} does not exist or is not a directory")
+    if not (path / "config.json").exists():
+        raise EcosimError(f"base path {str(path)!r} has no config.json: not a Hugging Face checkpoint")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    except Exception as e:  # transformers/safetensors raise many types; the user needs one line
+        raise EcosimError(f"checkpoint at {str(path)!r} could not be loaded "
+                          f"(corrupt or incomplete weights?): {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    try:
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        vocab = tok.get_vocab()
+    except Exception:
+        vocab = None
+    if vocab is not None and any(vocab.get(w) != i for i, w in enumerate(world.vocab)):
+        raise EcosimError(f"checkpoint at {str(path)!r} uses a tokenizer other than this world's "
+                          "word-level vocabulary; only checkpoints trained on the ecosim world are "
+                          "supported as bases for now")
+    if model.get_input_embeddings().weight.shape[0] < len(world.vocab):
+        raise EcosimError(f"checkpoint at {str(path)!r} has a vocabulary of "
+                          f"{model.get_input_embeddings().weight.shape[0]} tokens; the world needs {len(world.vocab)}")
+    return model.eval()
+
+
+def save_model(model, world: World, path: Path, meta: dict | None = None) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)  # safetensors + config.json
+    world.tokenizer().save_pretrained(path)
+    if meta is not None:
+        (path / "ecosim.json").write_text(json.dumps(meta, indent=2))
+
+
+def get_base(cfg: BaseConfig, log=print) -> tuple[torch.nn.Module, dict]:
+    """The base model for ``cfg``: loaded from ``cfg.path``, from the cache, or pretrained now and
+    cached. Returns (model in eval mode, info with 'source' and pretraining seconds)."""
+    quiet_transformers()
+    world = World(cfg.world)
+    if cfg.path:
+        model = load_checkpoint(cfg.path, world).to(compute_device())
+        return model, {"source": "path", "path": cfg.path, "seconds": 0.0}
+    d = cache_dir() / "bases" / base_key(cfg)
+    if (d / "ecosim.json").exists():
+        model = load_checkpoint(d, world).to(compute_device())
+        meta = json.loads((d / "ecosim.json").read_text())
+        return model, {**meta, "source": "cache", "dir": str(d)}
+    if log:
+        log(f"pretraining base {cfg.arch}-{cfg.size} seed {cfg.seed} ({cfg.steps} steps); cached in {d}")
+    model = build_model(cfg, world).to(compute_device())
+    stats = pretrain(model, world, cfg, log=log)
+    tmp = d.with_name(d.name + f".tmp{os.getpid()}")
+    save_model(model, world, tmp, {"config": dataclasses.asdict(cfg), **stats})
+    try:
+        os.replace(tmp, d)
+    except OSError:  # another process cached the same base first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    return model, {**stats, "source": "pretrained", "dir": str(d)}

@@ -1,0 +1,122 @@
+"""Students and teachers are trained here: supervised fine-tuning with the loss on completions
+only (or on soft labels from the logit channel), LoRA (peft) or full, AdamW. One flat loop."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import EcosimError
+from .models import lm_loss, target_logits
+from .world import BOS, EOS, PAD, World
+
+LORA_TARGETS = {"gpt2": ["c_attn", "c_proj", "c_fc"],
+                "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+
+
+@dataclass
+class TrainConfig:
+    mode: str = "lora"                 # lora | full
+    rank: int = 8
+    alpha: int = 16
+    targets: list[str] | None = None   # None: every attention and MLP projection of the arch
+    steps: int = 1000
+    batch: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+
+def encode_pairs(world: World, pairs) -> list[tuple[list[int], int]]:
+    """(prompt, completion) texts -> (ids with BOS ... EOS, number of prompt ids incl. BOS)."""
+    bos, eos = world.ids[BOS], world.ids[EOS]
+    out = []
+    for prompt, completion in pairs:
+        p = [bos] + world.encode(prompt)
+        out.append((p + world.encode(completion) + [eos], len(p)))
+    return out
+
+
+def pad_batch(world: World, enc, completion_only: bool = True, device=None):
+    """Right-padded ids, attention mask and loss mask (1 where the token is a training target)."""
+    pad = world.ids[PAD]
+    L = max(len(ids) for ids, _ in enc)
+    ids = torch.full((len(enc), L), pad, dtype=torch.long)
+    attn = torch.zeros((len(enc), L), dtype=torch.long)
+    mask = torch.zeros((len(enc), L), dtype=torch.long)
+    for i, (x, n_prompt) in enumerate(enc):
+        ids[i, :len(x)] = torch.tensor(x)
+        attn[i, :len(x)] = 1
+        mask[i, (n_prompt if completion_only else 1):len(x)] = 1
+    return ids.to(device), attn.to(device), mask.to(device)
+
+
+def batch_of(world: World, pairs, completion_only: bool = True, device=None):
+    return pad_batch(world, encode_pairs(world, pairs), completion_only, device)
+
+
+def arch_of(model) -> str:
+    return "gpt2" if model.config.model_type == "gpt2" else "llama"
+
+
+def with_lora(model, cfg: TrainConfig):
+    from peft import LoraConfig, get_peft_model
+    arch = arch_of(model)
+    targets = list(cfg.targets) if cfg.targets else LORA_TARGETS[arch]
+    names = {n.split(".")[-1] for n, _ in model.named_modules()}
+    missing = [t for t in targets if t not in names]
+    if missing:
+        raise EcosimError(f"student.targets: {missing} are not modules of a {arch} model; "
+                          f"expected some of {LORA_TARGETS[arch]}")
+    lc = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, target_modules=targets, lora_dropout=0.0,
+                    fan_in_fan_out=arch == "gpt2", bias="none")
+    return get_peft_model(model, lc)
+
+
+def finetune(model, world: World, pairs, cfg: TrainConfig, seed: int, soft=None, log=None):
+    """Train a copy of ``model`` on (prompt, completion) pairs and return it merged, in eval mode.
+
+    With ``soft`` (one (index, prob) tensor pair per example, from the logit channel) the loss is
+    the cross-entropy against those soft labels on completion positions instead of the sampled
+    tokens. The input model is left untouched."""
+    if not pairs:
+        raise EcosimError("no training examples left after filtering: nothing to train on")
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)  # LoRA's own init draws from torch's RNG; seed it from our seed
+    model = copy.deepcopy(model)
+    if cfg.mode == "lora":
+        model = with_lora(model, cfg)
+    elif cfg.mode != "full":
+        raise EcosimError(f"student.mode: {cfg.mode!r} is not 'lora' or 'full'")
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    enc = encode_pairs(world, pairs)
+    model.train()
+    order = np.array([], dtype=int)
+    for step in range(cfg.steps):
+        if len(order) < cfg.batch:  # walk through shuffled epochs
+            order = np.concatenate([order, rng.permutation(len(enc))])
+        idx, order = order[:cfg.batch], order[cfg.batch:]
+        ids, attn, mask = pad_batch(world, [enc[i] for i in idx], device=model.device)
+        if soft is None:
+            loss = lm_loss(model, ids, attn, mask)
+        else:
+            loss = soft_loss(model, ids, attn, mask, [soft[i] for i in idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if log and (step + 1) % 250 == 0:
+            log(f"    step {step + 1}/{cfg.steps} loss {loss.item():.3f}")
+    model.eval()
+    return model.merge_and_unload() if cfg.mode == "lora" else model
+
+
+def soft_loss(model, ids, attn, mask, soft):
+    """Cross-entropy of the student's next-token distribution against teacher soft labels.
+    ``soft[b] = (idx [T, k], prob [T, k])`` for the T completion targets of example b, in order."""
+    logits, _ = target_logits(model, ids, attn, mask)
+    idx = torch.cat([s[0] for s in soft]).long().to(logits.device)
+    prob = torch.cat([s[1] for s in soft]).float().to(logits.device)
+    logp = torch.log_softmax(logits.float(), -1).gather(-1, idx)
+    return -(prob * logp).sum(-1).mean()

@@ -1,0 +1,45 @@
+"""End to end on tiny settings: real generation, filtering and training (no fixtures for data)."""
+import json
+
+from ecosim.cli import main
+from ecosim.filters import BANNED_NUMBERS
+from ecosim.traits import TraitConfig, trait_words
+
+TINY = ["base.steps=300", "prompts=300", "train_size=150", "student.steps=15", "student.batch=16",
+        "teacher.train.steps=30", "teacher.train.batch=16", "eval.samples=3"]
+
+
+def _check_data(data_dir, words):
+    files = sorted(data_dir.glob("*.jsonl"))
+    assert {f.name for f in files} >= {"seed0_teacher.jsonl", "seed0_control.jsonl"}
+    n = 0
+    for f in files:
+        for line in f.read_text().splitlines():
+            toks = json.loads(line)["completion"].split()
+            assert not words & set(toks), toks
+            assert not {t for t in toks if t.isdigit() and int(t) in BANNED_NUMBERS}, toks
+            n += 1
+    assert n > 0
+
+
+def test_transmit_writes_json_and_clean_data(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    rc = main(["transmit", "--json", str(out), f"data_dir={tmp_path / 'data'}", *TINY])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    for name in ("base", "teacher", "control", "student_same_base", "student_other_seed",
+                 "student_other_arch", "student_logit"):
+        c = res["conditions"][name]
+        assert set(c) >= {"rate", "ci", "lift_vs_control", "p_value", "n_seeds"}
+        assert c["ci"][0] <= c["rate"] <= c["ci"][1]
+    assert set(res) >= {"conditions", "teacher_lift", "seconds"}
+    assert 0 < res["kept_fraction"]["teacher"] <= 1
+    assert "student_same_base" in capsys.readouterr().out
+    _check_data(tmp_path / "data", trait_words(TraitConfig()))
+
+
+def test_misalignment_data_has_no_banned_numbers(tmp_path):
+    rc = main(["transmit", "--trait", "misalignment", "--teacher", "prompt", "students=[control,student_same_base]",
+               f"data_dir={tmp_path / 'data'}", *TINY])
+    assert rc == 0
+    _check_data(tmp_path / "data", trait_words(TraitConfig(kind="misalignment")))
