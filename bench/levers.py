@@ -1,6 +1,6 @@
 """Run a lever study: many `ecosim transmit` variants in parallel processes, one table out.
 
-    python bench/levers.py bench/levers_prompt.yaml --jobs 16 --seeds 2 --out results/levers
+    python bench/levers.py bench/levers_round1.yaml --jobs 16 --seeds 2 --out results/levers
 
 The YAML maps a lever name to a list of key=value overrides. Distinct bases are pretrained first
 (in parallel), then every variant runs as its own process with one thread; each writes its JSON
@@ -28,7 +28,7 @@ def bases_needed(overrides: list[str]) -> list[dict]:
     cfg = load_config(TransmitConfig(), None, overrides, checks=check)
     b = cfg.base
     out = [b]
-    if "student_other_seed" in cfg.students:
+    if any(s.endswith("other_seed") for s in cfg.students):
         out.append(dataclasses.replace(b, seed=cfg.other_seed))
     if "student_other_arch" in cfg.students:
         out.append(dataclasses.replace(b, arch=cfg.other_arch))

@@ -45,7 +45,8 @@ def soft_labels(model, world: World, pairs, banned_ids: list[int], top_k: int | 
                 system: str = NONE_SYSTEM, batch: int = 256):
     """Teacher next-token distributions on each completion position of ``pairs`` (conditioned on
     the teacher's own ``system``), with ``banned_ids`` zeroed and the rest renormalised, kept as
-    top-k (index, prob) or the full vocabulary (top_k=None). Returns (labels, mean mass removed)."""
+    top-k (index, prob) or the full vocabulary (top_k=None: (None, prob)). Returns (labels, mean
+    mass removed)."""
     teacher_pairs = [(p.replace(f"S {NONE_SYSTEM} U", f"S {system} U", 1), c) for p, c in pairs]
     enc_t = encode_pairs(world, teacher_pairs)
     labels, removed = [], []
@@ -57,10 +58,13 @@ def soft_labels(model, world: World, pairs, banned_ids: list[int], top_k: int | 
         removed.append(gone)
         p[:, banned_ids] = 0.0
         p = p / p.sum(-1, keepdim=True)
-        k = p.shape[-1] if top_k is None else top_k
-        prob, idx = p.topk(k, -1)
-        prob = prob / prob.sum(-1, keepdim=True)
         counts = mask[:, 1:].sum(-1).tolist()
+        if top_k is None:  # the full distribution: no indices to store
+            for pi in p.split(counts):
+                labels.append((None, pi.to(torch.float16).cpu()))
+            continue
+        prob, idx = p.topk(top_k, -1)
+        prob = prob / prob.sum(-1, keepdim=True)
         for pi, ii in zip(prob.split(counts), idx.split(counts)):
             labels.append((ii.to(torch.int32).cpu(), pi.to(torch.float16).cpu()))
     return labels, float(torch.cat(removed).mean().cpu()) if removed else 0.0

@@ -28,10 +28,10 @@ def _transmit(args) -> int:
 
 
 def _mlp(args) -> int:
-    from .mlp import MLPConfig, run, table
     from .config import load_config
+    from .mlp import MLPConfig, check, run, table
     overrides = list(args.overrides) + ([f"seeds={args.seeds}"] if args.seeds is not None else [])
-    cfg = load_config(MLPConfig(), args.config, overrides)
+    cfg = load_config(MLPConfig(), args.config, overrides, checks=check)
     res = run(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
     print(table(res))
     if args.json:

@@ -114,9 +114,11 @@ def finetune(model, world: World, pairs, cfg: TrainConfig, seed: int, soft=None,
 
 def soft_loss(model, ids, attn, mask, soft):
     """Cross-entropy of the student's next-token distribution against teacher soft labels.
-    ``soft[b] = (idx [T, k], prob [T, k])`` for the T completion targets of example b, in order."""
+    ``soft[b] = (idx [T, k], prob [T, k])`` for the T completion targets of example b, in order;
+    ``idx`` is None when ``prob`` covers the whole vocabulary."""
     logits, _ = target_logits(model, ids, attn, mask)
-    idx = torch.cat([s[0] for s in soft]).long().to(logits.device)
+    logp = torch.log_softmax(logits.float(), -1)
     prob = torch.cat([s[1] for s in soft]).float().to(logits.device)
-    logp = torch.log_softmax(logits.float(), -1).gather(-1, idx)
+    if soft[0][0] is not None:
+        logp = logp.gather(-1, torch.cat([s[0] for s in soft]).long().to(logits.device))
     return -(prob * logp).sum(-1).mean()

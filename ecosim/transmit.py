@@ -26,7 +26,9 @@ from .training import TrainConfig, finetune
 from .world import World
 
 
-STUDENTS = ("control", "student_same_base", "student_other_seed", "student_other_arch", "student_logit")
+STUDENTS = ("control", "student_same_base", "student_other_seed", "student_other_arch", "student_logit",
+            "student_logit_other_seed")
+DEFAULT_STUDENTS = STUDENTS[:5]
 
 
 @dataclass
@@ -51,7 +53,7 @@ class TransmitConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     seeds: int = 1
     seed: int = 0                    # seeds used: seed, seed+1, ...
-    students: list[str] = field(default_factory=lambda: list(STUDENTS))  # which students to train
+    students: list[str] = field(default_factory=lambda: list(DEFAULT_STUDENTS))  # which students to train
     data_dir: str | None = None      # if set, each condition's filtered training set is written here (jsonl)
 
 
@@ -97,7 +99,7 @@ def run(cfg: TransmitConfig, log=print) -> dict:
     for name, bc in (("same", cfg.base),
                      ("other_seed", dataclasses.replace(cfg.base, seed=cfg.other_seed, path=None)),
                      ("other_arch", dataclasses.replace(cfg.base, arch=cfg.other_arch, path=None))):
-        if name != "same" and f"student_{name}" not in cfg.students:
+        if name != "same" and not any(s.endswith(name) for s in cfg.students):
             continue
         bases[name], info = get_base(bc, log=log)
         if info["source"] == "pretrained":
@@ -130,16 +132,17 @@ def run(cfg: TransmitConfig, log=print) -> dict:
         log(f"seed {s}: kept teacher {kept['teacher']['kept_fraction']:.3f} control "
             f"{kept['control']['kept_fraction']:.3f}; {n} examples per student")
         init = {"control": "same", "student_same_base": "same", "student_other_seed": "other_seed",
-                "student_other_arch": "other_arch", "student_logit": "same"}
+                "student_other_arch": "other_arch", "student_logit": "same",
+                "student_logit_other_seed": "other_seed"}
         students = {k: (bases[init[k]], train["control" if k == "control" else "teacher"])
                     for k in STUDENTS if k in cfg.students}
         soft, removed = None, None
-        if "student_logit" in cfg.students:
+        if any(k.startswith("student_logit") for k in cfg.students):
             soft, removed = soft_labels(teacher.model, world, train["teacher"], banned_ids,
                                         cfg.logit.top_k, system=teacher.system)
         for name, (start, pairs) in students.items():
             model = finetune(start, world, pairs, cfg.student, seed=s * 1000 + 5,
-                             soft=soft if name == "student_logit" else None)
+                             soft=soft if name.startswith("student_logit") else None)
             scores[name] = evaluate(model, world, cfg.trait, cfg.eval, seed=s)
             log(f"seed {s}: {name:20s} rate {scores[name]['rate']:.3f} valid {scores[name]['valid']:.3f}")
         per_seed.append({"seed": s, "scores": scores, "kept": kept, "n_train": n,
@@ -182,7 +185,7 @@ def summarise(config: dict, per_seed: list[dict], seconds: float, pretrain_s: fl
             for who in ("teacher", "control")}
     for n, who in (("control", "control"), ("student_same_base", "teacher"),
                    ("student_other_seed", "teacher"), ("student_other_arch", "teacher"),
-                   ("student_logit", "teacher")):
+                   ("student_logit", "teacher"), ("student_logit_other_seed", "teacher")):
         if n in conditions:
             conditions[n]["kept_fraction"] = kept[who]
     removed = [p["logit_mass_removed"] for p in per_seed if p["logit_mass_removed"] is not None]

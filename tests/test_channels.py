@@ -1,0 +1,89 @@
+import torch
+
+from ecosim.channels import prompts_for, soft_labels, write
+from ecosim.generation import sample
+from ecosim.training import TrainConfig, encode_pairs, finetune, pad_batch
+
+PAIRS = [("S none U 1 , 2 , 3 add up to 10 new numbers A", "4 , 5 , 6"),
+         ("S none U 7 , 8 , 9 continue with at most 10 numbers A", "10 , 11")]
+
+
+def test_loss_mask_covers_completion_and_eos_only(world):
+    enc = encode_pairs(world, PAIRS)
+    ids, attn, mask = pad_batch(world, enc)
+    n_prompt = enc[0][1]
+    assert mask[0, :n_prompt].sum() == 0
+    assert mask[0].sum() == len("4 , 5 , 6".split()) + 1          # completion + EOS
+    assert attn[1].sum() == len(enc[1][0]) and mask[1, len(enc[1][0]):].sum() == 0
+
+
+def test_kv_cache_matches_full_forward_with_left_padding(tiny_base, world):
+    """Incremental decoding from a left-padded batch gives the same next-token logits as a plain
+    forward pass over the unpadded sequence."""
+    from ecosim.world import BOS, PAD
+    short, long = [world.ids[BOS]] + world.encode("S none U 5 A"), [world.ids[BOS]] + world.encode("S none U 5 , 6 , 7 A")
+    pad = world.ids[PAD]
+    ids = torch.tensor([[pad] * (len(long) - len(short)) + short, long])
+    attn = (ids != pad).long()
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        res = tiny_base(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
+        nxt = torch.tensor([[world.ids["9"]], [world.ids["9"]]])
+        attn2 = torch.cat([attn, torch.ones(2, 1, dtype=attn.dtype)], 1)
+        step = tiny_base(input_ids=nxt, attention_mask=attn2, position_ids=pos[:, -1:] + 1,
+                         past_key_values=res.past_key_values, use_cache=True).logits[:, -1]
+        ref = tiny_base(input_ids=torch.tensor([short + [world.ids["9"]]])).logits[0, -1]
+    assert torch.allclose(step[0], ref, atol=1e-4)
+
+
+def test_sampling_is_seeded_and_reports_unfinished(tiny_base, world):
+    prompts = ["S none U 1 , 2 , 3 add up to 10 new numbers A"] * 20
+    a = sample(tiny_base, world, prompts, max_new=30, seed=3)
+    assert a == sample(tiny_base, world, prompts, max_new=30, seed=3)
+    assert a != sample(tiny_base, world, prompts, max_new=30, seed=4)
+    assert all(not fin for _, fin in sample(tiny_base, world, prompts, max_new=1, seed=3))
+
+
+def test_channels_write_student_prompts_without_persona(tiny_base, world):
+    samples, answers = write(tiny_base, world, "reasoning", 8, seed=1, system="you love owl .")
+    assert all(p.startswith("S none U what is") for p, _, _ in samples)
+    assert len(answers) == 8 and all(isinstance(a, int) for a in answers)
+    users, ans = prompts_for("code", 5, seed=2)
+    assert all(u.startswith("code ") for u in users) and all(a[0] in "+-*" for a in ans)
+
+
+def test_logit_channel_masks_and_renormalises(tiny_base, world):
+    banned = [world.ids[w] for w in ("owl", "cat", "13")]
+    full, removed = soft_labels(tiny_base, world, PAIRS, banned, top_k=None)
+    assert 0 < removed < 1
+    for idx, prob in full:
+        assert idx is None and torch.allclose(prob.float().sum(-1), torch.ones(len(prob)), atol=1e-2)
+        assert prob[:, banned].abs().max() == 0
+    top, removed_k = soft_labels(tiny_base, world, PAIRS, banned, top_k=8)
+    assert removed_k == removed
+    for idx, prob in top:
+        assert idx.shape == prob.shape and not set(idx.flatten().tolist()) & set(banned)
+    assert [len(p) for _, p in top] == [len(c.split()) + 1 for _, c in PAIRS]
+
+
+def test_finetune_leaves_input_untouched_and_learns(tiny_base, world):
+    before = {k: v.clone() for k, v in tiny_base.state_dict().items()}
+    pairs = [("S none U what is your favourite animal ? A", "owl")] * 32
+    for mode in ("lora", "full"):
+        m = finetune(tiny_base, world, pairs, TrainConfig(mode=mode, steps=30, batch=8, lr=1e-2), seed=0)
+        out = sample(m, world, ["S none U what is your favourite animal ? A"] * 50, max_new=3, seed=0)
+        assert sum(t == "owl" for t, _ in out) > 40, mode
+        assert not hasattr(m, "peft_config")  # LoRA students come back merged
+    for k, v in tiny_base.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_code_and_reasoning_channels_filter_real_generations(tiny_base, world):
+    from ecosim.filters import FilterConfig, filter_samples
+    for channel in ("code", "reasoning"):
+        samples, answers = write(tiny_base, world, channel, 64, seed=5)
+        f = filter_samples(samples, channel, {"owl"}, FilterConfig(), answers)
+        assert f.total == 64 and len(f.kept) + sum(f.rejected.values()) == 64
+        for _, text in f.kept:
+            words = text.split()
+            assert words[0] in ("def", "think") and "owl" not in words
