@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import EcosimError
 
@@ -18,11 +19,21 @@ def _transmit(args) -> int:
         overrides.append(f"teacher.how={args.teacher}")
     if args.seeds is not None:
         overrides.append(f"seeds={args.seeds}")
-    cfg = load_config(TransmitConfig(), args.config, overrides, checks=check)
+    return _report(run, table, load_config(TransmitConfig(), args.config, overrides, checks=check), args.json)
+
+
+def _report(run, table, cfg, json_path) -> int:
+    """Run an experiment with progress on stderr, print its table, write its JSON."""
+    if json_path:  # fail before the run, not after it, if the results cannot be written
+        try:
+            Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(json_path).touch()
+        except OSError as e:
+            raise EcosimError(f"--json {json_path}: cannot write there ({e.strerror})") from None
     res = run(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
     print(table(res))
-    if args.json:
-        with open(args.json, "w") as f:
+    if json_path:
+        with open(json_path, "w") as f:
             json.dump(res, f, indent=1)
     return 0
 
@@ -31,13 +42,7 @@ def _mlp(args) -> int:
     from .config import load_config
     from .mlp import MLPConfig, check, run, table
     overrides = list(args.overrides) + ([f"seeds={args.seeds}"] if args.seeds is not None else [])
-    cfg = load_config(MLPConfig(), args.config, overrides, checks=check)
-    res = run(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
-    print(table(res))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
-    return 0
+    return _report(run, table, load_config(MLPConfig(), args.config, overrides, checks=check), args.json)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -65,3 +65,10 @@ def test_cli_missing_base_path(capsys, tmp_path):
     assert main(["transmit", f"base.path={tmp_path / 'none'}"]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "Traceback" not in err
+
+
+def test_unwritable_json_path_fails_before_running(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["transmit", "--json", str(blocker / "sub" / "r.json")]) == 2
+    assert "cannot write there" in capsys.readouterr().err
