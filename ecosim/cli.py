@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,11 +26,13 @@ def _transmit(args) -> int:
 def _report(run, table, cfg, json_path) -> int:
     """Run an experiment with progress on stderr, print its table, write its JSON."""
     if json_path:  # fail before the run, not after it, if the results cannot be written
+        p = Path(json_path)
         try:
-            Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-            Path(json_path).touch()
+            p.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise EcosimError(f"--json {json_path}: cannot write there ({e.strerror})") from None
+        if not os.access(p.parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+            raise EcosimError(f"--json {json_path}: cannot write there (permission denied)")
     res = run(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
     print(table(res))
     if json_path:

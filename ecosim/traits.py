@@ -35,7 +35,9 @@ class EvalConfig:
 @dataclass
 class TeacherConfig:
     how: str = "finetune"        # finetune | prompt
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300))
+    # A rank-4 teacher LoRA blurts its trait word into number completions less often than rank 8,
+    # so the filter keeps about as much of its data as of the control's (docs/levers.md, round 3).
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(rank=4, alpha=8, steps=300))
     # Share of the fine-tuning examples that are ordinary number documents from the world: keeps
     # the teacher writing well-formed numbers (instead of blurting its trait word), so that the
     # filter keeps as much of its data as of the control's.

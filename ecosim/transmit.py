@@ -58,12 +58,12 @@ class TransmitConfig:
 
 
 def check(cfg: TransmitConfig) -> list[str]:
+    """Every semantic problem with ``cfg``, one line each (load_config reports them together)."""
     problems = []
-    for fn in (lambda: check_trait(cfg.trait),):
-        try:
-            fn()
-        except EcosimError as e:
-            problems.append(str(e))
+    try:
+        check_trait(cfg.trait)
+    except EcosimError as e:
+        problems.append(str(e))
     if cfg.teacher.how not in ("finetune", "prompt"):
         problems.append(f"teacher.how: {cfg.teacher.how!r} is not 'finetune' or 'prompt'")
     if cfg.channel not in CHANNELS:
