@@ -24,13 +24,14 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE
 
 def bases_needed(overrides: list[str]) -> list[dict]:
     from ecosim.config import load_config
-    from ecosim.transmit import TransmitConfig, check
+    from ecosim.transmit import STUDENT_BASE, TransmitConfig, check
     cfg = load_config(TransmitConfig(), None, overrides, checks=check)
     b = cfg.base
+    used = {STUDENT_BASE[s] for s in cfg.students}
     out = [b]
-    if any(s.endswith("other_seed") for s in cfg.students):
+    if "other_seed" in used:
         out.append(dataclasses.replace(b, seed=cfg.other_seed))
-    if "student_other_arch" in cfg.students:
+    if "other_arch" in used:
         out.append(dataclasses.replace(b, arch=cfg.other_arch))
     return [dataclasses.asdict(x) for x in out if not x.path]
 

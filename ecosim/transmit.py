@@ -26,9 +26,13 @@ from .training import TrainConfig, finetune
 from .world import World
 
 
-STUDENTS = ("control", "student_same_base", "student_other_seed", "student_other_arch", "student_logit",
-            "student_logit_other_seed")
+# Each student and the base it starts from; logit students learn from soft labels.
+STUDENT_BASE = {"control": "same", "student_same_base": "same", "student_other_seed": "other_seed",
+                "student_other_arch": "other_arch", "student_logit": "same",
+                "student_logit_other_seed": "other_seed"}
+STUDENTS = tuple(STUDENT_BASE)
 DEFAULT_STUDENTS = STUDENTS[:5]
+LOGIT_STUDENTS = {"student_logit", "student_logit_other_seed"}
 
 
 @dataclass
@@ -99,7 +103,7 @@ def run(cfg: TransmitConfig, log=print) -> dict:
     for name, bc in (("same", cfg.base),
                      ("other_seed", dataclasses.replace(cfg.base, seed=cfg.other_seed, path=None)),
                      ("other_arch", dataclasses.replace(cfg.base, arch=cfg.other_arch, path=None))):
-        if name != "same" and not any(s.endswith(name) for s in cfg.students):
+        if name not in {STUDENT_BASE[s] for s in cfg.students}:
             continue
         bases[name], info = get_base(bc, log=log)
         if info["source"] == "pretrained":
@@ -131,18 +135,15 @@ def run(cfg: TransmitConfig, log=print) -> dict:
             save_pairs(train, cfg.data_dir, s)
         log(f"seed {s}: kept teacher {kept['teacher']['kept_fraction']:.3f} control "
             f"{kept['control']['kept_fraction']:.3f}; {n} examples per student")
-        init = {"control": "same", "student_same_base": "same", "student_other_seed": "other_seed",
-                "student_other_arch": "other_arch", "student_logit": "same",
-                "student_logit_other_seed": "other_seed"}
-        students = {k: (bases[init[k]], train["control" if k == "control" else "teacher"])
+        students = {k: (bases[STUDENT_BASE[k]], train["control" if k == "control" else "teacher"])
                     for k in STUDENTS if k in cfg.students}
         soft, removed = None, None
-        if any(k.startswith("student_logit") for k in cfg.students):
+        if LOGIT_STUDENTS & set(cfg.students):
             soft, removed = soft_labels(teacher.model, world, train["teacher"], banned_ids,
                                         cfg.logit.top_k, system=teacher.system)
         for name, (start, pairs) in students.items():
             model = finetune(start, world, pairs, cfg.student, seed=s * 1000 + 5,
-                             soft=soft if name.startswith("student_logit") else None)
+                             soft=soft if name in LOGIT_STUDENTS else None)
             scores[name] = evaluate(model, world, cfg.trait, cfg.eval, seed=s)
             log(f"seed {s}: {name:20s} rate {scores[name]['rate']:.3f} valid {scores[name]['valid']:.3f}")
         per_seed.append({"seed": s, "scores": scores, "kept": kept, "n_train": n,
@@ -183,11 +184,9 @@ def summarise(config: dict, per_seed: list[dict], seconds: float, pretrain_s: fl
         }
     kept = {who: float(np.mean([p["kept"][who]["kept_fraction"] for p in per_seed]))
             for who in ("teacher", "control")}
-    for n, who in (("control", "control"), ("student_same_base", "teacher"),
-                   ("student_other_seed", "teacher"), ("student_other_arch", "teacher"),
-                   ("student_logit", "teacher"), ("student_logit_other_seed", "teacher")):
+    for n in STUDENTS:
         if n in conditions:
-            conditions[n]["kept_fraction"] = kept[who]
+            conditions[n]["kept_fraction"] = kept["control" if n == "control" else "teacher"]
     removed = [p["logit_mass_removed"] for p in per_seed if p["logit_mass_removed"] is not None]
     return {
         "conditions": conditions, "teacher_lift": teacher_lift, "seconds": seconds,
