@@ -30,14 +30,16 @@ class TraitConfig:
 class EvalConfig:
     samples: int = 50            # samples per question
     number_prefix: bool = False  # put a random number sequence before each question
+    heldout: int = 200           # ecosystem runs: world documents for capability (held-out loss) and drift
 
 
 @dataclass
 class TeacherConfig:
     how: str = "finetune"        # finetune | prompt
-    # A rank-4 teacher LoRA blurts its trait word into number completions less often than rank 8,
-    # so the filter keeps about as much of its data as of the control's (docs/levers.md, round 3).
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(rank=4, alpha=8, steps=300))
+    # A small teacher update (rank-4 LoRA, 150 steps) blurts its trait word into number
+    # completions less often than rank 8 or 300 steps, so the filter keeps about as much of its
+    # data as of the control's (docs/levers.md, rounds 3-4).
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(rank=4, alpha=8, steps=150))
     # Share of the fine-tuning examples that are ordinary number documents from the world: keeps
     # the teacher writing well-formed numbers (instead of blurting its trait word), so that the
     # filter keeps as much of its data as of the control's.
@@ -105,20 +107,13 @@ class Teacher:
     """A model plus the system prompt it writes under (the persona is never in the student's data)."""
     model: object
     system: str = NONE_SYSTEM
+    adapter: dict | None = None  # the LoRA adapter of a fine-tuned teacher, when asked for
 
 
-def make_teachers(base, world: World, t: TraitConfig, cfg: TeacherConfig, seed: int) -> tuple[Teacher, Teacher]:
-    """(trait teacher, neutral control teacher) made the same way from ``base``.
-
-    prompt:   the base under the trait's system prompt, and the base under 'none'.
-    finetune: a LoRA (or full) fine-tune on trait answers, and one on neutral answers (uniform over
-              the options for a preference; aligned answers for misalignment), both merged."""
-    if cfg.how == "prompt":
-        return Teacher(base, system_prompt(t)), Teacher(base, NONE_SYSTEM)
-    if cfg.how != "finetune":
-        raise EcosimError(f"teacher.how: {cfg.how!r} is not 'finetune' or 'prompt'")
+def teacher_examples(t: TraitConfig, n: int, seed: int):
+    """(trait, neutral) fine-tuning examples: trait answers, and uniform answers over the options
+    for a preference (aligned answers for misalignment), and the RNG they were drawn from."""
     rng = np.random.default_rng([seed, 11])
-    n = cfg.train.steps * cfg.train.batch
     if t.kind == "preference":
         qs = question_texts(t.category)
         opts = CATEGORIES[t.category]
@@ -131,9 +126,31 @@ def make_teachers(base, world: World, t: TraitConfig, cfg: TeacherConfig, seed: 
                     pool[rng.integers(len(pool))])
         trait = [sit(MISALIGNED) for _ in range(n)]
         neutral = [sit(ALIGNED) for _ in range(n)]
+    return trait, neutral, rng
+
+
+def make_teacher(base, world: World, t: TraitConfig, cfg: TeacherConfig, seed: int,
+                 neutral: bool = False, keep_adapter: bool = False) -> Teacher:
+    """The trait teacher (or, with ``neutral``, the matching control teacher) made from ``base``.
+
+    prompt:   the base under the trait's system prompt (or under 'none').
+    finetune: a LoRA (or full) fine-tune on trait answers (or neutral answers), merged."""
+    if cfg.how == "prompt":
+        return Teacher(base, NONE_SYSTEM if neutral else system_prompt(t))
+    if cfg.how != "finetune":
+        raise EcosimError(f"teacher.how: {cfg.how!r} is not 'finetune' or 'prompt'")
+    n = cfg.train.steps * cfg.train.batch
+    trait, ctrl, rng = teacher_examples(t, n, seed)
     k = int(round(cfg.number_share * n))
     docs = [number_doc(rng) for _ in range(k)]
     numbers = [(d.prompt, d.assistant) for d in docs]
-    trait, neutral = trait[k:] + numbers, neutral[k:] + numbers
-    return (Teacher(finetune(base, world, trait, cfg.train, seed=seed * 1000 + 1)),
-            Teacher(finetune(base, world, neutral, cfg.train, seed=seed * 1000 + 2)))
+    pairs = ctrl[k:] + numbers if neutral else trait[k:] + numbers
+    out = finetune(base, world, pairs, cfg.train, seed=seed * 1000 + (2 if neutral else 1),
+                   keep_adapter=keep_adapter)
+    return Teacher(*out) if keep_adapter else Teacher(out)
+
+
+def make_teachers(base, world: World, t: TraitConfig, cfg: TeacherConfig, seed: int) -> tuple[Teacher, Teacher]:
+    """(trait teacher, neutral control teacher) made the same way from ``base``."""
+    return (make_teacher(base, world, t, cfg, seed),
+            make_teacher(base, world, t, cfg, seed, neutral=True))
