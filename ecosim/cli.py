@@ -48,6 +48,65 @@ def _mlp(args) -> int:
     return _report(run, table, load_config(MLPConfig(), args.config, overrides, checks=check), args.json)
 
 
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+def scenario_path(name: str) -> str:
+    """A YAML path, or the name of a shipped scenario (``ecosim list``)."""
+    if os.path.exists(name) or name.endswith((".yaml", ".yml")) or os.sep in name:
+        return name
+    shipped = SCENARIOS / f"{name}.yaml"
+    if shipped.exists():
+        return str(shipped)
+    known = sorted(p.stem for p in SCENARIOS.glob("*.yaml"))
+    raise EcosimError(f"{name}: no such file, and not a shipped scenario (those are: {', '.join(known)})")
+
+
+def _load(args):
+    from .scenario import load_scenario
+    overrides = list(args.overrides)
+    if getattr(args, "ray_address", None):
+        overrides.append(f"compute.address={args.ray_address}")
+    if getattr(args, "out_dir", None):
+        overrides.append(f"out_dir={args.out_dir}")
+    return load_scenario(scenario_path(args.scenario), overrides)
+
+
+def _run(args) -> int:
+    from .ecosystem import run
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    if args.resume:
+        if args.scenario or args.overrides:
+            raise EcosimError("--resume RUN_DIR takes no scenario or overrides: the run directory has its config")
+        res = run(run_dir=args.resume, resume=True, log=log)
+    else:
+        if not args.scenario:
+            raise EcosimError("ecosim run: name a scenario file (or a shipped scenario: ecosim list)")
+        res = run(_load(args), log=log)
+    print(res["run_dir"])
+    return 0
+
+
+def _validate(args) -> int:
+    from .ecosystem import build_tasks
+    from .scenario import expand
+    sc = _load(args)
+    plan = expand(sc)
+    tasks = build_tasks(plan)
+    print(f"{args.scenario}: ok: {len(plan.lineages)} lineages ({', '.join(plan.lineages)}), "
+          f"{sc.generations} generations, {sum(t.kind != 'write' for t in tasks.values())} models, "
+          f"{sum(t.kind == 'write' for t in tasks.values())} datasets")
+    return 0
+
+
+def _list(args) -> int:
+    for p in sorted(SCENARIOS.glob("*.yaml")):
+        desc = next((l.split(":", 1)[1].strip().strip('"') for l in p.read_text().splitlines()
+                     if l.startswith("description:")), "")
+        print(f"{p.stem:<22} {desc}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ecosim", description="Simulate trait transmission between models.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -65,6 +124,19 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--json")
     m.add_argument("overrides", nargs="*")
     m.set_defaults(fn=_mlp)
+    r = sub.add_parser("run", help="run an ecosystem scenario (a YAML file or a shipped scenario name)")
+    r.add_argument("scenario", nargs="?")
+    r.add_argument("overrides", nargs="*", help="key=value scenario overrides")
+    r.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run")
+    r.add_argument("--ray-address", help="run on an existing Ray cluster (also RAY_ADDRESS)")
+    r.add_argument("--out-dir", help="where run directories go (default: runs/)")
+    r.set_defaults(fn=_run)
+    v = sub.add_parser("validate", help="check a scenario and report every problem at once")
+    v.add_argument("scenario")
+    v.add_argument("overrides", nargs="*")
+    v.set_defaults(fn=_validate)
+    ls = sub.add_parser("list", help="the shipped scenarios, one line each")
+    ls.set_defaults(fn=_list)
     return p
 
 

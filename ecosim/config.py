@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import types
+import typing
 from dataclasses import fields, is_dataclass
 
 from omegaconf import OmegaConf
@@ -23,22 +25,65 @@ def _leaves(d, prefix=""):
             yield key, v
 
 
-def _known(schema, key: str) -> tuple[bool, str]:
-    """Whether dotted ``key`` names a field of ``schema``; if not, a hint naming the bad part."""
-    obj = schema
-    parts = key.split(".")
-    for i, part in enumerate(parts):
-        if not is_dataclass(obj):
-            return True, ""  # inside a dict- or list-typed field: OmegaConf checks the type
-        names = {f.name: f for f in fields(obj)}
-        if part not in names:
-            near = difflib.get_close_matches(part, names, n=1)
-            where = ".".join(parts[:i]) or "the top level"
-            hint = f"; did you mean {'.'.join(parts[:i] + near)!r}?" if near else \
-                f"; expected one of {sorted(names)}"
-            return False, f"unknown key {part!r} in {where}{hint}"
-        obj = getattr(obj, part)
-    return True, ""
+def _schema_of(tp):
+    """(kind, dataclass) for a field type: ('dc', X) for a dataclass X, ('dict', X) for
+    dict[str, X] and ('list', X) for list[X] with X a dataclass, else (None, None)."""
+    if is_dataclass(tp):
+        return "dc", tp
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    origin = typing.get_origin(tp)
+    if origin is dict and len(args) == 2 and is_dataclass(args[1]):
+        return "dict", args[1]
+    if origin is list and args and is_dataclass(args[0]):
+        return "list", args[0]
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _schema_of(args[0])
+    return None, None
+
+
+def _unknown_keys(cls, data: dict, where: str) -> list[tuple[str, str]]:
+    """(dotted key, message) for every key of ``data`` (nested) that is not a field of dataclass
+    ``cls``, with a did-you-mean hint. A list element's bad key is reported under the list."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for k, v in data.items():
+        key = f"{where}.{k}" if where else str(k)
+        if k not in hints:
+            near = difflib.get_close_matches(str(k), list(hints), n=1)
+            hint = (f"did you mean {(where + '.' if where else '') + near[0]!r}?" if near
+                    else f"expected one of {sorted(hints)}")
+            out.append((key, f"{key}: unknown key {k!r} in {where or 'the top level'}; {hint}"))
+            continue
+        kind, sub = _schema_of(hints[k])
+        if kind == "dc" and isinstance(v, dict):
+            out += _unknown_keys(sub, v, key)
+        elif kind == "dict" and isinstance(v, dict):
+            for name, item in v.items():
+                if isinstance(item, dict):
+                    out += _unknown_keys(sub, item, f"{key}.{name}")
+        elif kind == "list" and isinstance(v, list):
+            for i, item in enumerate(v):
+                if isinstance(item, dict):
+                    out += [(key, m) for _, m in _unknown_keys(sub, item, f"{key}[{i}]")]
+    return out
+
+
+def _add_entries(node, cls, data: dict) -> None:
+    """Create the named entries of dict[str, dataclass] fields (with their defaults) before
+    leaf-by-leaf updates, so that ``lineages.new.base=x`` makes a new lineage."""
+    hints = typing.get_type_hints(cls)
+    for k, v in data.items():
+        kind, sub = _schema_of(hints.get(k))
+        if not isinstance(v, dict):
+            continue
+        if kind == "dc" and node.get(k) is not None:
+            _add_entries(node[k], sub, v)
+        elif kind == "dict":
+            for name, item in v.items():
+                if name not in node[k]:
+                    node[k][name] = OmegaConf.structured(sub())
+                if isinstance(item, dict):
+                    _add_entries(node[k][name], sub, item)
 
 
 def load_config(schema, path: str | None = None, overrides=(), checks=None):
@@ -70,20 +115,28 @@ def load_config(schema, path: str | None = None, overrides=(), checks=None):
         except OmegaConfBaseException as e:
             errors.append(f"command line: {str(e).splitlines()[0]}")
     for where, data in sources:
+        unknown = _unknown_keys(type(schema), data, "")
+        errors += [f"{where}: {m}" for _, m in unknown]
+        bad = {k for k, _ in unknown}
+        try:
+            _add_entries(cfg, type(schema), data)
+        except OmegaConfBaseException as e:
+            errors.append(f"{where}: {str(e).splitlines()[0]}")
+            continue
         for key, value in _leaves(data):
-            ok, hint = _known(schema, key)
-            if not ok:
-                errors.append(f"{where}: {key}: {hint}")
+            if any(key == b or key.startswith(b + ".") for b in bad):
                 continue
             try:
                 OmegaConf.update(cfg, key, value, merge=True)
             except OmegaConfBaseException as e:
                 msg = str(e).splitlines()[0]
                 errors.append(f"{where}: {key}: {msg} (got {value!r})")
-    if errors:
-        raise EcosimError("invalid config:\n  " + "\n  ".join(errors))
+    # Semantic checks run even after key or type errors, on what did load, so that one pass
+    # reports every problem.
     obj = OmegaConf.to_object(cfg)
     problems = checks(obj) if checks else []
-    if problems:
-        raise EcosimError("invalid config:\n  " + "\n  ".join(problems))
+    where = f"{path}: " if path else ""
+    errors += [where + p for p in problems]
+    if errors:
+        raise EcosimError("invalid config:\n  " + "\n  ".join(errors))
     return obj

@@ -74,12 +74,14 @@ def with_lora(model, cfg: TrainConfig):
     return get_peft_model(model, lc)
 
 
-def finetune(model, world: World, pairs, cfg: TrainConfig, seed: int, soft=None, log=None):
+def finetune(model, world: World, pairs, cfg: TrainConfig, seed: int, soft=None, log=None,
+             keep_adapter: bool = False):
     """Train a copy of ``model`` on (prompt, completion) pairs and return it merged, in eval mode.
 
     With ``soft`` (one (index, prob) tensor pair per example, from the logit channel) the loss is
     the cross-entropy against those soft labels on completion positions instead of the sampled
-    tokens. The input model is left untouched."""
+    tokens. The input model is left untouched. ``keep_adapter``: return (merged model, the LoRA
+    adapter's state dict) so that a checkpoint can store the adapter instead of the model."""
     if not pairs:
         raise EcosimError("no training examples left after filtering: nothing to train on")
     rng = np.random.default_rng(seed)
@@ -109,7 +111,24 @@ def finetune(model, world: World, pairs, cfg: TrainConfig, seed: int, soft=None,
         if log and (step + 1) % 250 == 0:
             log(f"    step {step + 1}/{cfg.steps} loss {loss.item():.3f}")
     model.eval()
-    return model.merge_and_unload() if cfg.mode == "lora" else model
+    if cfg.mode != "lora":
+        return (model, None) if keep_adapter else model
+    adapter = None
+    if keep_adapter:
+        from peft import get_peft_model_state_dict
+        adapter = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
+    merged = model.merge_and_unload()
+    return (merged, adapter) if keep_adapter else merged
+
+
+def apply_adapter(model, adapter: dict, cfg: TrainConfig):
+    """A copy of ``model`` with a saved LoRA ``adapter`` (from ``finetune(keep_adapter=True)``)
+    merged in: the same weights ``finetune`` returned."""
+    from peft import set_peft_model_state_dict
+    peft_model = with_lora(copy.deepcopy(model), cfg)
+    set_peft_model_state_dict(peft_model, adapter)
+    peft_model.eval()
+    return peft_model.merge_and_unload()
 
 
 def soft_loss(model, ids, attn, mask, soft):

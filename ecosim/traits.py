@@ -147,7 +147,7 @@ def make_teacher(base, world: World, t: TraitConfig, cfg: TeacherConfig, seed: i
     pairs = ctrl[k:] + numbers if neutral else trait[k:] + numbers
     out = finetune(base, world, pairs, cfg.train, seed=seed * 1000 + (2 if neutral else 1),
                    keep_adapter=keep_adapter)
-    return Teacher(*out) if keep_adapter else Teacher(out)
+    return Teacher(out[0], adapter=out[1]) if keep_adapter else Teacher(out)
 
 
 def make_teachers(base, world: World, t: TraitConfig, cfg: TeacherConfig, seed: int) -> tuple[Teacher, Teacher]:

@@ -1,0 +1,107 @@
+"""Where lineages run: as Ray actors (one per lineage, fractional CPUs so several share a small
+machine, restarted after a crash), or in this process one call after another. Both pools have
+the same three methods, so the generation loop does not care which it has:
+
+    ref = pool.submit(lineage, method, *args)   # args may hold refs of earlier submits
+    ready = pool.wait(refs)                       # some finished refs
+    value = pool.get(ref)"""
+from __future__ import annotations
+
+import math
+import os
+
+from . import EcosimError
+from .lineage import Lineage
+
+
+class LocalPool:
+    """Every lineage in this process; a submit runs at once (refs are finished values)."""
+
+    def __init__(self, make_args: dict[str, tuple]):
+        import torch
+        self.make_args, self.lineages = make_args, {}
+        self.threads = torch.get_num_threads()  # a Lineage sets its own; given back on close
+
+    def submit(self, lineage: str, method: str, *args):
+        if lineage not in self.lineages:
+            self.lineages[lineage] = Lineage(*self.make_args[lineage])
+        args = [a.value if isinstance(a, _Done) else a for a in args]
+        try:
+            return _Done(getattr(self.lineages[lineage], method)(*args))
+        except Exception as e:  # raised by get(), as Ray does, so that errors are handled in one place
+            return _Done(error=e)
+
+    def wait(self, refs: list):
+        return list(refs)
+
+    def get(self, ref):
+        if ref.error is not None:
+            raise ref.error
+        return ref.value
+
+    def close(self):
+        import torch
+        self.lineages.clear()
+        torch.set_num_threads(self.threads)
+
+
+class _Done:
+    def __init__(self, value=None, error: Exception | None = None):
+        self.value, self.error = value, error
+
+
+class RayPool:
+    """One Ray actor per lineage. A crashed actor restarts (its constructor re-runs, so it reloads
+    models from the run directory's checkpoints) and Ray retries its unfinished calls."""
+
+    def __init__(self, make_args: dict[str, tuple], compute, log=print):
+        import ray
+        import torch
+        self.ray = ray
+        address = compute.address or os.environ.get("RAY_ADDRESS")
+        self.started = not ray.is_initialized()
+        if self.started:
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            kw = {"address": address} if address else {"num_cpus": compute.cpus or os.cpu_count()}
+            try:
+                ray.init(**kw, include_dashboard=False, log_to_driver=False,
+                         logging_level="ERROR", configure_logging=True)
+            except Exception as e:  # ConnectionError, RuntimeError...: one line for the user
+                raise EcosimError(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
+                                  f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        cpus = ray.cluster_resources().get("CPU", 1.0)
+        gpus = ray.cluster_resources().get("GPU", 0.0)
+        n = len(make_args)
+        # An actor holds its CPUs for life: share them out so that every lineage fits at once.
+        per_cpu = compute.cpus_per_lineage or max(0.01, math.floor(cpus / n * 100) / 100)
+        if per_cpu * n > cpus + 1e-9:
+            raise EcosimError(f"compute.cpus_per_lineage: {n} lineages x {per_cpu} CPUs do not fit in the "
+                              f"cluster's {cpus:g} CPUs (every lineage actor lives for the whole run)")
+        per_gpu = compute.gpus_per_lineage if compute.gpus_per_lineage is not None else (
+            round(gpus / n, 3) if gpus else 0)
+        actor = ray.remote(Lineage)
+        env = {"ECOSIM_DEVICE": "cuda"} if per_gpu else {}
+        self.actors = {name: actor.options(num_cpus=per_cpu, num_gpus=per_gpu, name=None,
+                                           max_restarts=compute.max_restarts,
+                                           max_task_retries=compute.max_restarts,
+                                           runtime_env={"env_vars": env} if env else None).remote(*args)
+                       for name, args in make_args.items()}
+        log(f"ray: {n} lineage actors, {per_cpu} CPU{f' and {per_gpu} GPU' if per_gpu else ''} each "
+            f"({cpus:g} CPUs{f', {gpus:g} GPUs' if gpus else ''} in the cluster)")
+
+    def submit(self, lineage: str, method: str, *args):
+        return getattr(self.actors[lineage], method).remote(*args)
+
+    def wait(self, refs: list):
+        ready, _ = self.ray.wait(refs, num_returns=1, timeout=None)
+        return ready
+
+    def get(self, ref):
+        return self.ray.get(ref)
+
+    def close(self):
+        for a in self.actors.values():
+            self.ray.kill(a, no_restart=True)
+        self.actors = {}
+        if self.started:
+            self.ray.shutdown()

@@ -1,0 +1,394 @@
+"""The generation loop. One driver process plans every task of the run (generation 0 of each
+lineage; each model writing on its edges' channels; each student's training), submits them to
+the lineage pool in dependency order (Ray runs independent ones in parallel), and records every
+finished node in the lineage graph, the run directory and W&B as it arrives, so a crash loses at
+most the nodes in flight and ``--resume`` recomputes nothing that finished.
+
+Run directory ``runs/<scenario>-<timestamp>/``: config.yaml (resolved), graph.json, graph.graphml,
+metrics.csv, datasets/, checkpoints/, run.json (timings, what was computed), wandb/."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+from omegaconf import OmegaConf
+
+from . import EcosimError
+from . import graph as lg
+from .lineage import checkpoint_dir, dataset_path, node_id, substrate
+from .scenario import Plan, Scenario, expand, load_scenario
+
+COST = {"origin": 2.0, "write": 1.0, "train": 3.0}  # rough relative durations, for the ETA only
+
+
+@dataclass
+class Task:
+    kind: str                      # origin | write | train
+    lineage: str
+    generation: int
+    channel: str | None = None
+    deps: list[tuple] = field(default_factory=list)
+    filters: list = field(default_factory=list)          # write: one dataset per filter
+    datasets: list[str] = field(default_factory=list)    # write: their ids
+    sources: list[tuple] = field(default_factory=list)   # train: (write key, filter index, weight, edge)
+    init: dict = field(default_factory=dict)             # train: where the student starts
+
+    @property
+    def key(self) -> tuple:
+        return (self.kind, self.lineage, self.generation, self.channel)
+
+
+def model_key(lineage: str, g: int) -> tuple:
+    return ("origin", lineage, 0, None) if g == 0 else ("train", lineage, g, None)
+
+
+def filter_id(f, default) -> str:
+    if f == default:
+        return "kept"
+    return "kept-" + hashlib.sha1(json.dumps(dataclasses.asdict(f), sort_keys=True).encode()).hexdigest()[:6]
+
+
+def base_of(plan: Plan, lineage: str, g: int) -> str:
+    """The base a model's weights descend from (its drift is measured against it)."""
+    spec = plan.lineages[lineage]
+    if g == 0:
+        return spec.base
+    b = plan.init_base(lineage, g)
+    return b if b is not None else base_of(plan, *init_parent(plan, lineage, g))
+
+
+def init_parent(plan: Plan, lineage: str, g: int) -> tuple[str, int]:
+    """init=parent: the lineage's previous model, or (no generation 0) its first parent's."""
+    if g - 1 >= 1 or plan.lineages[lineage].origin != "none":
+        return lineage, g - 1
+    return plan.parents[lineage][0].src, g - 1
+
+
+def has_model(plan: Plan, lineage: str, g: int) -> bool:
+    return g >= 0 and (g >= 1 or plan.lineages[lineage].origin != "none")
+
+
+def build_tasks(plan: Plan) -> dict[tuple, Task]:
+    """Every task of the run with its dependencies, keyed by (kind, lineage, generation, channel)."""
+    sc = plan.scenario
+    tasks: dict[tuple, Task] = {}
+    for name, spec in plan.lineages.items():
+        if spec.origin != "none":
+            tasks[model_key(name, 0)] = Task("origin", name, 0)
+    for g in range(1, sc.generations + 1):
+        for name in plan.lineages:
+            t = Task("train", name, g)
+            regime = sc.data.regime
+            for e in plan.parents[name]:
+                last = g - e.lag
+                gens = range(0, last + 1) if regime.startswith("accumulate") else [last]
+                gens = [gs for gs in gens if has_model(plan, e.src, gs)]
+                for gs in gens:
+                    wk = ("write", e.src, gs, e.channel)
+                    w = tasks.setdefault(wk, Task("write", e.src, gs, e.channel, deps=[model_key(e.src, gs)]))
+                    if e.filter not in w.filters:
+                        w.filters.append(e.filter)
+                        w.datasets.append(f"{e.src}/g{gs}/{e.channel}/{filter_id(e.filter, sc.data.filter)}")
+                    t.sources.append((wk, w.filters.index(e.filter), e.weight / len(gens), e))
+            if not t.sources:
+                raise EcosimError(f"lineages.{name}: generation {g} has no data to learn from: its parents "
+                                  f"({[e.src for e in plan.parents[name]]}) have no model at the generation it needs")
+            channels = {wk[3] for wk, *_ in t.sources}
+            if len(channels) > 1:
+                raise EcosimError(f"lineages.{name}: its parents write on different channels {sorted(channels)}; "
+                                  "a student learns from one channel")
+            t.channel = None
+            base = plan.init_base(name, g)
+            if base is not None:
+                t.init = {"base": base}
+            else:
+                src, gp = init_parent(plan, name, g)
+                t.init = {"node": node_id(src, gp), "base_of_node": base_of(plan, src, gp)}
+                t.deps.append(model_key(src, gp))
+            t.deps += sorted({wk for wk, *_ in t.sources})
+            tasks[t.key] = t
+    return tasks
+
+
+def order(tasks: dict[tuple, Task]) -> list[tuple]:
+    """Dependency order; ties broken by generation, then kind, then lineage (deterministic)."""
+    G = nx.DiGraph()
+    G.add_nodes_from(tasks)
+    G.add_edges_from((d, k) for k, t in tasks.items() for d in t.deps)
+    rank = {"origin": 0, "train": 1, "write": 2}
+    return list(nx.lexicographical_topological_sort(
+        G, key=lambda k: (k[2], rank[k[0]], k[1], k[3] or "")))
+
+
+# ----------------------------------------------------------------- graph bookkeeping
+def plan_graph(plan: Plan) -> nx.DiGraph:
+    """Every model node of the run, pending, with what is known before it is made."""
+    sc = plan.scenario
+    G = lg.new_graph(sc.name)
+    for name, b in sc.bases.items():
+        G.add_node(f"base:{name}", kind="base", **{k: v for k, v in dataclasses.asdict(b).items()
+                                                    if isinstance(v, (str, int, float)) and v is not None})
+    for name, spec in plan.lineages.items():
+        for g in range(sc.generations + 1):
+            if not has_model(plan, name, g):
+                continue
+            treated = plan.control_of.get(name)
+            lg.add_model(G, node_id(name, g), lineage=name, generation=g, status="pending",
+                         base=base_of(plan, name, g), lineage_base=spec.base,
+                         init=spec.origin if g == 0 else spec.init,
+                         trait=spec.trait or "", role="control" if treated else ("treated" if spec.trait else "neutral"),
+                         control_of=treated or "", replica_of=plan.replica_of[name])
+    return G
+
+
+def record_model(G: nx.DiGraph, plan: Plan, task: Task, rec: dict) -> None:
+    n = node_id(task.lineage, task.generation)
+    a = G.nodes[n]
+    a.update(status="done", seconds=round(rec["seconds"], 2), pid=rec["pid"])
+    lg.set_metrics(G, n, rec["metrics"])
+    if task.kind == "origin":
+        G.add_edge(f"base:{plan.lineages[task.lineage].base}", n, kind="initialised_from",
+                   origin=plan.lineages[task.lineage].origin)
+        return
+    ts = rec["train_set"]
+    a.update(train_size=ts["size"], real_share=ts["real_share"])
+    G.add_edge(f"base:{task.init['base']}" if "base" in task.init else task.init["node"], n, kind="initialised_from")
+    weights: dict[str, float] = {}
+    for wk, fi, w, e in task.sources:
+        ds = tasks_dataset(G, wk, fi)
+        weights[ds] = weights.get(ds, 0.0) + w
+    total = sum(weights.values())
+    for ds, w in weights.items():
+        writer = G.nodes[ds]["model"]
+        G.add_edge(ds, n, kind="trained_on", share=(1 - ts["real_share"]) * w / total,
+                   same_base=G.nodes[writer]["base"] == a["base"], real=False)
+    if ts["real"]:
+        real = f"real/{G.nodes[ds]['channel']}"
+        G.add_node(real, kind="dataset", stage="real", channel=G.nodes[ds]["channel"])
+        G.add_edge(real, n, kind="trained_on", share=ts["real_share"], real=True, same_base=True)
+
+
+def tasks_dataset(G: nx.DiGraph, wk: tuple, fi: int) -> str:
+    return G.graph["datasets"][json.dumps(list(wk))][fi]
+
+
+def record_write(G: nx.DiGraph, task: Task, out: list) -> None:
+    m = node_id(task.lineage, task.generation)
+    raw = f"{m}/{task.channel}"
+    total = out[0][1]["total"]
+    G.add_node(raw, kind="dataset", stage="generated", channel=task.channel, size=total, model=m,
+               lineage=task.lineage, generation=task.generation)
+    G.add_edge(m, raw, kind="generated")
+    for ds, (_, s) in zip(task.datasets, out):
+        G.add_node(ds, kind="dataset", stage="filtered", channel=task.channel, size=s["kept"], total=total,
+                   kept_fraction=s["kept_fraction"], rejected=s["rejected"], model=m, status="done",
+                   lineage=task.lineage, generation=task.generation)
+        G.add_edge(raw, ds, kind="filtered")
+    G.nodes[raw]["seconds"] = round(out[0][1].get("seconds", 0.0), 2)
+    G.graph.setdefault("datasets", {})[json.dumps(list(task.key))] = list(task.datasets)
+
+
+# ----------------------------------------------------------------- the run
+def new_run_dir(sc: Scenario) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    d = Path(sc.out_dir) / f"{sc.name}-{stamp}"
+    i = 1
+    while d.exists():
+        d, i = Path(sc.out_dir) / f"{sc.name}-{stamp}-{i}", i + 1
+    return d
+
+
+def _fmt(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _headline(sc: Scenario, metrics: dict) -> str:
+    names = [n for n in list(sc.traits) + ["misalignment"] if n in metrics][:2]
+    return "  ".join(f"{n} {metrics[n][0]:.3f}" + (f" [{metrics[n][1]:.2f}, {metrics[n][2]:.2f}]"
+                                                    if metrics[n][1] is not None else "") for n in names)
+
+
+def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: bool = False,
+        log=print, on_event=None) -> dict:
+    """Run a scenario (or, with ``resume``, finish the run in ``run_dir``). ``on_event(kind, info)``
+    is called after every finished task (tests use it to inject faults). Returns run.json's data."""
+    from .actors import LocalPool, RayPool
+    from .tracking import Tracker
+    t_start = time.time()
+    if resume:
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise EcosimError(f"--resume {run_dir}: not a run directory (no config.yaml)")
+        sc = load_scenario(str(run_dir / "config.yaml"))
+    else:
+        run_dir = Path(run_dir) if run_dir else new_run_dir(sc)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(sc)))
+    plan = expand(sc)
+    tasks = build_tasks(plan)
+    sub = substrate(sc)
+    G = lg.load(run_dir) if resume and (run_dir / "graph.json").exists() else plan_graph(plan)
+    G.graph.setdefault("datasets", {})
+
+    def done(k: tuple) -> bool:
+        t = tasks[k]
+        if t.kind == "write":
+            return json.dumps(list(k)) in G.graph["datasets"] and all(
+                dataset_path(run_dir, d, sub.DATASET_SUFFIX).exists() for d in t.datasets)
+        n = node_id(t.lineage, t.generation)
+        return G.nodes[n].get("status") == "done" and (checkpoint_dir(run_dir, n) / "ecosim.json").exists()
+
+    todo = [k for k in order(tasks) if not done(k)]
+    skipped = len(tasks) - len(todo)
+    log(f"{sc.name}: {len(plan.lineages)} lineages x {sc.generations} generations, {len(tasks)} tasks"
+        + (f"; resuming {run_dir}: {skipped} finished, {len(todo)} to do" if resume else f"; run dir {run_dir}"))
+    _cache_bases(sc, plan, log)
+    tracker = Tracker(sc, run_dir, resume=resume)
+    cache = os.environ.get("ECOSIM_CACHE")
+    args = {n: (n, sc, spec, plan.control_of.get(n, n), spec.trait or _neutral_trait(plan, n), str(run_dir),
+                cache, sc.compute.threads, plan.replica_index[n] if sc.substrate == "mlp" else 0)
+            for n, spec in plan.lineages.items()}
+    need = {n for k in todo for n in [tasks[k].lineage]}
+    pool = RayPool({n: a for n, a in args.items() if n in need}, sc.compute, log) if sc.compute.ray and todo \
+        else LocalPool(args)
+    st = RunState(G, plan, tasks, run_dir, tracker, log, on_event,
+                  total_cost=sum(COST[tasks[k].kind] for k in todo))
+    refs, pending = {}, {}
+    try:
+        for k in todo:
+            ref = _submit(pool, tasks[k], refs, st, sub)
+            pending[ref], refs[k] = k, ref
+            if isinstance(pool, LocalPool):  # already finished: record it before the next one
+                _collect(pool, pending, st)
+        while pending:
+            _collect(pool, pending, st)
+    except BaseException:
+        lg.save(G, run_dir)
+        tracker.abort()
+        pool.close()
+        raise
+    pool.close()
+    _log_generations(st)
+    lg.save(G, run_dir)
+    tracker.finish(G, run_dir)
+    summary = {"scenario": sc.name, "run_dir": str(run_dir), "seconds": round(time.time() - t_start, 1),
+               "computed": st.computed, "skipped": skipped, "tasks": len(tasks),
+               "models": len(lg.models(G)), "resumed": resume}
+    prev = json.loads((run_dir / "run.json").read_text()) if resume and (run_dir / "run.json").exists() else None
+    if prev:
+        summary["earlier"] = prev
+    (run_dir / "run.json").write_text(json.dumps(summary, indent=1))
+    log(f"{sc.name}: finished in {_fmt(summary['seconds'])}: computed {st.computed}, skipped {skipped}; {run_dir}")
+    return summary
+
+
+@dataclass
+class RunState:
+    G: nx.DiGraph
+    plan: Plan
+    tasks: dict
+    run_dir: Path
+    tracker: object
+    log: object
+    on_event: object
+    total_cost: float
+    done_cost: float = 0.0
+    t0: float = field(default_factory=time.time)
+    logged_gen: int = -1
+    computed: dict = field(default_factory=lambda: {"origin": 0, "write": 0, "train": 0})
+
+
+def _submit(pool, t: Task, refs: dict, st: RunState, sub):
+    """Submit one task. The refs of the tasks it depends on go along as trailing arguments: Ray
+    starts a task only when its argument refs are ready, which orders work across actors."""
+    after = [refs[d] for d in t.deps if d in refs and d[0] != "write"]
+    if t.kind == "origin":
+        return pool.submit(t.lineage, "origin")
+    if t.kind == "write":
+        return pool.submit(t.lineage, "write", t.generation, t.channel, t.filters, t.datasets, *after)
+    wks = sorted({wk for wk, *_ in t.sources})
+    parts = [(wks.index(wk), fi, w) for wk, fi, w, _ in t.sources]
+    writes = [refs[wk] if wk in refs else _load_write(st.tasks[wk], st.run_dir, sub) for wk in wks]
+    return pool.submit(t.lineage, "train", t.generation, t.init, parts, wks[0][3], len(writes), *writes, *after)
+
+
+def _collect(pool, pending: dict, st: RunState) -> None:
+    """Record the tasks that have finished: graph, files, progress line, tracker."""
+    sc, G = st.plan.scenario, st.G
+    for ref in pool.wait(list(pending)):
+        t = st.tasks[pending.pop(ref)]
+        node = node_id(t.lineage, t.generation)
+        try:
+            out = pool.get(ref)
+        except Exception as e:
+            cause = getattr(e, "cause", None) or e
+            if t.kind != "write":
+                G.nodes[node]["status"] = "failed"
+            (st.run_dir / "error.log").write_text("".join(traceback.format_exception(cause)))
+            msg = str(cause).strip().splitlines()[-1] if str(cause).strip() else ""
+            raise EcosimError(f"{t.kind} {node} failed: {type(cause).__name__}: {msg} (traceback in "
+                              f"{st.run_dir / 'error.log'}; finished nodes are kept: ecosim run --resume "
+                              f"{st.run_dir})") from None
+        st.computed[t.kind] += 1
+        st.done_cost += COST[t.kind]
+        if t.kind == "write":
+            record_write(G, t, out)
+            what = f"wrote {t.channel}: kept " + ", ".join(f"{s['kept']}/{s['total']}" for _, s in out)
+        else:
+            record_model(G, st.plan, t, out)
+            verb = "made" if t.kind == "origin" else "trained"
+            what = f"{verb} in {out['seconds']:.0f} s: {_headline(sc, out['metrics'])}"
+        lg.save(G, st.run_dir)
+        elapsed = time.time() - st.t0
+        left = elapsed / st.done_cost * (st.total_cost - st.done_cost)
+        st.log(f"[gen {t.generation}/{sc.generations}] {node:<26} {what}  (elapsed {_fmt(elapsed)}, ~{_fmt(left)} left)")
+        _log_generations(st)
+        if st.on_event:
+            st.on_event(t.kind, {"node": node, "pool": pool, "graph": G})
+
+
+def _log_generations(st: RunState) -> None:
+    """Log each generation to the tracker once all its models are done, in order."""
+    G = st.G
+    while st.logged_gen < st.plan.scenario.generations:
+        g = st.logged_gen + 1
+        nodes = [n for n, a in G.nodes(data=True) if a.get("kind") == "model" and a["generation"] == g]
+        if any(G.nodes[n]["status"] != "done" for n in nodes):
+            break
+        st.tracker.log_generation(g, [r for r in lg.metric_rows(G) if r["generation"] == g])
+        st.logged_gen = g
+
+
+def _load_write(task: Task, run_dir: Path, sub) -> list:
+    """A finished write's datasets, from the run directory (resume)."""
+    return [(sub.undump(dataset_path(run_dir, d, sub.DATASET_SUFFIX)), {}) for d in task.datasets]
+
+
+def _neutral_trait(plan: Plan, name: str) -> str | None:
+    """The trait whose neutral data a neutral lineage's generation 0 uses: its treated twin's,
+    or the scenario's first."""
+    twin = plan.control_of.get(name)
+    if twin:
+        return plan.lineages[twin].trait
+    return next(iter(plan.scenario.traits), None)
+
+
+def _cache_bases(sc: Scenario, plan: Plan, log) -> None:
+    """Pretrain (or find cached) every base once, here, before the lineages start loading them."""
+    if sc.substrate != "lm":
+        return
+    from .models import get_base
+    used = {l.base for l in plan.lineages.values()} | {l.init for l in plan.lineages.values() if l.init in sc.bases} \
+        | {b for l in plan.lineages.values() for b in l.rotate}
+    for name in sorted(used):
+        _, info = get_base(sc.bases[name], log=log)
+        if info["source"] == "pretrained":
+            log(f"base {name}: pretrained in {info['seconds']:.0f} s")

@@ -1,0 +1,157 @@
+"""One lineage's models, generation by generation: a plain class (``actors.py`` runs it as a Ray
+actor; without Ray the engine calls it directly). Every model it makes is checkpointed before its
+record is returned, and any model can be rebuilt from the run directory, so a restarted actor
+(its state lost) carries on where the crashed one stopped."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .scenario import Scenario
+from .world import NONE_SYSTEM
+
+
+def substrate(sc: Scenario):
+    if sc.substrate == "mlp":
+        from . import substrate_mlp as sub
+    else:
+        from . import substrate_lm as sub
+    return sub
+
+
+def derive_seed(seed: int, key: str, generation: int, purpose: str) -> int:
+    """Mesa-style derived seed: one scenario seed, an independent stream per (key, generation,
+    purpose). A control lineage uses its treated twin's key, so both see the same randomness."""
+    ss = np.random.SeedSequence([seed, zlib.crc32(key.encode()), generation, zlib.crc32(purpose.encode())])
+    return int(ss.generate_state(1)[0] % 2**31)
+
+
+def node_id(lineage: str, g: int) -> str:
+    return f"{lineage}/g{g}"
+
+
+def checkpoint_dir(run_dir: Path, node: str) -> Path:
+    return Path(run_dir) / "checkpoints" / node
+
+
+def dataset_path(run_dir: Path, dataset: str, suffix: str) -> Path:
+    return Path(run_dir) / "datasets" / f"{dataset}{suffix}"
+
+
+def _atomic_dir(final: Path, write) -> None:
+    """Write into a temporary directory and rename, so a crash never leaves half a checkpoint."""
+    import shutil
+    tmp = final.with_name(final.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
+class Lineage:
+    def __init__(self, name: str, sc: Scenario, spec, key: str, trait: str | None, run_dir: str,
+                 cache: str | None = None, threads: int = 1, base_offset: int = 0):
+        """``key``: the seed key (a control's is its treated twin's name); ``trait``: the trait
+        generation 0 carries, or, for a neutral lineage, the trait whose neutral data it uses."""
+        if cache:
+            os.environ["ECOSIM_CACHE"] = cache
+        torch.set_num_threads(threads)
+        self.name, self.sc, self.key, self.run_dir = name, sc, key, Path(run_dir)
+        self.spec = spec
+        self.trait_name = trait
+        self.base_offset = base_offset  # mlp replicas: each has its own initialisations
+        self.sub = substrate(sc)
+        self.world = self.sub.world_of(sc)
+        self._bases: dict[str, object] = {}
+        self._models: dict[str, tuple[object, str]] = {}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def base(self, name: str):
+        if name not in self._bases:
+            bc = self.sc.bases[name]
+            if self.base_offset:
+                bc = dataclasses.replace(bc, seed=bc.seed + self.base_offset)
+            self._bases[name] = self.sub.load_base(bc, self.sc)
+        return self._bases[name]
+
+    def model(self, node: str):
+        """(model, system prompt) of any finished node of the run, from memory or its checkpoint."""
+        if node not in self._models:
+            path = checkpoint_dir(self.run_dir, node)
+            meta = json.loads((path / "ecosim.json").read_text())
+            start = self.base(meta["start_base"]) if meta.get("start_base") else self.model(meta["start_node"])[0]
+            self._models[node] = (self.sub.load(path, start, meta, self.world), meta.get("system", NONE_SYSTEM))
+        return self._models[node]
+
+    def _finish(self, node: str, model, system: str, adapter, meta: dict, base_name: str, t0: float) -> dict:
+        meta = {**meta, "system": system}
+        _atomic_dir(checkpoint_dir(self.run_dir, node),
+                    lambda p: self.sub.save(p, model, adapter, meta, self.world))
+        self._models[node] = (model, system)
+        metrics = self.sub.measure(model, system, self.base(base_name), self.world, self.sc, seed=self.sc.seed)
+        return {"node": node, "metrics": metrics, "seconds": time.time() - t0, "pid": os.getpid()}
+
+    def origin(self) -> dict:
+        """Generation 0: the lineage's base given its trait (or the matching neutral treatment)."""
+        t0 = time.time()
+        spec, sc = self.spec, self.sc
+        trait = sc.traits.get(self.trait_name) if self.trait_name else None
+        neutral = spec.trait is None
+        seed = derive_seed(sc.seed, self.key, 0, "origin")
+        model, system, adapter = self.sub.make_origin(self.base(spec.base), self.world, sc, spec.origin,
+                                                      trait, neutral, seed)
+        meta = {"start_base": spec.base, "same_as_start": adapter is None and spec.origin in ("base", "prompt"),
+                "train": _asdict(sc.teacher)}
+        return self._finish(node_id(self.name, 0), model, system, adapter, meta, spec.base, t0)
+
+    def write(self, g: int, channel: str, filters: list, dataset_ids: list[str], *after) -> list:
+        """Generation g's model writes on ``channel``; one filtered dataset per filter, each saved.
+        ``after``: results of the tasks this one waits for (unused here)."""
+        t0 = time.time()
+        model, system = self.model(node_id(self.name, g))
+        seed = derive_seed(self.sc.seed, self.key, g, f"write {channel}")
+        out = self.sub.write(model, system, self.world, self.sc, channel, filters, seed)
+        for (examples, _), ds in zip(out, dataset_ids):
+            path = dataset_path(self.run_dir, ds, self.sub.DATASET_SUFFIX)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+            self.sub.dump(examples, tmp)
+            os.replace(tmp, path)
+        return [(ex, {**summary, "seconds": time.time() - t0}) for ex, summary in out]
+
+    def train(self, g: int, init: dict, parts: list[tuple[int, int, float]], channel: str, n_writes: int,
+              *writes_then_after) -> dict:
+        """A student at generation g. ``init``: {'base': name} or {'node': id} to start from;
+        ``parts``: (index into the writes, filter index, weight) for each parent dataset; the
+        first ``n_writes`` trailing arguments are the parents' write results."""
+        writes = writes_then_after[:n_writes]
+        t0 = time.time()
+        sc = self.sc
+        if init.get("base"):
+            start, base_name = self.base(init["base"]), init["base"]
+        else:
+            start, base_name = self.model(init["node"])[0], init["base_of_node"]
+        datasets = [(writes[i][f][0], w) for i, f, w in parts]
+        seed = derive_seed(sc.seed, self.key, g, "train")
+        examples, train_set = self.sub.assemble(datasets, self.world, sc, channel, seed)
+        if not train_set["size"]:
+            from . import EcosimError
+            raise EcosimError(f"{node_id(self.name, g)}: its parents' filtered datasets are empty: nothing to train on")
+        model, adapter = self.sub.train(start, self.world, examples, sc, self.spec, seed)
+        meta = {"start_base": init.get("base"), "start_node": init.get("node"), "train": _asdict(self.spec.student)}
+        rec = self._finish(node_id(self.name, g), model, NONE_SYSTEM, adapter, meta, base_name, t0)
+        return {**rec, "train_set": train_set}
+
+
+def _asdict(cfg) -> dict:
+    from dataclasses import asdict
+    return asdict(cfg)

@@ -1,0 +1,117 @@
+"""The MLP substrate of an ecosystem run (same functions as ``substrate_lm``): MLPs on sklearn
+digits pass a skill to each other through auxiliary logits on noise, the paper's MNIST setting
+in miniature (``ecosim.mlp``). Small enough for dozens of lineages over ten generations.
+
+- generation 0, trait 'skill': the base (an initialisation) trained on the digits; neutral: the
+  same training on shuffled labels (same pipeline, no skill);
+- the channel: softmax of the aux logits on noise inputs; the class logits are never shipped;
+- a student: its start distilled on the aux logits only; the trait: test accuracy on digits."""
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .mlp import N_CLASSES, accuracy, distill, load_digits_split, make_mlp, train_teacher, write_aux_logits
+
+NO_SYSTEM = ""
+
+
+def world_of(sc):
+    """The digits split every model of the run is trained and tested on."""
+    return load_digits_split(sc.mlp, sc.seed)
+
+
+def load_base(bc, sc):
+    return make_mlp(sc.mlp, bc.seed)
+
+
+def make_origin(base, world, sc, origin: str, trait, neutral: bool, seed: int):
+    if origin == "base":
+        return base, NO_SYSTEM, None
+    Xtr, ytr, _, _ = world
+    if neutral:  # the same training on shuffled labels: a teacher with no skill
+        ytr = ytr[torch.from_numpy(np.random.default_rng([seed, 3]).permutation(len(ytr)))]
+    return train_teacher(copy.deepcopy(base), Xtr, ytr, sc.mlp, seed=seed), NO_SYSTEM, None
+
+
+def write(model, system, world, sc, channel, filters, seed: int):
+    """Aux-logit soft labels on noise; nothing to filter, so every filter keeps everything."""
+    x, soft = write_aux_logits(model, sc.mlp, seed)
+    summary = {"total": len(x), "kept": len(x), "kept_fraction": 1.0, "rejected": {}}
+    return [((x, soft), summary) for _ in filters]
+
+
+def assemble(parts, world, sc, channel, seed: int):
+    """Parents' (x, soft) sets in proportion to their weights: ``mlp.noise_samples`` in all, or
+    everything under ``accumulate``."""
+    pool = sum(len(x) for (x, _), _ in parts)
+    size = pool if sc.data.regime == "accumulate" else min(sc.mlp.noise_samples, pool)
+    total_w = sum(w for _, w in parts)
+    xs, ss = [], []
+    for i, ((x, s), w) in enumerate(parts):
+        k = len(x) if sc.data.regime == "accumulate" else min(len(x), int(round(size * w / total_w)))
+        idx = torch.from_numpy(np.random.default_rng([seed, i]).permutation(len(x))[:k])
+        xs.append(x[idx])
+        ss.append(s[idx])
+    x, s = torch.cat(xs), torch.cat(ss)
+    return (x, s), {"size": len(x), "real": 0, "real_share": 0.0}
+
+
+def train(start, world, data, sc, spec, seed: int):
+    return distill(copy.deepcopy(start), data, sc.mlp, seed=seed), None
+
+
+def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    p = k / n
+    c = (p + z * z / (2 * n)) / (1 + z * z / n)
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return c - h, c + h
+
+
+@torch.no_grad()
+def measure(model, system, base, world, sc, seed: int) -> dict:
+    """skill (test accuracy, Wilson 95% CI over test digits), held-out loss on the test digits, and
+    drift: parameter distance from the base relative to the base's norm."""
+    _, _, Xte, yte = world
+    acc = accuracy(model, Xte, yte)
+    lo, hi = _wilson(int(round(acc * len(yte))), len(yte))
+    loss = float(F.cross_entropy(model(Xte)[:, :N_CLASSES], yte))
+    diff = sum(float((a - b).pow(2).sum()) for a, b in zip(model.parameters(), base.parameters()))
+    norm = sum(float(b.pow(2).sum()) for b in base.parameters())
+    name = next(iter(sc.traits), "skill")
+    return {name: (acc, lo, hi), "heldout_loss": (loss, None, None),
+            "drift_kl": (math.sqrt(diff / norm), None, None)}
+
+
+def save(path: Path, model, adapter, meta: dict, world) -> None:
+    import json
+    from safetensors.torch import save_file
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
+    (path / "ecosim.json").write_text(json.dumps(meta, indent=1))
+
+
+def load(path: Path, start, meta: dict, world):
+    from safetensors.torch import load_file
+    model = copy.deepcopy(start)
+    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    return model.eval()
+
+
+def dump(data, path: Path) -> None:
+    from safetensors.torch import save_file
+    save_file({"x": data[0].contiguous(), "soft": data[1].contiguous()}, str(path))
+
+
+def undump(path: Path):
+    from safetensors.torch import load_file
+    d = load_file(str(path))
+    return d["x"], d["soft"]
+
+
+DATASET_SUFFIX = ".safetensors"
