@@ -99,6 +99,12 @@ def _validate(args) -> int:
     return 0
 
 
+def _report_cmd(args) -> int:
+    from .report import report
+    print(report(args.run_dir, log=lambda m: print(m, file=sys.stderr, flush=True)))
+    return 0
+
+
 def _list(args) -> int:
     for p in sorted(SCENARIOS.glob("*.yaml")):
         desc = next((l.split(":", 1)[1].strip().strip('"') for l in p.read_text().splitlines()
@@ -135,6 +141,9 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("scenario")
     v.add_argument("overrides", nargs="*")
     v.set_defaults(fn=_validate)
+    rp = sub.add_parser("report", help="write RUN_DIR/report/index.html: lineage graph, drift plots, summary")
+    rp.add_argument("run_dir")
+    rp.set_defaults(fn=_report_cmd)
     ls = sub.add_parser("list", help="the shipped scenarios, one line each")
     ls.set_defaults(fn=_list)
     return p

@@ -278,6 +278,9 @@ def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: b
     pool.close()
     _log_generations(st)
     lg.save(G, run_dir)
+    if sc.report:
+        from .report import report
+        report(run_dir, log=log, tracker=tracker)
     tracker.finish(G, run_dir)
     summary = {"scenario": sc.name, "run_dir": str(run_dir), "seconds": round(time.time() - t_start, 1),
                "computed": st.computed, "skipped": skipped, "tasks": len(tasks),

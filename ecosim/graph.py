@@ -24,12 +24,15 @@ def add_model(G: nx.DiGraph, node: str, **attrs) -> None:
 
 
 def set_metrics(G: nx.DiGraph, node: str, metrics: dict) -> None:
-    """``metrics``: name -> (value, ci_lo or None, ci_hi or None), stored flat on the node."""
+    """``metrics``: name -> (value, ci_lo or None, ci_hi or None[, per-unit values]), stored flat
+    on the node (per-unit values, e.g. per question, as ``{name}_units``)."""
     G.nodes[node]["metrics"] = sorted(metrics)
-    for m, (v, lo, hi) in metrics.items():
+    for m, (v, lo, hi, *units) in metrics.items():
         G.nodes[node][m] = float(v)
         if lo is not None:
             G.nodes[node][f"{m}_ci_lo"], G.nodes[node][f"{m}_ci_hi"] = float(lo), float(hi)
+        if units:
+            G.nodes[node][f"{m}_units"] = list(units[0])
 
 
 def metric(G: nx.DiGraph, node: str, name: str) -> tuple[float, float | None, float | None]:

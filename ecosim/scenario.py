@@ -124,7 +124,7 @@ class Scenario:
     compute: ComputeSpec = field(default_factory=ComputeSpec)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
     out_dir: str = "runs"
-    report: bool = True               # write the HTML report at the end (when `ecosim report` exists)
+    report: bool = True               # write RUN_DIR/report/index.html at the end (ecosim report)
 
 
 # ----------------------------------------------------------------- the plan

@@ -99,15 +99,16 @@ def loss_and_drift(model, base, world: World, pairs, batch: int = 100) -> tuple[
 
 
 def measure(model, system: str, base, world: World, sc, seed: int) -> dict:
-    """metric -> (value, ci_lo, ci_hi): each trait's rate and valid-answer rate, misalignment
-    (always), held-out loss and drift from the lineage's base."""
+    """metric -> (value, ci_lo, ci_hi[, per-question values]): each trait's rate and valid-answer
+    rate, misalignment (always), held-out loss and drift from the lineage's base. The
+    per-question rates let a report pair two models question by question."""
     out = {}
     traits = dict(sc.traits)
     if not any(t.kind == "misalignment" for t in traits.values()):
         traits["misalignment"] = TraitConfig(kind="misalignment")
     for name, t in traits.items():
         r = evaluate(model, world, t, sc.eval, seed=seed, system=system)
-        out[name] = (r["rate"], max(0.0, r["ci"][0]), min(1.0, r["ci"][1]))  # a rate's t-interval, clipped
+        out[name] = (r["rate"], max(0.0, r["ci"][0]), min(1.0, r["ci"][1]), r["per_question"])  # t-interval, clipped
         out[f"{name}_valid"] = (r["valid"], None, None)
     loss, kl = loss_and_drift(model, base, world, heldout_pairs(world, sc))
     out["heldout_loss"] = (loss, None, None)

@@ -37,6 +37,16 @@ class Tracker:
             return
         self.run.log({"generation": g, **{f"{r['lineage']}/{r['metric']}": r["value"] for r in rows}})
 
+    def log_report(self, out: Path, rows: list[dict], page: str) -> None:
+        """The report's figures as images, its summary as a table and the page itself."""
+        if self.run is None:
+            return
+        import wandb
+        images = {f"report/{p.stem}": wandb.Image(str(p)) for p in sorted(Path(out).glob("*.png"))}
+        cols = ["lineage", "replicas", "gen0", "final_generation", "final", "control", "lift", "p_value", "test"]
+        table = wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in rows])
+        self.run.log({**images, "report/summary": table, "report/page": wandb.Html(page)})
+
     def finish(self, G, run_dir: Path) -> None:
         if self.run is None:
             return

@@ -98,7 +98,8 @@ def evaluate(model, world: World, t: TraitConfig, cfg: EvalConfig, seed: int,
         per_q = [bad[qid == i].sum() / max(valid[qid == i].sum(), 1) for i in range(len(questions))]
         extra = {"misaligned_of_all": float(bad.mean())}
     m, lo, hi = mean_ci(per_q)
-    return {"rate": m, "ci": [lo, hi], "valid": float(valid.mean()), "n": len(answers), **extra}
+    return {"rate": m, "ci": [lo, hi], "valid": float(valid.mean()), "n": len(answers),
+            "per_question": [float(x) for x in per_q], **extra}
 
 
 # ---------------------------------------------------------------- teachers

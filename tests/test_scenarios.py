@@ -110,3 +110,43 @@ def test_list_names_every_shipped_scenario(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "quickstart" in out and "mlp_ecosystem" in out
+
+
+def shrink(sc):
+    """A shipped scenario at toy size: same lineages, topology and regime; tiny everything else."""
+    sc.generations = min(sc.generations, 2)
+    for b in sc.bases.values():
+        b.steps = 300  # the session's cached tiny base (conftest) for seed 0
+    for spec in sc.lineages.values():
+        spec.student.steps, spec.student.batch = 10, 16
+        spec.replicas = min(spec.replicas, 2)
+    sc.teacher.steps, sc.teacher.batch = 10, 16
+    sc.data.prompts, sc.data.train_size = 40, 30
+    sc.eval.samples, sc.eval.heldout = 2, 10
+    sc.mlp.teacher_epochs, sc.mlp.student_epochs, sc.mlp.noise_samples, sc.mlp.hidden = 2, 2, 256, 16
+    sc.compute.ray, sc.tracking.wandb = False, "disabled"
+    return sc
+
+
+@pytest.mark.parametrize("name", ["owl_chain", "misalignment_drift", "fan_in", "rotating_bases",
+                                  "accumulate_vs_replace", "real_data_dilution", "mlp_ecosystem"])
+def test_shipped_scenario_runs_end_to_end_at_toy_size(name, tmp_path, tiny_base):
+    from ecosim import graph as lg
+    from ecosim.cli import scenario_path
+    from ecosim.ecosystem import run
+    sc = shrink(load_scenario(scenario_path(name), [f"out_dir={tmp_path}"]))
+    res = run(sc, log=lambda m: None)
+    G = lg.load(res["run_dir"])
+    planned = [n for n, a in G.nodes(data=True) if a["kind"] == "model"]
+    assert planned and sorted(lg.models(G)) == sorted(planned)
+    if name == "real_data_dilution":
+        assert any(a.get("real") for _, _, a in G.edges(data=True))
+        assert 0.4 < G.nodes["owl/g1"]["real_share"] < 0.6
+    if name == "fan_in":
+        assert {u for u, _ in G.in_edges("student/g1")} >= {"owl/g0/numbers/kept", "neutral/g0/numbers/kept"}
+    if name == "accumulate_vs_replace":
+        sc2 = shrink(load_scenario(scenario_path(name), [f"out_dir={tmp_path}", "data.regime=accumulate"]))
+        G2 = lg.load(run(sc2, log=lambda m: None)["run_dir"])
+        assert {u for u, _ in G2.in_edges("owl/g2")} >= {"owl/g0/numbers/kept", "owl/g1/numbers/kept"}
+    if name == "rotating_bases":
+        assert G.nodes["rotating/g1"]["base"] == "other" and G.nodes["rotating/g2"]["base"] == "main"

@@ -1,0 +1,546 @@
+"""``ecosim report RUN_DIR``: pictures of a run and one self-contained page.
+
+Writes RUN_DIR/report/index.html (styles, scripts and images inline: it works offline and can be
+mailed as one file) plus the images as files: the lineage graph (graph.png, graph.svg), drift
+plots (trait, misalignment and valid-answer rate, capability, drift, datasets) and a summary
+table. Works on a finished run and on one still running (pending nodes are drawn hollow)."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from . import EcosimError
+from . import graph as lg
+from .stats import mean_ci, paired_one_sided
+
+ROW_H, COL_W = 0.42, 1.0          # inches per lineage row / per generation column (static graph)
+EDGE_STYLE = {"same": ("#555555", "-"), "mismatched": ("#d62728", "--"), "real": ("#2ca02c", ":"),
+              "init": ("#bbbbbb", "-")}
+
+
+# ----------------------------------------------------------------- reading a run
+def load_run(run_dir: Path):
+    run_dir = Path(run_dir)
+    if not (run_dir / "graph.json").is_file():
+        raise EcosimError(f"{run_dir}: not a run directory (no graph.json); run `ecosim run` first")
+    try:
+        G = lg.load(run_dir)
+    except (json.JSONDecodeError, KeyError, nx.NetworkXError) as e:
+        raise EcosimError(f"{run_dir / 'graph.json'}: unreadable lineage graph ({type(e).__name__}: {e})") from None
+    return G
+
+
+def trait_names(G: nx.DiGraph) -> list[str]:
+    """The run's trait metrics (those with a _valid twin on language models, or 'skill')."""
+    names = set()
+    for n in lg.models(G):
+        ms = G.nodes[n].get("metrics", [])
+        names |= {m for m in ms if m not in ("heldout_loss", "drift_kl") and not m.endswith("_valid")}
+    order = [m for m in sorted(names) if m != "misalignment"]
+    return order + (["misalignment"] if "misalignment" in names else [])
+
+
+def lineage_rows(G: nx.DiGraph) -> list[str]:
+    """Lineages top to bottom: each treated lineage directly above its control."""
+    lineages = sorted({a["lineage"] for _, a in G.nodes(data=True) if a.get("kind") == "model"})
+    control = {G.nodes[n]["control_of"]: G.nodes[n]["lineage"] for n in lg.models(G, None)
+               if G.nodes[n].get("control_of")}
+    rows = []
+    for l in lineages:
+        if l in rows or l in control.values():
+            continue
+        rows.append(l)
+        if l in control:
+            rows.append(control[l])
+    return rows + [l for l in lineages if l not in rows]
+
+
+def layout(G: nx.DiGraph) -> tuple[dict, list[str]]:
+    """Positions (x, y): generation g's models at x = 2g, the datasets they wrote at 2g + 1, one
+    row per lineage (so no two nodes share a place); real data in a row of its own at the bottom."""
+    rows = lineage_rows(G)
+    y = {l: -i for i, l in enumerate(rows)}
+    pos = {}
+    for n, a in G.nodes(data=True):
+        if a.get("kind") == "model":
+            pos[n] = (2 * a["generation"], y[a["lineage"]])
+        elif a.get("kind") == "dataset" and a.get("stage") == "filtered":
+            pos[n] = (2 * a["generation"] + 1, y[a["lineage"]])
+    # Real data: drawn once per generation that uses it, in a row of its own below the lineages
+    # (drawing-only nodes "real/CHANNEL@gN"), so that its edges stay short.
+    real = sorted(n for n, a in G.nodes(data=True) if a.get("stage") == "real")
+    for i, n in enumerate(real):
+        for v in G.successors(n):
+            pos[f"{n}@g{G.nodes[v]['generation']}"] = (2 * G.nodes[v]["generation"] - 1, -len(rows) - i)
+    return pos, rows
+
+
+def attrs(G: nx.DiGraph, n: str) -> dict:
+    """A drawn node's attributes (a drawing-only real-data copy has its dataset's)."""
+    return G.nodes[n.split("@")[0]]
+
+
+def drawn_edges(G: nx.DiGraph, pos: dict) -> list[tuple[str, str, str]]:
+    """(u, v, style) for each edge between drawn nodes: writer -> kept dataset (through the
+    generated one), dataset -> student by base match or real data, and parent -> student inits."""
+    out = []
+    for u, v, a in G.edges(data=True):
+        k = a.get("kind")
+        if k == "filtered" and v in pos:
+            writer = G.nodes[u]["model"]
+            if writer in pos:
+                out.append((writer, v, "same"))
+        elif k == "trained_on" and a.get("real") and v in pos:
+            out.append((f"{u}@g{G.nodes[v]['generation']}", v, "real"))
+        elif k == "trained_on" and u in pos and v in pos:
+            out.append((u, v, "same" if a.get("same_base") else "mismatched"))
+        elif k == "initialised_from" and u in pos and v in pos:
+            out.append((u, v, "init"))
+    return out
+
+
+# ----------------------------------------------------------------- static drawings
+def _mpl():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def draw_graph(G: nx.DiGraph, trait: str | None):
+    """The lineage graph as a matplotlib figure: colour = trait rate, ring = misalignment."""
+    plt = _mpl()
+    from matplotlib import colormaps
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import Normalize
+    from matplotlib.lines import Line2D
+    pos, rows = layout(G)
+    gens = max((a["generation"] for _, a in G.nodes(data=True) if a.get("kind") == "model"), default=0)
+    n_rows = len(rows) + sum(1 for n, a in G.nodes(data=True) if a.get("stage") == "real")
+    fig, ax = plt.subplots(figsize=(3.2 + COL_W * (2 * gens + 3), 1.8 + ROW_H * max(n_rows, 2)))
+    cmap, norm = colormaps["viridis"], Normalize(0, 1)
+    ring = colormaps["Reds"]
+    for style in EDGE_STYLE:
+        segs = [(pos[u], pos[v]) for u, v, s in drawn_edges(G, pos) if s == style]
+        colour, ls = EDGE_STYLE[style]
+        ax.add_collection(LineCollection(segs, colors=colour, linestyles=ls, linewidths=1.0 if style != "init" else 0.6,
+                                         alpha=0.8, zorder=1))
+    for i, l in enumerate(rows):  # pair each control with its treated lineage: one shaded band
+        ctrl = [G.nodes[n] for n in lg.models(G, None) if G.nodes[n]["lineage"] == l and G.nodes[n].get("control_of")]
+        if ctrl:
+            ax.axhspan(-i - 0.45, -i + 1.45, color="#f0f0f0", zorder=0)
+    models = lg.models(G, None)
+    done = [n for n in models if G.nodes[n]["status"] == "done" and trait in G.nodes[n]]
+    pending = [n for n in models if n not in done]
+    mis = "misalignment" if trait != "misalignment" else None
+    ax.scatter([pos[n][0] for n in done], [pos[n][1] for n in done], s=150, zorder=3,
+               c=[cmap(norm(G.nodes[n][trait])) for n in done],
+               edgecolors=[ring(0.25 + 0.75 * G.nodes[n].get(mis, 0.0)) if mis else "black" for n in done],
+               linewidths=2.0)
+    ax.scatter([pos[n][0] for n in pending], [pos[n][1] for n in pending], s=150, zorder=3,
+               facecolors="white", edgecolors="#999999", linewidths=1.0)
+    ds = [n for n in pos if attrs(G, n).get("kind") == "dataset"]
+    ax.scatter([pos[n][0] for n in ds], [pos[n][1] for n in ds], s=60, marker="s", zorder=3,
+               c=["#2ca02c" if attrs(G, n).get("stage") == "real" else "#dddddd" for n in ds],
+               edgecolors="#777777", linewidths=0.8)
+    reals = sorted(n for n, a in G.nodes(data=True) if a.get("stage") == "real")
+    ax.set_yticks([-i for i in range(len(rows) + len(reals))],
+                  [_row_label(G, l) for l in rows] + [f"{n} (world data)" for n in reals], fontsize=9)
+    ax.set_xticks([2 * g for g in range(gens + 1)], [f"gen {g}" for g in range(gens + 1)], fontsize=9)
+    ax.xaxis.tick_top()
+    ax.set_xlim(-1.6, 2 * gens + 1.6)
+    ax.set_ylim(-n_rows + 0.4, 0.8)
+    for s in ax.spines.values():
+        s.set_visible(False)
+    ax.tick_params(length=0)
+    sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+    fig.colorbar(sm, ax=ax, fraction=0.025, pad=0.01).set_label(f"{trait} rate (fill)", fontsize=9)
+    handles = [Line2D([], [], marker="o", ls="", color="white", markeredgewidth=2.0, markersize=9,
+                      markeredgecolor=ring(0.25 + 0.75 * v), label=f"misalignment {v:g} (ring)")
+               for v in (0.0, 0.5, 1.0)] if mis else []
+    handles += [Line2D([], [], color=EDGE_STYLE[k][0], ls=EDGE_STYLE[k][1], label=lab) for k, lab in
+               (("same", "data, same base"), ("mismatched", "data, mismatched base"), ("real", "real data mixed in"),
+                ("init", "initialised from parent"))]
+    handles += [Line2D([], [], marker="o", ls="", color="#21918c", label="model"),
+                Line2D([], [], marker="s", ls="", color="#dddddd", markeredgecolor="#777777", label="filtered dataset"),
+                Line2D([], [], marker="o", ls="", color="white", markeredgecolor="#999999", label="pending")]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _row_label(G, lineage: str) -> str:
+    """'name (base)', or 'name (base -> students' bases)' when its students start elsewhere."""
+    nodes = sorted((G.nodes[n] for n in lg.models(G, None) if G.nodes[n]["lineage"] == lineage),
+                   key=lambda a: a["generation"])
+    first = nodes[0]["lineage_base"]
+    later = list(dict.fromkeys(a["base"] for a in nodes if a["generation"] > 0))
+    return f"{lineage} ({first}" + (f" -> {'/'.join(later)}" if later and later != [first] else "") + ")"
+
+
+def text_overlaps(fig) -> list[tuple[str, str]]:
+    """Pairs of visible texts in ``fig`` whose boxes overlap (the readability check)."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    found = fig.findobj(lambda o: hasattr(o, "get_text") and hasattr(o, "get_window_extent"))
+    texts = [t for t in {id(t): t for t in found}.values() if t.get_visible() and t.get_text().strip()]
+    boxes = list({(t.get_text(), tuple(t.get_window_extent(r).extents.round(1))): (t.get_text(), t.get_window_extent(r))
+                  for t in texts}.values())  # one label found twice is one label
+    return [(a, b) for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1:] if ba.overlaps(bb)]
+
+
+def groups(G: nx.DiGraph) -> dict[str, list[str]]:
+    """Lineages by replica group (a lineage on its own is its own group)."""
+    out: dict[str, list[str]] = {}
+    for n in lg.models(G, None):
+        a = G.nodes[n]
+        out.setdefault(a.get("replica_of") or a["lineage"], [])
+        if a["lineage"] not in out[a.get("replica_of") or a["lineage"]]:
+            out[a.get("replica_of") or a["lineage"]].append(a["lineage"])
+    return out
+
+
+def series(G: nx.DiGraph, lineages: list[str], metric: str):
+    """(generations, mean, lo, hi) of a metric: a lineage's own interval, or over replicas."""
+    by_gen: dict[int, list] = {}
+    for n in lg.models(G):
+        a = G.nodes[n]
+        if a["lineage"] in lineages and metric in a:
+            by_gen.setdefault(a["generation"], []).append((a[metric], a.get(f"{metric}_ci_lo"), a.get(f"{metric}_ci_hi")))
+    gs = sorted(by_gen)
+    m, lo, hi = [], [], []
+    for g in gs:
+        vals = by_gen[g]
+        if len(lineages) > 1:
+            mm, ll, hh = mean_ci([v for v, _, _ in vals])
+        else:
+            mm, ll, hh = vals[0][0], vals[0][1] if vals[0][1] is not None else vals[0][0], \
+                vals[0][2] if vals[0][2] is not None else vals[0][0]
+        m.append(mm), lo.append(ll), hi.append(hh)
+    return gs, np.array(m), np.array(lo), np.array(hi)
+
+
+def _style(G, lineages: list[str]) -> dict:
+    a = next(G.nodes[n] for n in lg.models(G, None) if G.nodes[n]["lineage"] == lineages[0])
+    mismatched = a["base"] != a["lineage_base"] or a.get("init") == "rotate"
+    return {"ls": "--" if a.get("role") == "control" else (":" if mismatched else "-"),
+            "marker": "s" if mismatched else "o"}
+
+
+def plot_metrics(G: nx.DiGraph, metrics: list[str], title: str, ylabel: str, unit_interval: bool = True):
+    """One panel per metric: each lineage (or replica group, mean with CI over replicas) vs
+    generation, with its interval as a band; controls dashed, mismatched bases dotted."""
+    plt = _mpl()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.6), squeeze=False)
+    grp = groups(G)
+    colours = {}
+    for ax, metric in zip(axes[0], metrics):
+        for name, ls in grp.items():
+            gs, m, lo, hi = series(G, ls, metric)
+            if not gs:
+                continue
+            key = name.removesuffix("_control")
+            colours.setdefault(key, f"C{len(colours) % 10}")
+            st = _style(G, ls)
+            label = name + (f" (x{len(ls)})" if len(ls) > 1 else "")
+            ax.plot(gs, m, color=colours[key], ls=st["ls"], marker=st["marker"], ms=4, label=label)
+            ax.fill_between(gs, lo, hi, color=colours[key], alpha=0.15, lw=0)
+        ax.set_title(metric, fontsize=10)
+        ax.set_xlabel("generation")
+        ax.set_ylabel(ylabel)
+        if unit_interval:
+            ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_datasets(G: nx.DiGraph):
+    """Kept fraction per filtered dataset, and why the rest was rejected (summed per lineage)."""
+    plt = _mpl()
+    ds = [(n, a) for n, a in G.nodes(data=True) if a.get("stage") == "filtered"]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.6))
+    grp = groups(G)
+    for i, (name, ls) in enumerate(grp.items()):
+        pts = sorted((a["generation"], a["kept_fraction"]) for _, a in ds if a["lineage"] in ls)
+        if pts:
+            by = {}
+            for g, k in pts:
+                by.setdefault(g, []).append(k)
+            a1.plot(sorted(by), [np.mean(by[g]) for g in sorted(by)], marker="o", ms=4, label=name, color=f"C{i % 10}",
+                    ls=_style(G, ls)["ls"])
+    a1.set_title("kept fraction of each model's writing", fontsize=10)
+    a1.set_xlabel("generation of the writer")
+    a1.set_ylim(0, 1.02)
+    a1.grid(alpha=0.3)
+    reasons: dict[str, dict[str, int]] = {}
+    for _, a in ds:
+        key = a["lineage"]
+        for r, c in (a.get("rejected") or {}).items():
+            reasons.setdefault(r, {}).setdefault(key, 0)
+            reasons[r][key] += c
+    lineages = sorted({a["lineage"] for _, a in ds})
+    bottom = np.zeros(len(lineages))
+    for j, (r, per) in enumerate(sorted(reasons.items())):
+        vals = np.array([per.get(l, 0) for l in lineages], float)
+        a2.barh(lineages, vals, left=bottom, label=r, color=f"C{j % 10}")
+        bottom += vals
+    a2.set_title("rejected samples by reason (all generations)", fontsize=10)
+    a2.tick_params(axis="y", labelsize=7 if len(lineages) > 12 else 9)
+    if reasons:
+        a2.legend(fontsize=8, frameon=False)
+    h, lab = a1.get_legend_handles_labels()
+    if len(h) <= 12:
+        a1.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------- the summary table
+def summary(G: nx.DiGraph, trait: str) -> list[dict]:
+    """Per lineage (or replica group): generation-0 and final rates, and the lift over its
+    control at the final generation with a one-sided paired t-test: over replicas (pairs matched
+    by replica) when there are several, else over evaluation questions (matched by question)."""
+    grp = groups(G)
+    control_of = {G.nodes[n]["lineage"]: G.nodes[n]["control_of"] for n in lg.models(G, None)
+                  if G.nodes[n].get("control_of")}
+    control_group = {}
+    for name, ls in grp.items():
+        if control_of.get(ls[0]):
+            twin = control_of[ls[0]]
+            control_group[next(k for k, v in grp.items() if twin in v)] = name
+    rows = []
+    for name, ls in grp.items():
+        gs, m, lo, hi = series(G, ls, trait)
+        if not gs:
+            continue
+        row = {"lineage": name, "replicas": len(ls), "gen0": float(m[0]) if gs[0] == 0 else None,
+               "final_generation": gs[-1], "final": float(m[-1]), "final_ci": [float(lo[-1]), float(hi[-1])],
+               "control": None, "lift": None, "p_value": None, "test": ""}
+        ctrl = control_group.get(name)
+        if ctrl:
+            row.update(_lift(G, ls, grp[ctrl], trait, gs[-1]))
+            row["control"] = ctrl
+        rows.append(row)
+    return rows
+
+
+def _lift(G, treated: list[str], control: list[str], trait: str, g: int) -> dict:
+    def node(l):
+        return G.nodes.get(f"{l}/g{g}", {})
+    t = [node(l).get(trait) for l in treated]
+    c = [node(l).get(trait) for l in control]
+    if None in t or None in c:
+        return {}
+    if len(treated) > 1:
+        return {"lift": float(np.mean(t) - np.mean(c)), "p_value": paired_one_sided(t, c),
+                "test": f"paired t over {len(treated)} replicas"}
+    tu, cu = node(treated[0]).get(f"{trait}_units"), node(control[0]).get(f"{trait}_units")
+    if tu and cu and len(tu) == len(cu):
+        return {"lift": t[0] - c[0], "p_value": paired_one_sided(tu, cu), "test": f"paired t over {len(tu)} questions"}
+    return {"lift": t[0] - c[0], "p_value": None, "test": "no per-unit data"}
+
+
+# ----------------------------------------------------------------- the page
+def _colour(x: float) -> str:
+    from matplotlib import colormaps
+    r, g, b, _ = colormaps["viridis"](max(0.0, min(1.0, x)))
+    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+
+
+def interactive_svg(G: nx.DiGraph, trait: str) -> tuple[str, dict]:
+    """An SVG of the same layout (no library) and the data its script needs."""
+    pos, rows = layout(G)
+    labels = [_row_label(G, l) for l in rows]
+    sx, sy, top = 70, 34, 40
+    left = 20 + 7 * max((len(t) for t in labels), default=10)  # room for the longest row label
+    X = {n: left + (x + 1.5) * sx for n, (x, y) in pos.items()}
+    Y = {n: top + (-y) * sy for n, (x, y) in pos.items()}
+    width = int(max(X.values(), default=0) + 2 * sx)
+    height = int(max(Y.values(), default=0) + sy)
+    parts = [f'<svg id="graph" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}">']
+    reals = sorted(n for n, a in G.nodes(data=True) if a.get("stage") == "real")
+    for i, label in enumerate(labels + [f"{n} (world data)" for n in reals]):
+        parts.append(f'<text class="row" x="{left - 8}" y="{top + i * sy + 4}" text-anchor="end">{html.escape(label)}</text>')
+    gens = sorted({a["generation"] for _, a in G.nodes(data=True) if a.get("kind") == "model"})
+    for g in gens:
+        parts.append(f'<text class="row" x="{left + (2 * g + 1.5) * sx:.1f}" y="{top - 22}" text-anchor="middle">gen {g}</text>')
+    edges = drawn_edges(G, pos)
+    for u, v, style in edges:
+        colour, ls = EDGE_STYLE[style]
+        dash = {"-": "", "--": ' stroke-dasharray="6,4"', ":": ' stroke-dasharray="2,3"'}[ls]
+        parts.append(f'<line class="edge" data-u="{html.escape(u)}" data-v="{html.escape(v)}" x1="{X[u]:.1f}" y1="{Y[u]:.1f}" '
+                     f'x2="{X[v]:.1f}" y2="{Y[v]:.1f}" stroke="{colour}"{dash}/>')
+    info = {}
+    for n in pos:
+        a = attrs(G, n)
+        keep = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in a.items()
+                if isinstance(v, (int, float, str)) and not k.endswith("_units")}
+        info[n] = keep
+        nid = html.escape(n)
+        if a.get("kind") == "model":
+            done = a.get("status") == "done" and trait in a
+            fill = _colour(a[trait]) if done else "#ffffff"
+            ring = "#d62728" if a.get("misalignment", 0) >= 0.5 else "#333333"
+            parts.append(f'<circle class="node model" data-id="{nid}" cx="{X[n]:.1f}" cy="{Y[n]:.1f}" r="9" '
+                         f'fill="{fill}" stroke="{ring}" stroke-width="{1 + 3 * a.get("misalignment", 0):.1f}"/>')
+        else:
+            fill = "#2ca02c" if a.get("stage") == "real" else "#dddddd"
+            parts.append(f'<rect class="node dataset" data-id="{nid}" x="{X[n] - 6:.1f}" y="{Y[n] - 6:.1f}" '
+                         f'width="12" height="12" fill="{fill}" stroke="#777"/>')
+    parts.append("</svg>")
+    adj = {"up": {}, "down": {}}
+    for u, v, _ in edges:
+        adj["down"].setdefault(u, []).append(v)
+        adj["up"].setdefault(v, []).append(u)
+    return "\n".join(parts), {"nodes": info, "adj": adj, "models": [n for n in pos if attrs(G, n).get("kind") == "model"]}
+
+
+SCRIPT = r"""
+const data = JSON.parse(document.getElementById('graph-data').textContent);
+const tip = document.getElementById('tip');
+const shown = document.querySelectorAll('#graph .model').length;
+if (shown !== data.models.length) { console.error('graph: ' + shown + ' of ' + data.models.length + ' model nodes drawn'); }
+document.getElementById('count').textContent = shown + ' model nodes';
+function reach(start, dir) {
+  const seen = new Set([start]), todo = [start];
+  while (todo.length) { const n = todo.pop(); for (const m of (data.adj[dir][n] || [])) if (!seen.has(m)) { seen.add(m); todo.push(m); } }
+  return seen;
+}
+let selected = null;
+function highlight(id) {
+  const svg = document.getElementById('graph');
+  if (id === null || id === selected) { selected = null; svg.classList.remove('focus');
+    document.querySelectorAll('#graph .on').forEach(e => e.classList.remove('on')); return; }
+  selected = id;
+  const keep = new Set([...reach(id, 'up'), ...reach(id, 'down')]);
+  svg.classList.add('focus');
+  document.querySelectorAll('#graph .node').forEach(e => e.classList.toggle('on', keep.has(e.dataset.id)));
+  document.querySelectorAll('#graph .edge').forEach(e => e.classList.toggle('on', keep.has(e.dataset.u) && keep.has(e.dataset.v)));
+}
+document.querySelectorAll('#graph .node').forEach(e => {
+  e.addEventListener('mousemove', ev => {
+    const a = data.nodes[e.dataset.id];
+    tip.innerHTML = '<b>' + e.dataset.id + '</b><br>' + Object.entries(a).map(([k, v]) => k + ': ' + v).join('<br>');
+    tip.style.display = 'block'; tip.style.left = (ev.pageX + 14) + 'px'; tip.style.top = (ev.pageY + 14) + 'px';
+  });
+  e.addEventListener('mouseleave', () => { tip.style.display = 'none'; });
+  e.addEventListener('click', ev => { ev.stopPropagation(); highlight(e.dataset.id); });
+});
+document.getElementById('graph').addEventListener('click', () => highlight(null));
+document.body.dataset.ready = '1';
+"""
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
+h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; }
+table { border-collapse: collapse; font-size: 13px; } td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th { background: #f4f4f4; } td:first-child { text-align: left; }
+img { max-width: 100%; } .scroll { overflow: auto; border: 1px solid #ddd; }
+#graph .edge { stroke-width: 1.2; opacity: 0.7; } #graph .row { font-size: 12px; }
+#graph.focus .node:not(.on), #graph.focus .edge:not(.on) { opacity: 0.12; }
+#graph .node { cursor: pointer; }
+#tip { position: absolute; display: none; background: #fff; border: 1px solid #888; padding: 6px; font-size: 12px;
+       max-width: 360px; box-shadow: 2px 2px 6px #aaa; pointer-events: none; }
+.note { color: #666; font-size: 13px; }
+"""
+
+
+def _png(fig, path: Path) -> str:
+    """Save ``fig`` as a PNG file and return it as a data URI for the page."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    path.write_bytes(buf.getvalue())
+    _mpl().close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _fmt(x, nd=3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.{nd}g}" if isinstance(x, float) and abs(x) < 1e-3 and x != 0 else f"{x:.{nd}f}"
+
+
+def report(run_dir: str | Path, log=print, tracker=None) -> Path:
+    """Write RUN_DIR/report/ (index.html and its images); returns the page's path."""
+    t0 = time.time()
+    run_dir = Path(run_dir)
+    G = load_run(run_dir)
+    out = run_dir / "report"
+    out.mkdir(exist_ok=True)
+    traits = trait_names(G)
+    main = traits[0] if traits else None
+    figs = {}
+    if main is None:
+        raise EcosimError(f"{run_dir}: no model has been measured yet; nothing to report")
+    fig = draw_graph(G, main)
+    fig.savefig(out / "graph.svg", bbox_inches="tight")
+    figs["graph"] = _png(fig, out / "graph.png")
+    figs["traits"] = _png(plot_metrics(G, traits, "trait rates by generation (band: 95% CI)", "rate"),
+                          out / "traits.png")
+    valid = [m for m in (f"{t}_valid" for t in traits) if any(m in G.nodes[n] for n in lg.models(G))]
+    if valid:
+        figs["valid"] = _png(plot_metrics(G, valid, "valid-answer rates by generation", "rate"), out / "valid.png")
+    figs["capability"] = _png(plot_metrics(G, ["heldout_loss", "drift_kl"], "capability and drift from the base",
+                                           "value", unit_interval=False), out / "capability.png")
+    figs["datasets"] = _png(plot_datasets(G), out / "datasets.png")
+    rows = summary(G, main)
+    svg, data = interactive_svg(G, main)
+    n_models = len(lg.models(G, None))
+    n_done = len(lg.models(G))
+    status = "finished" if n_done == n_models else f"still running or interrupted: {n_done} of {n_models} models done"
+    page = _page(G, run_dir, figs, rows, svg, data, main, status)
+    (out / "index.html").write_text(page)
+    (out / "summary.json").write_text(json.dumps(rows, indent=1))
+    if tracker is not None:
+        tracker.log_report(out, rows, page)
+    log(f"report: {out / 'index.html'} ({time.time() - t0:.1f} s)")
+    return out / "index.html"
+
+
+def _page(G, run_dir, figs, rows, svg, data, trait, status) -> str:
+    e = html.escape
+    head = ["lineage", "replicas", "gen 0", "final gen", "final [95% CI]", "control", "lift vs control", "p (one-sided)", "test"]
+    body = []
+    for r in rows:
+        body.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in (
+            r["lineage"], r["replicas"], _fmt(r["gen0"]), r["final_generation"],
+            f"{_fmt(r['final'])} [{_fmt(r['final_ci'][0])}, {_fmt(r['final_ci'][1])}]", r["control"] or "–",
+            _fmt(r["lift"]) if r["lift"] is None else f"{r['lift']:+.3f}", _fmt(r["p_value"]), r["test"] or "–")) + "</tr>")
+    payload = json.dumps(data).replace("</", "<\\/")  # no "</script>" inside the script
+    no_control = [r["lineage"] for r in rows if r["control"] is None and not r["lineage"].endswith("_control")]
+    note = (f"<p class='note'>No matched control for: {e(', '.join(no_control))} (the comparison is missing "
+            "for them; compare with another lineage's control only with care).</p>") if no_control else ""
+    imgs = "".join(f"<h2>{e(t)}</h2><img alt='{k}' src='{figs[k]}'>" for k, t in (
+        ("traits", "Trait rates"), ("valid", "Valid-answer rates"), ("capability", "Capability and drift"),
+        ("datasets", "Datasets: kept fractions and rejections")) if k in figs)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>ecosim report: {e(G.graph.get('scenario', ''))}</title>
+<style>{STYLE}</style></head><body>
+<h1>ecosim report: {e(G.graph.get('scenario', ''))}</h1>
+<p class="note">{e(str(run_dir))} · {e(status)} · colour = {e(trait)} rate · written {time.strftime('%Y-%m-%d %H:%M')}</p>
+<h2>Summary ({e(trait)})</h2>
+<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>{note}
+<h2>Lineage graph (interactive: hover a node for its metrics, click it to highlight its ancestors and descendants)</h2>
+<p class="note" id="count"></p>
+<div class="scroll">{svg}</div>
+<h2>Lineage graph (static)</h2><img alt="graph" src="{figs['graph']}">
+{imgs}
+<div id="tip"></div>
+<script type="application/json" id="graph-data">{payload}</script>
+<script>{SCRIPT}</script>
+</body></html>
+"""
