@@ -2,7 +2,8 @@
 
     python bench/parallel.py [--out results/bench_parallel] [key=value ...]
 
-The same scenario (2 lineages x 2 generations, no controls, bases cached first) runs
+The same scenario (2 lineages x 2 generations, no controls, owl_chain-sized nodes: 1000 student
+steps, 4000 prompts; bases cached first; no report at the end) runs
   1. one lineage after another in this process (compute.ray=false), torch using every core;
   2. one after another with one thread (the same per-task work as each Ray actor does);
   3. in parallel as Ray lineage actors, one CPU and one thread each.
@@ -30,11 +31,11 @@ bases:
 traits:
   owl: {kind: preference, category: animal, target: owl}
 lineages:
-  a: {trait: owl, control: false, student: {steps: 300}}
-  b: {trait: owl, control: false, student: {steps: 300}}
-data: {prompts: 2000, train_size: 1500}
-eval: {samples: 20, heldout: 100}
+  a: {trait: owl, control: false}
+  b: {trait: owl, control: false}
+data: {prompts: 4000, train_size: 3000}
 tracking: {wandb: disabled}
+report: false
 """
 
 
