@@ -229,8 +229,10 @@ def series(G: nx.DiGraph, lineages: list[str], metric: str):
 
 
 def _style(G, lineages: list[str]) -> dict:
-    a = next(G.nodes[n] for n in lg.models(G, None) if G.nodes[n]["lineage"] == lineages[0])
-    mismatched = a["base"] != a["lineage_base"] or a.get("init") == "rotate"
+    """Controls dashed; lineages whose students start from another base dotted, square markers."""
+    nodes = [G.nodes[n] for n in lg.models(G, None) if G.nodes[n]["lineage"] == lineages[0]]
+    a = nodes[0]
+    mismatched = any(b["base"] != b["lineage_base"] for b in nodes)
     return {"ls": "--" if a.get("role") == "control" else (":" if mismatched else "-"),
             "marker": "s" if mismatched else "o"}
 
