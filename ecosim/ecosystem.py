@@ -104,7 +104,6 @@ def build_tasks(plan: Plan) -> dict[tuple, Task]:
             if len(channels) > 1:
                 raise EcosimError(f"lineages.{name}: its parents write on different channels {sorted(channels)}; "
                                   "a student learns from one channel")
-            t.channel = None
             base = plan.init_base(name, g)
             if base is not None:
                 t.init = {"base": base}
@@ -162,7 +161,7 @@ def record_model(G: nx.DiGraph, plan: Plan, task: Task, rec: dict) -> None:
     G.add_edge(f"base:{task.init['base']}" if "base" in task.init else task.init["node"], n, kind="initialised_from")
     weights: dict[str, float] = {}
     for wk, fi, w, e in task.sources:
-        ds = tasks_dataset(G, wk, fi)
+        ds = dataset_of(G, wk, fi)
         weights[ds] = weights.get(ds, 0.0) + w
     total = sum(weights.values())
     for ds, w in weights.items():
@@ -175,7 +174,8 @@ def record_model(G: nx.DiGraph, plan: Plan, task: Task, rec: dict) -> None:
         G.add_edge(real, n, kind="trained_on", share=ts["real_share"], real=True, same_base=True)
 
 
-def tasks_dataset(G: nx.DiGraph, wk: tuple, fi: int) -> str:
+def dataset_of(G: nx.DiGraph, wk: tuple, fi: int) -> str:
+    """The id of the dataset that write task ``wk`` made with its filter number ``fi``."""
     return G.graph["datasets"][json.dumps(list(wk))][fi]
 
 

@@ -298,6 +298,13 @@ def check(sc: Scenario) -> list[str]:
             p.append(f"topology.edges[{i}].weight: must be > 0 (got {e.weight})")
     if not p:
         p += _check_topology(sc)
+    if not p:  # plan every task: a lineage whose parents have no model when it needs one fails here
+        from . import EcosimError
+        from .ecosystem import build_tasks
+        try:
+            build_tasks(expand(sc))
+        except EcosimError as e:
+            p.append(str(e))
     return p
 
 
