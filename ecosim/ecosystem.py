@@ -26,6 +26,7 @@ from .lineage import checkpoint_dir, dataset_path, node_id, substrate
 from .scenario import Plan, Scenario, expand, load_scenario
 
 COST = {"origin": 2.0, "write": 1.0, "train": 3.0}  # rough relative durations, for the ETA only
+GRAPHML_EVERY_S = 5.0
 
 
 @dataclass
@@ -211,7 +212,7 @@ def _fmt(s: float) -> str:
 
 
 def _headline(sc: Scenario, metrics: dict) -> str:
-    names = [n for n in list(sc.traits) + ["misalignment"] if n in metrics][:2]
+    names = [n for n in dict.fromkeys(list(sc.traits) + ["misalignment"]) if n in metrics][:2]
     return "  ".join(f"{n} {metrics[n][0]:.3f}" + (f" [{metrics[n][1]:.2f}, {metrics[n][2]:.2f}]"
                                                     if metrics[n][1] is not None else "") for n in names)
 
@@ -306,6 +307,7 @@ class RunState:
     done_cost: float = 0.0
     t0: float = field(default_factory=time.time)
     logged_gen: int = -1
+    graphml_at: float = 0.0
     computed: dict = field(default_factory=lambda: {"origin": 0, "write": 0, "train": 0})
 
 
@@ -349,7 +351,11 @@ def _collect(pool, pending: dict, st: RunState) -> None:
             record_model(G, st.plan, t, out)
             verb = "made" if t.kind == "origin" else "trained"
             what = f"{verb} in {out['seconds']:.0f} s: {_headline(sc, out['metrics'])}"
-        lg.save(G, st.run_dir)
+        # graph.json and metrics.csv after every node; GraphML too, but at most every few seconds
+        # (writing it costs ~0.2 s at 1000 nodes: most of a small MLP node's time)
+        slow = time.time() - st.graphml_at > GRAPHML_EVERY_S
+        lg.save(G, st.run_dir, graphml=slow)
+        st.graphml_at = time.time() if slow else st.graphml_at
         elapsed = time.time() - st.t0
         left = elapsed / st.done_cost * (st.total_cost - st.done_cost)
         st.log(f"[gen {t.generation}/{sc.generations}] {node:<26} {what}  (elapsed {_fmt(elapsed)}, ~{_fmt(left)} left)")

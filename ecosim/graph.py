@@ -63,13 +63,15 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def save(G: nx.DiGraph, run_dir: Path) -> None:
-    """graph.json (node-link), graph.graphml and metrics.csv; each replaced atomically."""
+def save(G: nx.DiGraph, run_dir: Path, graphml: bool = True) -> None:
+    """graph.json (node-link), metrics.csv and (unless ``graphml`` is False: it is the slow one,
+    ~0.2 s at 1000 nodes) graph.graphml; each replaced atomically."""
     run_dir = Path(run_dir)
     data = nx.node_link_data(G, edges="edges")
     _atomic_write(run_dir / "graph.json", lambda p: p.write_text(json.dumps(data, indent=1)))
-    _atomic_write(run_dir / "graph.graphml", lambda p: nx.write_graphml(_graphml_safe(G), p))
     _atomic_write(run_dir / "metrics.csv", lambda p: write_metrics(G, p))
+    if graphml:
+        _atomic_write(run_dir / "graph.graphml", lambda p: nx.write_graphml(_graphml_safe(G), p))
 
 
 def load(run_dir: Path) -> nx.DiGraph:
