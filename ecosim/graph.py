@@ -57,8 +57,9 @@ def _graphml_safe(G: nx.DiGraph) -> nx.DiGraph:
     return H
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+def atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` then rename over ``path``: a crash never leaves half a file."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     write(tmp)
     os.replace(tmp, path)
 
@@ -68,10 +69,10 @@ def save(G: nx.DiGraph, run_dir: Path, graphml: bool = True) -> None:
     ~0.2 s at 1000 nodes) graph.graphml; each replaced atomically."""
     run_dir = Path(run_dir)
     data = nx.node_link_data(G, edges="edges")
-    _atomic_write(run_dir / "graph.json", lambda p: p.write_text(json.dumps(data, indent=1)))
-    _atomic_write(run_dir / "metrics.csv", lambda p: write_metrics(G, p))
+    atomic_write(run_dir / "graph.json", lambda p: p.write_text(json.dumps(data, indent=1)))
+    atomic_write(run_dir / "metrics.csv", lambda p: write_metrics(G, p))
     if graphml:
-        _atomic_write(run_dir / "graph.graphml", lambda p: nx.write_graphml(_graphml_safe(G), p))
+        atomic_write(run_dir / "graph.graphml", lambda p: nx.write_graphml(_graphml_safe(G), p))
 
 
 def load(run_dir: Path) -> nx.DiGraph:

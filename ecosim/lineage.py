@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .graph import atomic_write
 from .scenario import Scenario
 from .world import NONE_SYSTEM
 
@@ -123,9 +124,7 @@ class Lineage:
         for (examples, _), ds in zip(out, dataset_ids):
             path = dataset_path(self.run_dir, ds, self.sub.DATASET_SUFFIX)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-            self.sub.dump(examples, tmp)
-            os.replace(tmp, path)
+            atomic_write(path, lambda tmp: self.sub.dump(examples, tmp))
         return [(ex, {**summary, "seconds": time.time() - t0}) for ex, summary in out]
 
     def train(self, g: int, init: dict, parts: list[tuple[int, int, float]], channel: str, n_writes: int,

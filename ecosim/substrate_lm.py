@@ -124,8 +124,8 @@ def save(path: Path, model, adapter, meta: dict, world: World) -> None:
     path.mkdir(parents=True, exist_ok=True)
     if adapter is not None:
         save_file({k: v.contiguous() for k, v in adapter.items()}, str(path / "adapter.safetensors"))
-    elif meta.get("start") is not None and meta.get("same_as_start"):
-        pass  # e.g. a prompted teacher: the base itself, under a system prompt
+    elif meta.get("same_as_start"):
+        pass  # a prompted teacher or the base as is: rebuilt from its start, nothing to store
     else:
         save_model(model, world, path / "model")
     (path / "ecosim.json").write_text(json.dumps(meta, indent=1))
