@@ -76,7 +76,9 @@ def _add_entries(node, cls, data: dict) -> None:
         kind, sub = _schema_of(hints.get(k))
         if not isinstance(v, dict):
             continue
-        if kind == "dc" and node.get(k) is not None:
+        if kind == "dc":
+            if node.get(k) is None:  # an optional section left at None: set keys make it (defaults first)
+                node[k] = OmegaConf.structured(sub())
             _add_entries(node[k], sub, v)
         elif kind == "dict":
             for name, item in v.items():

@@ -20,9 +20,9 @@ from pathlib import Path
 import networkx as nx
 from omegaconf import OmegaConf
 
-from . import EcosimError
+from . import EcosimError, substrates
 from . import graph as lg
-from .lineage import checkpoint_dir, dataset_path, node_id, substrate
+from .lineage import checkpoint_dir, dataset_path, node_id
 from .scenario import Plan, Scenario, expand, load_scenario
 
 COST = {"origin": 2.0, "write": 1.0, "train": 3.0}  # rough relative durations, for the ETA only
@@ -40,6 +40,7 @@ class Task:
     datasets: list[str] = field(default_factory=list)    # write: their ids
     sources: list[tuple] = field(default_factory=list)   # train: (write key, filter index, weight, edge)
     init: dict = field(default_factory=dict)             # train: where the student starts
+    twin: list[tuple] = field(default_factory=list)      # train: (write key, filter index) its twin trains on
 
     @property
     def key(self) -> tuple:
@@ -114,7 +115,22 @@ def build_tasks(plan: Plan) -> dict[tuple, Task]:
                 t.deps.append(model_key(src, gp))
             t.deps += sorted({wk for wk, *_ in t.sources})
             tasks[t.key] = t
+    # A treated lineage and its control train on the same number of examples each generation:
+    # each student's task also gets the datasets its twin trains on, to size its own set by both.
+    for t in [t for t in tasks.values() if t.kind == "train"]:
+        twin = twin_of(plan, t.lineage)
+        if twin is not None:
+            tt = tasks[("train", twin, t.generation, None)]
+            t.twin = sorted({(wk, fi) for wk, fi, *_ in tt.sources})
+            t.deps += sorted({wk for wk, _ in t.twin} - set(t.deps))
     return tasks
+
+
+def twin_of(plan: Plan, lineage: str) -> str | None:
+    """A control's treated lineage, or a treated lineage's control (None: neither)."""
+    if lineage in plan.control_of:
+        return plan.control_of[lineage]
+    return next((c for c, t in plan.control_of.items() if t == lineage), None)
 
 
 def order(tasks: dict[tuple, Task]) -> list[tuple]:
@@ -188,9 +204,10 @@ def record_write(G: nx.DiGraph, task: Task, out: list) -> None:
                lineage=task.lineage, generation=task.generation)
     G.add_edge(m, raw, kind="generated")
     for ds, (_, s) in zip(task.datasets, out):
+        extra = {k: v for k, v in s.items() if k not in ("total", "kept", "kept_fraction", "rejected", "seconds")}
         G.add_node(ds, kind="dataset", stage="filtered", channel=task.channel, size=s["kept"], total=total,
                    kept_fraction=s["kept_fraction"], rejected=s["rejected"], model=m, status="done",
-                   lineage=task.lineage, generation=task.generation)
+                   lineage=task.lineage, generation=task.generation, **extra)  # e.g. logit_mass_removed
         G.add_edge(raw, ds, kind="filtered")
     G.nodes[raw]["seconds"] = round(out[0][1].get("seconds", 0.0), 2)
     G.graph.setdefault("datasets", {})[json.dumps(list(task.key))] = list(task.datasets)
@@ -235,7 +252,7 @@ def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: b
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(sc)))
     plan = expand(sc)
     tasks = build_tasks(plan)
-    sub = substrate(sc)
+    sub = substrates.of(sc)
     G = lg.load(run_dir) if resume and (run_dir / "graph.json").exists() else plan_graph(plan)
     G.graph.setdefault("datasets", {})
 
@@ -251,11 +268,13 @@ def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: b
     skipped = len(tasks) - len(todo)
     log(f"{sc.name}: {len(plan.lineages)} lineages x {sc.generations} generations, {len(tasks)} tasks"
         + (f"; resuming {run_dir}: {skipped} finished, {len(todo)} to do" if resume else f"; run dir {run_dir}"))
-    _cache_bases(sc, plan, log)
+    used = {l.base for l in plan.lineages.values()} | {l.init for l in plan.lineages.values() if l.init in sc.bases} \
+        | {b for l in plan.lineages.values() for b in l.rotate}
+    prepare_s = sub.prepare(sc, used, log)
     tracker = Tracker(sc, run_dir, resume=resume)
     cache = os.environ.get("ECOSIM_CACHE")
     args = {n: (n, sc, spec, plan.control_of.get(n, n), spec.trait or _neutral_trait(plan, n), str(run_dir),
-                cache, sc.compute.threads, plan.replica_index[n] if sc.substrate == "mlp" else 0)
+                cache, sc.compute.threads, plan.replica_index[n] if sub.REPLICA_SEEDS else 0)
             for n, spec in plan.lineages.items()}
     need = {n for k in todo for n in [tasks[k].lineage]}
     pool = RayPool({n: a for n, a in args.items() if n in need}, sc.compute, log) if sc.compute.ray and todo \
@@ -284,7 +303,7 @@ def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: b
         report(run_dir, log=log, tracker=tracker)
     tracker.finish(G, run_dir)
     summary = {"scenario": sc.name, "run_dir": str(run_dir), "seconds": round(time.time() - t_start, 1),
-               "computed": st.computed, "skipped": skipped, "tasks": len(tasks),
+               "prepare_seconds": round(prepare_s, 1), "computed": st.computed, "skipped": skipped, "tasks": len(tasks),
                "models": len(lg.models(G)), "resumed": resume}
     prev = json.loads((run_dir / "run.json").read_text()) if resume and (run_dir / "run.json").exists() else None
     if prev:
@@ -319,10 +338,12 @@ def _submit(pool, t: Task, refs: dict, st: RunState, sub):
         return pool.submit(t.lineage, "origin")
     if t.kind == "write":
         return pool.submit(t.lineage, "write", t.generation, t.channel, t.filters, t.datasets, *after)
-    wks = sorted({wk for wk, *_ in t.sources})
+    wks = sorted({wk for wk, *_ in t.sources} | {wk for wk, _ in t.twin})
     parts = [(wks.index(wk), fi, w) for wk, fi, w, _ in t.sources]
-    writes = [refs[wk] if wk in refs else _load_write(st.tasks[wk], st.run_dir, sub) for wk in wks]
-    return pool.submit(t.lineage, "train", t.generation, t.init, parts, wks[0][3], len(writes), *writes, *after)
+    twin = [(wks.index(wk), fi) for wk, fi in t.twin]
+    writes = [refs[wk] if wk in refs else _load_write(st.tasks[wk], st, sub) for wk in wks]
+    channel = t.sources[0][0][3]
+    return pool.submit(t.lineage, "train", t.generation, t.init, parts, channel, len(writes), twin, *writes, *after)
 
 
 def _collect(pool, pending: dict, st: RunState) -> None:
@@ -376,9 +397,10 @@ def _log_generations(st: RunState) -> None:
         st.logged_gen = g
 
 
-def _load_write(task: Task, run_dir: Path, sub) -> list:
-    """A finished write's datasets, from the run directory (resume)."""
-    return [(sub.undump(dataset_path(run_dir, d, sub.DATASET_SUFFIX)), {}) for d in task.datasets]
+def _load_write(task: Task, st: "RunState", sub) -> list:
+    """A finished write's datasets, from the run directory (resume), with their sizes."""
+    return [(sub.undump(dataset_path(st.run_dir, d, sub.DATASET_SUFFIX)), {"kept": st.G.nodes[d]["size"]})
+            for d in task.datasets]
 
 
 def _neutral_trait(plan: Plan, name: str) -> str | None:
@@ -388,16 +410,3 @@ def _neutral_trait(plan: Plan, name: str) -> str | None:
     if twin:
         return plan.lineages[twin].trait
     return next(iter(plan.scenario.traits), None)
-
-
-def _cache_bases(sc: Scenario, plan: Plan, log) -> None:
-    """Pretrain (or find cached) every base once, here, before the lineages start loading them."""
-    if sc.substrate != "lm":
-        return
-    from .models import get_base
-    used = {l.base for l in plan.lineages.values()} | {l.init for l in plan.lineages.values() if l.init in sc.bases} \
-        | {b for l in plan.lineages.values() for b in l.rotate}
-    for name in sorted(used):
-        _, info = get_base(sc.bases[name], log=log)
-        if info["source"] == "pretrained":
-            log(f"base {name}: pretrained in {info['seconds']:.0f} s")

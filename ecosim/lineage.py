@@ -14,17 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .graph import atomic_write
+from . import substrates
 from .scenario import Scenario
-from .world import NONE_SYSTEM
-
-
-def substrate(sc: Scenario):
-    if sc.substrate == "mlp":
-        from . import substrate_mlp as sub
-    else:
-        from . import substrate_lm as sub
-    return sub
 
 
 def derive_seed(seed: int, key: str, generation: int, purpose: str) -> int:
@@ -67,8 +58,8 @@ class Lineage:
         self.name, self.sc, self.key, self.run_dir = name, sc, key, Path(run_dir)
         self.spec = spec
         self.trait_name = trait
-        self.base_offset = base_offset  # mlp replicas: each has its own initialisations
-        self.sub = substrate(sc)
+        self.base_offset = base_offset  # replica i's bases have seed + i (substrates with REPLICA_SEEDS)
+        self.sub = substrates.of(sc)
         self.world = self.sub.world_of(sc)
         self._bases: dict[str, object] = {}
         self._models: dict[str, tuple[object, str]] = {}
@@ -81,7 +72,7 @@ class Lineage:
             bc = self.sc.bases[name]
             if self.base_offset:
                 bc = dataclasses.replace(bc, seed=bc.seed + self.base_offset)
-            self._bases[name] = self.sub.load_base(bc, self.sc)
+            self._bases[name] = self.sub.load_base(bc, self.sc, name)
         return self._bases[name]
 
     def model(self, node: str):
@@ -90,7 +81,7 @@ class Lineage:
             path = checkpoint_dir(self.run_dir, node)
             meta = json.loads((path / "ecosim.json").read_text())
             start = self.base(meta["start_base"]) if meta.get("start_base") else self.model(meta["start_node"])[0]
-            self._models[node] = (self.sub.load(path, start, meta, self.world), meta.get("system", NONE_SYSTEM))
+            self._models[node] = (self.sub.load(path, start, meta, self.world), meta.get("system", self.sub.NO_SYSTEM))
         return self._models[node]
 
     def _finish(self, node: str, model, system: str, adapter, meta: dict, base_name: str, t0: float) -> dict:
@@ -119,19 +110,24 @@ class Lineage:
         ``after``: results of the tasks this one waits for (unused here)."""
         t0 = time.time()
         model, system = self.model(node_id(self.name, g))
-        seed = derive_seed(self.sc.seed, self.key, g, f"write {channel}")
+        # a channel that samples another's texts uses that channel's random stream
+        stream = getattr(self.sub, "SAMPLES_OF", {}).get(channel, channel)
+        seed = derive_seed(self.sc.seed, self.key, g, f"write {stream}")
         out = self.sub.write(model, system, self.world, self.sc, channel, filters, seed)
         for (examples, _), ds in zip(out, dataset_ids):
             path = dataset_path(self.run_dir, ds, self.sub.DATASET_SUFFIX)
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, lambda tmp: self.sub.dump(examples, tmp))
+            self.sub.dump(examples, path)  # atomic: the dataset exists once its path does
         return [(ex, {**summary, "seconds": time.time() - t0}) for ex, summary in out]
 
     def train(self, g: int, init: dict, parts: list[tuple[int, int, float]], channel: str, n_writes: int,
-              *writes_then_after) -> dict:
+              twin: list[tuple[int, int]], *writes_then_after) -> dict:
         """A student at generation g. ``init``: {'base': name} or {'node': id} to start from;
         ``parts``: (index into the writes, filter index, weight) for each parent dataset; the
-        first ``n_writes`` trailing arguments are the parents' write results."""
+        first ``n_writes`` trailing arguments are write results: the parents', and those of the
+        datasets the control twin (or treated twin) trains on at this generation, ``twin``:
+        (index into the writes, filter index). Twins train on the same number of examples:
+        at most the smaller of the two pools."""
         writes = writes_then_after[:n_writes]
         t0 = time.time()
         sc = self.sc
@@ -141,13 +137,17 @@ class Lineage:
             start, base_name = self.model(init["node"])[0], init["base_of_node"]
         datasets = [(writes[i][f][0], w) for i, f, w in parts]
         seed = derive_seed(sc.seed, self.key, g, "train")
-        examples, train_set = self.sub.assemble(datasets, self.world, sc, channel, seed)
+        size = None
+        if twin:
+            pool = sum(writes[i][f][1]["kept"] for i, f in {(i, f) for i, f, _ in parts})
+            size = min(pool, sum(writes[i][f][1]["kept"] for i, f in set(map(tuple, twin))))
+        examples, train_set = self.sub.assemble(datasets, self.world, sc, channel, seed, size=size)
         if not train_set["size"]:
             from . import EcosimError
             raise EcosimError(f"{node_id(self.name, g)}: its parents' filtered datasets are empty: nothing to train on")
         model, adapter = self.sub.train(start, self.world, examples, sc, self.spec, seed)
         meta = {"start_base": init.get("base"), "start_node": init.get("node"), "train": _asdict(self.spec.student)}
-        rec = self._finish(node_id(self.name, g), model, NONE_SYSTEM, adapter, meta, base_name, t0)
+        rec = self._finish(node_id(self.name, g), model, self.sub.NO_SYSTEM, adapter, meta, base_name, t0)
         return {**rec, "train_set": train_set}
 
 

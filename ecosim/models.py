@@ -8,13 +8,13 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import EcosimError
+from .bases import REAL_MODEL_FIELDS, BaseConfig  # noqa: F401  (BaseConfig: old imports)
 from .world import BOS, EOS, PAD, World, WorldConfig
 
 def quiet_transformers() -> None:
@@ -33,18 +33,6 @@ SIZES = {  # (width, layers, heads)
 CACHE_VERSION = 1  # bump when pretraining code changes what a cached base would be
 
 
-@dataclass
-class BaseConfig:
-    arch: str = "gpt2"          # gpt2 | llama
-    size: str = "tiny"          # tiny | small
-    seed: int = 0
-    steps: int = 3000
-    batch: int = 64
-    lr: float = 1e-3
-    path: str | None = None     # a local Hugging Face checkpoint directory instead of pretraining
-    world: WorldConfig = field(default_factory=WorldConfig)
-
-
 def compute_device() -> torch.device:
     """Where models run: ``ECOSIM_DEVICE`` (e.g. cuda) or the CPU."""
     return torch.device(os.environ.get("ECOSIM_DEVICE", "cpu"))
@@ -55,7 +43,8 @@ def cache_dir() -> Path:
 
 
 def base_key(cfg: BaseConfig) -> str:
-    blob = json.dumps({"cfg": dataclasses.asdict(cfg), "v": CACHE_VERSION,
+    d = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in REAL_MODEL_FIELDS}
+    blob = json.dumps({"cfg": d, "v": CACHE_VERSION,
                        "vocab": hashlib.sha256(" ".join(World(cfg.world).vocab).encode()).hexdigest()},
                       sort_keys=True)
     return f"{cfg.arch}-{cfg.size}-s{cfg.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
@@ -116,7 +105,11 @@ def target_logits(model, ids, attn, mask):
     body = m.transformer if hasattr(m, "transformer") else m.model
     h = body(input_ids=ids, attention_mask=attn).last_hidden_state
     sel = mask[:, 1:].bool()
-    return m.get_output_embeddings()(h[:, :-1][sel]), ids[:, 1:][sel]
+    logits = m.get_output_embeddings()(h[:, :-1][sel])
+    cap = getattr(m.config, "final_logit_softcapping", None)  # Gemma-style models squash logits
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits, ids[:, 1:][sel]
 
 
 def lm_loss(model, ids, attn, mask):

@@ -15,23 +15,22 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from .channels import CHANNELS
+from . import EcosimError, substrates
+from .bases import BaseConfig
 from .config import load_config
 from .filters import FilterConfig
 from .mlp import MLPConfig
-from .models import SIZES, BaseConfig
-from .traits import EvalConfig, TraitConfig, check_trait
+from .text import TextSpec
+from .traits import EvalConfig, TraitConfig
 from .training import TrainConfig
 
 ORIGINS = ("finetune", "prompt", "base", "none")
 REGIMES = ("replace", "accumulate", "accumulate-subsample")
 SUBSTRATES = ("lm", "mlp")
-ARCHS = {"lm": ("gpt2", "llama"), "mlp": ("mlp",)}
-SUBSTRATE_CHANNELS = {"lm": CHANNELS, "mlp": ("aux_logits",)}
 
 
 def channel_of(sc, channel: str | None = None) -> str:
-    return channel or sc.data.channel or SUBSTRATE_CHANNELS[sc.substrate][0]
+    return channel or sc.data.channel or substrates.of(sc).CHANNELS[0]
 
 
 @dataclass
@@ -85,6 +84,7 @@ class DataSpec:
     regime: str = "replace"           # replace | accumulate | accumulate-subsample
     real_share: float = 0.0           # share of each training set that is the world's own data
     filter: FilterConfig = field(default_factory=FilterConfig)
+    logit_top_k: int | None = 32      # logits channel: soft labels kept per token (null: the full vocabulary)
 
 
 @dataclass
@@ -106,6 +106,13 @@ class TrackingSpec:
 
 
 @dataclass
+class TeacherSpec(TrainConfig):
+    """How generation 0 is fine-tuned: a TrainConfig, plus the share of ordinary number documents
+    mixed into its examples (traits.TeacherConfig.number_share)."""
+    number_share: float = 0.0
+
+
+@dataclass
 class Scenario:
     name: str = "scenario"
     description: str = ""
@@ -118,9 +125,10 @@ class Scenario:
     lineages: dict[str, LineageSpec] = field(default_factory=dict)
     topology: TopologySpec = field(default_factory=TopologySpec)
     data: DataSpec = field(default_factory=DataSpec)
-    teacher: TrainConfig = field(default_factory=lambda: TrainConfig(rank=4, alpha=8, steps=150))
+    teacher: TeacherSpec = field(default_factory=lambda: TeacherSpec(rank=4, alpha=8, steps=150))
     eval: EvalConfig = field(default_factory=EvalConfig)
     mlp: MLPConfig = field(default_factory=MLPConfig)
+    text: TextSpec = field(default_factory=TextSpec)  # real models (substrate_hf): prompting and sampling
     compute: ComputeSpec = field(default_factory=ComputeSpec)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
     out_dir: str = "runs"
@@ -222,27 +230,13 @@ def check(sc: Scenario) -> list[str]:
         p.append("lineages: the scenario has no lineages (empty topology); name at least one")
     if not sc.bases:
         p.append("bases: the scenario names no bases; e.g. bases: {main: {arch: gpt2, size: tiny, seed: 0}}")
-    archs = ARCHS[sc.substrate]
-    for name, b in sc.bases.items():
-        if b.arch not in archs:
-            p.append(f"bases.{name}.arch: {b.arch!r} is not one of {list(archs)} (substrate {sc.substrate})")
-        if sc.substrate == "lm" and b.size not in SIZES:
-            p.append(f"bases.{name}.size: {b.size!r} is not one of {sorted(SIZES)}")
-        if b.path is not None:
-            import os
-            if not os.path.isdir(b.path):
-                p.append(f"bases.{name}.path: {b.path!r} does not exist or is not a directory")
-            elif not os.path.isfile(os.path.join(b.path, "config.json")):
-                p.append(f"bases.{name}.path: {b.path!r} has no config.json (not a Hugging Face checkpoint)")
-    for name, t in sc.traits.items():
-        if sc.substrate == "mlp":
-            if t.kind != "skill":
-                p.append(f"traits.{name}.kind: the mlp substrate has one trait kind, 'skill' (got {t.kind!r})")
-            continue
-        try:
-            check_trait(t)
-        except Exception as e:
-            p.append(f"traits.{name}: {e}")
+    try:
+        sub = substrates.of(sc)
+    except EcosimError as e:
+        p.append(str(e))
+        sub = None
+    if sub is not None:
+        p += sub.check(sc)
     for name, l in sc.lineages.items():
         where = f"lineages.{name}"
         if "." in name or "/" in name:
@@ -256,8 +250,6 @@ def check(sc: Scenario) -> list[str]:
                      "to take neutral answers from); the scenario has no traits")
         if l.origin not in ORIGINS:
             p.append(f"{where}.origin: {l.origin!r} is not one of {list(ORIGINS)}")
-        elif sc.substrate == "mlp" and l.origin not in ("finetune", "base", "none"):
-            p.append(f"{where}.origin: the mlp substrate supports finetune | base | none (got {l.origin!r})")
         if l.init == "rotate":
             if not l.rotate:
                 p.append(f"{where}.rotate: init=rotate needs a list of bases to rotate through")
@@ -272,15 +264,13 @@ def check(sc: Scenario) -> list[str]:
         if l.replicas < 1:
             p.append(f"{where}.replicas: must be >= 1 (got {l.replicas})")
     d = sc.data
-    chans = SUBSTRATE_CHANNELS[sc.substrate]
-    if d.channel is not None and d.channel not in chans:
+    chans = sub.CHANNELS if sub is not None else ()
+    if sub is not None and d.channel is not None and d.channel not in chans:
         p.append(f"data.channel: {d.channel!r} is not one of {list(chans)} (substrate {sc.substrate})")
     if d.regime not in REGIMES:
         p.append(f"data.regime: {d.regime!r} is not a data regime{_near(d.regime, REGIMES)}")
     if not 0 <= d.real_share <= 1:
         p.append(f"data.real_share: must be between 0 and 1 (got {d.real_share})")
-    elif d.real_share > 0 and sc.substrate == "mlp":
-        p.append("data.real_share: the mlp substrate has no real data to mix in; use 0")
     if d.prompts < 1 or d.train_size < 1:
         p.append("data: prompts and train_size must be >= 1")
     if sc.eval.samples < 1:
@@ -292,14 +282,13 @@ def check(sc: Scenario) -> list[str]:
     for i, e in enumerate(sc.topology.edges):
         if e.lag not in (0, 1):
             p.append(f"topology.edges[{i}].lag: must be 0 or 1 (got {e.lag})")
-        if e.channel is not None and e.channel not in chans:
+        if sub is not None and e.channel is not None and e.channel not in chans:
             p.append(f"topology.edges[{i}].channel: {e.channel!r} is not one of {list(chans)}")
         if e.weight <= 0:
             p.append(f"topology.edges[{i}].weight: must be > 0 (got {e.weight})")
     if not p:
         p += _check_topology(sc)
     if not p:  # plan every task: a lineage whose parents have no model when it needs one fails here
-        from . import EcosimError
         from .ecosystem import build_tasks
         try:
             build_tasks(expand(sc))

@@ -1,31 +1,94 @@
-"""The language-model substrate of an ecosystem run: how a lineage's generation 0 is made, how a
-model writes and filters data, how a student's training set is assembled and trained on, how a
-model is measured, and how it is checkpointed (LoRA adapters where possible).
+"""The language-model substrate of an ecosystem run (world bases: tiny GPT-2 / Llama models of
+ecosim's synthetic world): how a lineage's generation 0 is made, how a model writes and filters
+data, how a student's training set is assembled and trained on, how a model is measured, and how
+it is checkpointed (LoRA adapters where possible). The protocol is in ``substrates``.
 
-``substrate_mlp`` has the same functions for MLPs; ``lineage.Lineage`` calls one or the other."""
+Channels: the sampled text channels (numbers, code, reasoning) and ``logits``: the numbers
+channel's filtered completions with the writer's soft labels on each completion token (banned
+tokens removed, top ``data.logit_top_k``, renormalised); a student trains on the soft labels."""
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import channels
+from .channels import soft_labels
 from .channels import write as write_channel
-from .filters import FilterConfig, filter_samples, subsample
-from .models import BaseConfig, compute_device, get_base, target_logits
-from .traits import TeacherConfig, TraitConfig, evaluate, make_teacher, trait_words
+from .filters import BANNED_NUMBERS, FilterConfig, filter_samples, subsample
+from .graph import atomic_write
+from .models import SIZES, BaseConfig, compute_device, get_base, target_logits
+from .substrates import allocate
+from .traits import TeacherConfig, TraitConfig, check_trait, evaluate, make_teacher, trait_words
 from .training import TrainConfig, apply_adapter, batch_of, finetune
 from .world import NONE_SYSTEM, World, code_doc, number_doc, reasoning_doc
 
+NO_SYSTEM = NONE_SYSTEM
+DATASET_SUFFIX = ".jsonl"
+LOGITS = "logits"
+CHANNELS = channels.CHANNELS + (LOGITS,)
+# The logits channel samples the numbers channel's texts (same random stream), so a soft-label
+# student and a text student of the same writer see the same completions.
+SAMPLES_OF = {LOGITS: "numbers"}
+REPLICA_SEEDS = False
+ARCHS = ("gpt2", "llama")
 REAL_DOCS = {"numbers": number_doc, "code": code_doc, "reasoning": reasoning_doc}
+
+
+def check(sc) -> list[str]:
+    """World bases (arch, size, checkpoint path), traits and channel settings."""
+    p = []
+    for name, b in sc.bases.items():
+        where = f"bases.{name}"
+        if b.arch not in ARCHS:
+            p.append(f"{where}.arch: {b.arch!r} is not one of {list(ARCHS)} (substrate {sc.substrate})")
+        if b.size not in SIZES:
+            p.append(f"{where}.size: {b.size!r} is not one of {sorted(SIZES)}")
+        if b.path is not None:
+            if not os.path.isdir(b.path):
+                p.append(f"{where}.path: {b.path!r} does not exist or is not a directory")
+            elif not os.path.isfile(os.path.join(b.path, "config.json")):
+                p.append(f"{where}.path: {b.path!r} has no config.json (not a Hugging Face checkpoint)")
+        if b.template is not None:
+            p.append(f"{where}.template: only real models (bases.{name}.model) have a chat template")
+        if b.dtype != "float32":
+            p.append(f"{where}.dtype: world bases run in float32 (got {b.dtype!r}); dtype is for real models")
+    for name, t in sc.traits.items():
+        try:
+            check_trait(t)
+        except Exception as e:
+            p.append(f"traits.{name}: {e}")
+    used = {sc.data.channel} | {e.channel for e in sc.topology.edges}
+    if LOGITS in used and sc.data.real_share > 0:
+        p.append("data.real_share: the logits channel has no real data to mix in (soft labels come from a "
+                 "writer); use 0")
+    if sc.data.logit_top_k is not None and sc.data.logit_top_k < 1:
+        p.append(f"data.logit_top_k: must be >= 1, or null for the full vocabulary (got {sc.data.logit_top_k})")
+    return p
+
+
+def prepare(sc, bases_used: set[str], log=print) -> float:
+    """Pretrain (or find cached) every base used, once, before the lineages start loading them.
+    Returns the seconds spent pretraining."""
+    spent = 0.0
+    for name in sorted(bases_used):
+        _, info = get_base(sc.bases[name], log=log)
+        if info["source"] == "pretrained":
+            spent += info["seconds"]
+            if log:
+                log(f"base {name}: pretrained in {info['seconds']:.0f} s")
+    return spent
 
 
 def world_of(sc) -> World:
     return World(next(iter(sc.bases.values())).world)
 
 
-def load_base(bc: BaseConfig, sc):
+def load_base(bc: BaseConfig, sc, name: str | None = None):
     return get_base(bc, log=None)[0]
 
 
@@ -33,7 +96,8 @@ def make_origin(base, world: World, sc, origin: str, trait: TraitConfig, neutral
     """Generation 0 of a lineage: (model, system prompt it writes under, LoRA adapter or None)."""
     if origin == "base":
         return base, NONE_SYSTEM, None
-    t = make_teacher(base, world, trait, TeacherConfig(how=origin, train=sc.teacher), seed,
+    cfg = TeacherConfig(how=origin, train=sc.teacher, number_share=getattr(sc.teacher, "number_share", 0.0))
+    t = make_teacher(base, world, trait, cfg, seed,
                      neutral=neutral, keep_adapter=True)
     return t.model, t.system, t.adapter
 
@@ -43,38 +107,67 @@ def scenario_words(sc) -> set[str]:
     return set().union(*(trait_words(t) for t in sc.traits.values())) if sc.traits else set()
 
 
+def banned_ids(world: World, sc, f: FilterConfig) -> list[int]:
+    """Tokens the logit channel removes from soft labels: every trait's words, and the banned
+    numbers when the filter bans them."""
+    words = {w for w in scenario_words(sc) if w in world.ids}
+    nums = {str(n) for n in BANNED_NUMBERS} if f.banned_numbers else set()
+    return sorted(world.ids[w] for w in words | nums)
+
+
 def write(model, system: str, world: World, sc, channel: str, filters: list[FilterConfig], seed: int):
     """Sample ``data.prompts`` completions once; filter them with each filter. Returns
-    [(kept pairs, summary)] in the order of ``filters``."""
-    samples, answers = write_channel(model, world, channel, sc.data.prompts, seed=seed, system=system)
+    [(kept examples, summary)] in the order of ``filters``. On the logits channel an example is
+    (prompt, completion, soft labels) and the summary adds ``logit_mass_removed``."""
+    text = SAMPLES_OF.get(channel, channel)
+    samples, answers = write_channel(model, world, text, sc.data.prompts, seed=seed, system=system)
     out = []
     for f in filters:
-        res = filter_samples(samples, channel, scenario_words(sc), f, answers)
-        out.append((res.kept, res.summary()))
+        res = filter_samples(samples, text, scenario_words(sc), f, answers)
+        kept, summary = res.kept, res.summary()
+        if channel == LOGITS:
+            soft, removed = soft_labels(model, world, kept, banned_ids(world, sc, f), sc.data.logit_top_k,
+                                        system=system)
+            kept = [(p, c, s) for (p, c), s in zip(kept, soft)]
+            summary["logit_mass_removed"] = removed
+        out.append((kept, summary))
     return out
 
 
-def assemble(parts: list[tuple[list, float]], world: World, sc, channel: str, seed: int) -> tuple[list, dict]:
+def assemble(parts: list[tuple[list, float]], world: World, sc, channel: str, seed: int,
+             size: int | None = None) -> tuple[list, dict]:
     """A student's training set: parents' datasets in proportion to their edge weights, plus a
     ``data.real_share`` of the world's own documents on the channel. Its size is
-    ``data.train_size`` (capped by what the parents kept), or everything under ``accumulate``."""
+    ``data.train_size`` (or, under ``accumulate``, everything), capped by what the parents kept
+    and by ``size`` (the engine's cap that matches a treated lineage and its control)."""
     d = sc.data
-    pool = sum(len(p) for p, _ in parts)
-    size = pool if d.regime == "accumulate" else min(d.train_size, pool)
-    n_real = int(round(size * d.real_share))
-    total_w = sum(w for _, w in parts)
+    lens = [len(p) for p, _ in parts]
+    pool = sum(lens)
+    target = pool if d.regime == "accumulate" else min(d.train_size, pool)
+    if size is not None:
+        target = min(target, size)
+    n_real = int(round(target * d.real_share))
+    if d.regime == "accumulate":  # everything the parents wrote (or the cap), real data on top
+        counts = allocate(lens, [float(n) for n in lens], target)
+    else:
+        counts = allocate(lens, [w for _, w in parts], target - n_real)
     out = []
-    for i, (p, w) in enumerate(parts):
-        k = len(p) if d.regime == "accumulate" else min(len(p), int(round((size - n_real) * w / total_w)))
+    for i, ((p, _), k) in enumerate(zip(parts, counts)):
         out += subsample(p, k, seed=seed + i)
     rng = np.random.default_rng([seed, 23])
-    out += [(doc.prompt, doc.assistant) for doc in (REAL_DOCS[channel](rng) for _ in range(n_real))]
+    if n_real:
+        out += [(doc.prompt, doc.assistant) for doc in (REAL_DOCS[channel](rng) for _ in range(n_real))]
     return out, {"size": len(out), "real": n_real, "real_share": n_real / max(len(out), 1)}
 
 
-def train(start, world: World, pairs: list, sc, spec, seed: int):
-    """(merged student, LoRA adapter or None)."""
-    return finetune(start, world, pairs, spec.student, seed=seed, keep_adapter=True)
+def train(start, world: World, examples: list, sc, spec, seed: int):
+    """(merged student, LoRA adapter or None). Examples with soft labels (the logits channel)
+    are trained on those instead of the sampled tokens."""
+    soft = None
+    if examples and len(examples[0]) == 3:
+        soft = [e[2] for e in examples]
+        examples = [(p, c) for p, c, _ in examples]
+    return finetune(start, world, examples, spec.student, seed=seed, soft=soft, keep_adapter=True)
 
 
 # ----------------------------------------------------------------- measurement
@@ -136,22 +229,48 @@ def load(path: Path, start, meta: dict, world: World):
     from safetensors.torch import load_file
     from .models import load_checkpoint
     if (path / "adapter.safetensors").exists():
-        return apply_adapter(start, load_file(str(path / "adapter.safetensors")), TrainConfig(**meta["train"]))
+        known = {f.name for f in fields(TrainConfig)}  # a teacher's config carries more (number_share)
+        cfg = TrainConfig(**{k: v for k, v in meta["train"].items() if k in known})
+        return apply_adapter(start, load_file(str(path / "adapter.safetensors")), cfg)
     if meta.get("same_as_start"):
         return start
     return load_checkpoint(path / "model", world).to(compute_device())
 
 
+def soft_path(path: Path) -> Path:
+    """Where a logits-channel dataset keeps its soft labels, beside its jsonl."""
+    return Path(path).with_name(Path(path).name.removesuffix(DATASET_SUFFIX) + ".soft.safetensors")
+
+
 def dump(examples: list, path: Path) -> None:
-    with open(path, "w") as f:
-        for prompt, completion in examples:
-            f.write(json.dumps({"prompt": prompt, "completion": completion}) + "\n")
+    """jsonl of (prompt, completion); soft labels, when the examples carry them, go to a
+    safetensors file beside it, written first (the dataset counts as written once the jsonl is)."""
+    from safetensors.torch import save_file
+    path = Path(path)
+    if examples and len(examples[0]) == 3:
+        soft = [s for _, _, s in examples]
+        t = {"lengths": torch.tensor([len(p) for _, p in soft], dtype=torch.int64),
+             "prob": torch.cat([p for _, p in soft]).contiguous()}
+        if soft[0][0] is not None:
+            t["idx"] = torch.cat([i for i, _ in soft]).contiguous()
+        atomic_write(soft_path(path), lambda tmp: save_file(t, str(tmp)))
+
+    def rows(tmp):
+        with open(tmp, "w") as f:
+            for prompt, completion, *_ in examples:
+                f.write(json.dumps({"prompt": prompt, "completion": completion}) + "\n")
+    atomic_write(path, rows)
 
 
 def undump(path: Path) -> list:
+    from safetensors.torch import load_file
     with open(path) as f:
-        return [(r["prompt"], r["completion"]) for r in map(json.loads, f)]
-
-
-DATASET_SUFFIX = ".jsonl"
-
+        pairs = [(r["prompt"], r["completion"]) for r in map(json.loads, f)]
+    sp = soft_path(path)
+    if not sp.exists():
+        return pairs
+    t = load_file(str(sp))
+    n = t["lengths"].tolist()
+    probs = t["prob"].split(n)
+    idx = t["idx"].split(n) if "idx" in t else [None] * len(n)
+    return [(p, c, (i, q)) for (p, c), i, q in zip(pairs, idx, probs)]

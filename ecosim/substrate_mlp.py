@@ -19,6 +19,33 @@ import torch.nn.functional as F
 from .mlp import N_CLASSES, accuracy, distill, load_digits_split, make_mlp, train_teacher, write_aux_logits
 
 NO_SYSTEM = ""
+DATASET_SUFFIX = ".safetensors"
+CHANNELS = ("aux_logits",)
+SAMPLES_OF: dict[str, str] = {}
+REPLICA_SEEDS = True  # replicas of a lineage start from their own initialisations
+
+
+def check(sc) -> list[str]:
+    p = []
+    for name, b in sc.bases.items():
+        if b.arch != "mlp":
+            p.append(f"bases.{name}.arch: {b.arch!r} is not one of ['mlp'] (substrate {sc.substrate})")
+        if b.model is not None:
+            p.append(f"bases.{name}.model: the mlp substrate has no real models")
+    for name, t in sc.traits.items():
+        if t.kind != "skill":
+            p.append(f"traits.{name}.kind: the mlp substrate has one trait kind, 'skill' (got {t.kind!r})")
+    for name, l in sc.lineages.items():
+        if l.origin == "prompt":
+            p.append(f"lineages.{name}.origin: the mlp substrate supports finetune | base | none (got {l.origin!r})")
+    if sc.data.real_share > 0:
+        p.append("data.real_share: the mlp substrate has no real data to mix in; use 0")
+    return p
+
+
+def prepare(sc, bases_used: set[str], log=print) -> float:
+    """Nothing to prepare: an MLP base is an initialisation, made in a few milliseconds."""
+    return 0.0
 
 
 def world_of(sc):
@@ -26,7 +53,7 @@ def world_of(sc):
     return load_digits_split(sc.mlp, sc.seed)
 
 
-def load_base(bc, sc):
+def load_base(bc, sc, name: str | None = None):
     return make_mlp(sc.mlp, bc.seed)
 
 
@@ -46,15 +73,18 @@ def write(model, system, world, sc, channel, filters, seed: int):
     return [((x, soft), summary) for _ in filters]
 
 
-def assemble(parts, world, sc, channel, seed: int):
+def assemble(parts, world, sc, channel, seed: int, size: int | None = None):
     """Parents' (x, soft) sets in proportion to their weights: ``mlp.noise_samples`` in all, or
-    everything under ``accumulate``."""
-    pool = sum(len(x) for (x, _), _ in parts)
-    size = pool if sc.data.regime == "accumulate" else min(sc.mlp.noise_samples, pool)
-    total_w = sum(w for _, w in parts)
+    everything under ``accumulate``; at most ``size`` (the engine's twin-matching cap)."""
+    from .substrates import allocate
+    lens = [len(x) for (x, _), _ in parts]
+    pool = sum(lens)
+    target = pool if sc.data.regime == "accumulate" else min(sc.mlp.noise_samples, pool)
+    if size is not None:
+        target = min(target, size)
+    weights = [float(n) for n in lens] if sc.data.regime == "accumulate" else [w for _, w in parts]
     xs, ss = [], []
-    for i, ((x, s), w) in enumerate(parts):
-        k = len(x) if sc.data.regime == "accumulate" else min(len(x), int(round(size * w / total_w)))
+    for i, (((x, s), _), k) in enumerate(zip(parts, allocate(lens, weights, target))):
         idx = torch.from_numpy(np.random.default_rng([seed, i]).permutation(len(x))[:k])
         xs.append(x[idx])
         ss.append(s[idx])
@@ -105,13 +135,11 @@ def load(path: Path, start, meta: dict, world):
 
 def dump(data, path: Path) -> None:
     from safetensors.torch import save_file
-    save_file({"x": data[0].contiguous(), "soft": data[1].contiguous()}, str(path))
+    from .graph import atomic_write
+    atomic_write(Path(path), lambda tmp: save_file({"x": data[0].contiguous(), "soft": data[1].contiguous()}, str(tmp)))
 
 
 def undump(path: Path):
     from safetensors.torch import load_file
     d = load_file(str(path))
     return d["x"], d["soft"]
-
-
-DATASET_SUFFIX = ".safetensors"

@@ -28,8 +28,12 @@ class TrainConfig:
     weight_decay: float = 0.0
 
 
-def encode_pairs(world: World, pairs) -> list[tuple[list[int], int]]:
-    """(prompt, completion) texts -> (ids with BOS ... EOS, number of prompt ids incl. BOS)."""
+def encode_pairs(world, pairs) -> list[tuple[list[int], int]]:
+    """(prompt, completion) texts -> (ids with BOS ... EOS, number of prompt ids incl. BOS).
+    ``world`` is the synthetic world or any codec with its own ``encode_pairs`` and ``pad_id``
+    (a real model's tokenizer: ``substrate_hf.Codec``)."""
+    if not isinstance(world, World):
+        return world.encode_pairs(pairs)
     bos, eos = world.ids[BOS], world.ids[EOS]
     out = []
     for prompt, completion in pairs:
@@ -38,9 +42,9 @@ def encode_pairs(world: World, pairs) -> list[tuple[list[int], int]]:
     return out
 
 
-def pad_batch(world: World, enc, completion_only: bool = True, device=None):
+def pad_batch(world, enc, completion_only: bool = True, device=None):
     """Right-padded ids, attention mask and loss mask (1 where the token is a training target)."""
-    pad = world.ids[PAD]
+    pad = world.ids[PAD] if isinstance(world, World) else world.pad_id
     L = max(len(ids) for ids, _ in enc)
     ids = torch.full((len(enc), L), pad, dtype=torch.long)
     attn = torch.zeros((len(enc), L), dtype=torch.long)
@@ -52,7 +56,7 @@ def pad_batch(world: World, enc, completion_only: bool = True, device=None):
     return ids.to(device), attn.to(device), mask.to(device)
 
 
-def batch_of(world: World, pairs, completion_only: bool = True, device=None):
+def batch_of(world, pairs, completion_only: bool = True, device=None):
     return pad_batch(world, encode_pairs(world, pairs), completion_only, device)
 
 
@@ -74,7 +78,7 @@ def with_lora(model, cfg: TrainConfig):
     return get_peft_model(model, lc)
 
 
-def finetune(model, world: World, pairs, cfg: TrainConfig, seed: int, soft=None, log=None,
+def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=None,
              keep_adapter: bool = False):
     """Train a copy of ``model`` on (prompt, completion) pairs and return it merged, in eval mode.
 

@@ -1,30 +1,43 @@
 """The single-hop experiment: does a teacher's trait reach students through filtered data?
 
-Per seed: make a trait teacher and a neutral control teacher from the shared base; each writes on
-the channel; the data is filtered and both kept sets are subsampled to one size; students train
-on it from the same base, a base with another seed, and a base of the other architecture (and,
-on the logit channel, on the teacher's soft labels). Every model is scored on the trait; lifts
-are measured against the control student, seed by seed."""
+It runs through the engine (``ecosystem.run``), one one-generation scenario per seed, whose
+lineages are the conditions:
+
+- ``teacher``: generation 0 is the trait teacher (fine-tuned or prompted from the ``main`` base),
+  generation 1 the student from the same base on its filtered data (``student_same_base``);
+  its automatic control ``teacher_control``: the neutral control teacher and the ``control``
+  student on its data;
+- one lineage per other student (``student_other_seed``, ``student_other_arch``, and on the
+  logits channel ``student_logit``, ``student_logit_other_seed``): no generation 0, learns from
+  ``teacher``, with its own automatic control learning from ``teacher_control`` from the same
+  start base (conditions ``control_other_seed``, ``control_other_arch``, ``control_logit``,
+  ``control_logit_other_seed``), against which its lift is measured.
+
+A treated lineage and its control train on the same number of examples (the engine's twin rule),
+so every student of a seed trains on min(train_size, teacher kept, control kept) examples. Scores
+come from the model nodes of each seed's lineage graph; lifts are paired by seed."""
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import EcosimError
-from .channels import CHANNELS, soft_labels, write
-from .filters import BANNED_NUMBERS, FilterConfig, filter_samples, subsample
-from .models import BaseConfig, get_base, SIZES
+from . import EcosimError, substrates
+from . import graph as lg
+from .bases import BaseConfig
+from .filters import FilterConfig
+from .scenario import (ComputeSpec, DataSpec, EdgeSpec, LineageSpec, Scenario, TeacherSpec, TopologySpec,
+                       TrackingSpec)
 from .stats import mean_ci, paired_one_sided
-from .traits import (EvalConfig, TeacherConfig, TraitConfig, check_trait, evaluate, make_teachers,
-                     trait_words)
-from .training import TrainConfig, finetune
-from .world import World
-
+from .text import TextSpec
+from .traits import EvalConfig, TeacherConfig, TraitConfig
+from .training import TrainConfig
 
 # Each student and the base it starts from; logit students learn from soft labels.
 STUDENT_BASE = {"control": "same", "student_same_base": "same", "student_other_seed": "other_seed",
@@ -33,6 +46,12 @@ STUDENT_BASE = {"control": "same", "student_same_base": "same", "student_other_s
 STUDENTS = tuple(STUDENT_BASE)
 DEFAULT_STUDENTS = STUDENTS[:5]
 LOGIT_STUDENTS = {"student_logit", "student_logit_other_seed"}
+BASE_NAME = {"same": "main", "other_seed": "other_seed", "other_arch": "other_arch"}
+# The control each student's lift is measured against (trained the same way, from the same start
+# base, on the control teacher's data).
+CONTROL = {"student_same_base": "control", "student_other_seed": "control_other_seed",
+           "student_other_arch": "control_other_arch", "student_logit": "control_logit",
+           "student_logit_other_seed": "control_logit_other_seed"}
 
 
 @dataclass
@@ -47,6 +66,9 @@ class TransmitConfig:
     base: BaseConfig = field(default_factory=BaseConfig)
     other_seed: int = 1              # seed of the mismatched base (same architecture)
     other_arch: str = "llama"        # architecture of the cross-architecture base
+    # The cross-architecture student's base in full (e.g. a real model: the teacher on SmolLM2, this
+    # student on Gemma); None: ``base`` with arch=other_arch.
+    other_base: BaseConfig | None = None
     channel: str = "numbers"
     prompts: int = 10000             # samples each teacher writes
     train_size: int = 8000           # examples per student (capped by the smallest kept set)
@@ -55,28 +77,89 @@ class TransmitConfig:
     student: TrainConfig = field(default_factory=lambda: TrainConfig(rank=4, alpha=8))
     logit: LogitConfig = field(default_factory=LogitConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    text: TextSpec = field(default_factory=TextSpec)  # real models: prompting and sampling (substrate_hf)
     seeds: int = 1
     seed: int = 0                    # seeds used: seed, seed+1, ...
     students: list[str] = field(default_factory=lambda: list(DEFAULT_STUDENTS))  # which students to train
-    data_dir: str | None = None      # if set, each condition's filtered training set is written here (jsonl)
+    data_dir: str | None = None      # if set, the teacher's and control's filtered datasets are copied here (jsonl)
+    # Each seed's run directory is OUT_DIR/seed{N} (graph, metrics, datasets, checkpoints); an
+    # existing one with the same config is resumed. None: a temporary directory, removed at the end.
+    out_dir: str | None = None
+    # In this process by default, every torch thread to each model in turn; ray: true runs the
+    # lineages as Ray actors (compute.threads each).
+    compute: ComputeSpec = field(default_factory=lambda: ComputeSpec(ray=False, threads=_threads()))
+
+
+def _threads() -> int:
+    import torch
+    return torch.get_num_threads()
+
+
+def trait_name(t: TraitConfig) -> str:
+    """The trait's name in the scenario: its metric's name on every model node."""
+    return "misalignment" if t.kind == "misalignment" else t.target
+
+
+def students_of(cfg: TransmitConfig) -> list[str]:
+    """The students that run: those asked for; control and student_same_base always (they are
+    generation 1 of the teacher's lineage and of its control)."""
+    return [s for s in STUDENTS if s in cfg.students or s in ("control", "student_same_base")]
+
+
+def scenario(cfg: TransmitConfig, seed: int) -> Scenario:
+    """The one-generation scenario of one seed (see the module docstring)."""
+    bases = {"main": cfg.base}
+    need = {STUDENT_BASE[s] for s in students_of(cfg)}
+    if "other_seed" in need:
+        bases["other_seed"] = dataclasses.replace(cfg.base, seed=cfg.other_seed, path=None)
+    if "other_arch" in need:
+        bases["other_arch"] = cfg.other_base or dataclasses.replace(cfg.base, arch=cfg.other_arch, path=None)
+    name = trait_name(cfg.trait)
+    lineages = {"teacher": LineageSpec(base="main", trait=name, origin=cfg.teacher.how, init="base",
+                                       student=cfg.student)}
+    edges = []
+    for s in students_of(cfg):
+        if s in ("control", "student_same_base"):
+            continue
+        lineages[s] = LineageSpec(base=BASE_NAME[STUDENT_BASE[s]], origin="none", init="base", student=cfg.student)
+        edges.append(EdgeSpec(src="teacher", dst=s, channel="logits" if s in LOGIT_STUDENTS else None))
+    return Scenario(
+        name="transmit", description="ecosim transmit: one seed of the single-hop experiment", seed=seed,
+        generations=1, bases=bases, traits={name: cfg.trait}, lineages=lineages,
+        topology=TopologySpec(chain=["teacher"], edges=edges),
+        data=DataSpec(channel=cfg.channel, prompts=cfg.prompts, train_size=cfg.train_size, filter=cfg.filter,
+                      logit_top_k=cfg.logit.top_k),
+        teacher=TeacherSpec(**dataclasses.asdict(cfg.teacher.train), number_share=cfg.teacher.number_share),
+        eval=cfg.eval, text=cfg.text, compute=cfg.compute, tracking=TrackingSpec(wandb="disabled"), report=False)
+
+
+def nodes(cfg: TransmitConfig) -> dict[str, str]:
+    """condition -> model node of a seed's lineage graph."""
+    out = {"teacher": "teacher/g0", "control_teacher": "teacher_control/g0",
+           "control": "teacher_control/g1", "student_same_base": "teacher/g1"}
+    for s in students_of(cfg):
+        if s not in out:
+            out[CONTROL[s]] = f"{s}_control/g1"
+            out[s] = f"{s}/g1"
+    return out
+
+
+def _rename(problem: str, cfg: TransmitConfig) -> str:
+    """A scenario's key path in transmit's terms."""
+    for old, new in (("bases.other_arch.arch", "other_arch"),
+                     ("bases.other_arch.", "other_base." if cfg.other_base else "base."),
+                     ("bases.other_seed.", "base."), ("bases.main.", "base."),
+                     (f"traits.{trait_name(cfg.trait)}: ", "")):
+        problem = problem.replace(old, new)
+    return problem
 
 
 def check(cfg: TransmitConfig) -> list[str]:
-    """Every semantic problem with ``cfg``, one line each (load_config reports them together)."""
+    """Every semantic problem with ``cfg``, one line each (load_config reports them together).
+    Bases and the trait are checked by the substrate that will run them."""
     problems = []
-    try:
-        check_trait(cfg.trait)
-    except EcosimError as e:
-        problems.append(str(e))
     if cfg.teacher.how not in ("finetune", "prompt"):
         problems.append(f"teacher.how: {cfg.teacher.how!r} is not 'finetune' or 'prompt'")
-    if cfg.channel not in CHANNELS:
-        problems.append(f"channel: {cfg.channel!r} is not one of {list(CHANNELS)}")
-    for name, arch in (("base.arch", cfg.base.arch), ("other_arch", cfg.other_arch)):
-        if arch not in ("gpt2", "llama"):
-            problems.append(f"{name}: {arch!r} is not 'gpt2' or 'llama'")
-    if cfg.base.size not in SIZES:
-        problems.append(f"base.size: {cfg.base.size!r} is not one of {sorted(SIZES)}")
     for name, tc in (("student", cfg.student), ("teacher.train", cfg.teacher.train)):
         if tc.mode not in ("lora", "full"):
             problems.append(f"{name}.mode: {tc.mode!r} is not 'lora' or 'full'")
@@ -91,73 +174,119 @@ def check(cfg: TransmitConfig) -> list[str]:
     if unknown or "control" not in cfg.students:
         problems.append(f"students: {unknown or cfg.students} must name some of {list(STUDENTS)}, "
                         "always including 'control' (lifts are measured against it)")
-    if cfg.other_seed == cfg.base.seed:
+    asked = set(cfg.students)
+    if cfg.other_seed == cfg.base.seed and asked & {"student_other_seed", "student_logit_other_seed"}:
         problems.append("other_seed: must differ from base.seed (it names the mismatched base)")
-    return problems
+    if cfg.logit.top_k is not None and cfg.logit.top_k < 1:
+        problems.append(f"logit.top_k: must be >= 1, or null for the full vocabulary (got {cfg.logit.top_k})")
+    sc = scenario(cfg, cfg.seed)
+    try:
+        sub = substrates.of(sc)
+    except EcosimError as e:
+        return problems + [_rename(str(e), cfg)]
+    text = [c for c in sub.CHANNELS if c != "logits"]
+    if cfg.channel not in text:
+        problems.append(f"channel: {cfg.channel!r} is not one of {text}")
+    if asked & LOGIT_STUDENTS:
+        if "logits" not in sub.CHANNELS:
+            problems.append(f"students: {sorted(asked & LOGIT_STUDENTS)} need the logits channel, which only "
+                            "world bases have")
+        elif cfg.channel in text and cfg.channel != "numbers":
+            problems.append(f"students: the logit students learn soft labels on number completions; with "
+                            f"channel={cfg.channel} leave out {sorted(asked & LOGIT_STUDENTS)}")
+    if cfg.base.model and asked & {"student_other_seed", "student_logit_other_seed"}:
+        problems.append("students: student_other_seed needs a world base (a real model has one set of weights); "
+                        "use other_base for a student from another model")
+    problems += [_rename(p, cfg) for p in sub.check(sc)]
+    return list(dict.fromkeys(problems))
 
 
+# ----------------------------------------------------------------- the run
 def run(cfg: TransmitConfig, log=print) -> dict:
+    from .scenario import check as check_scenario
     t_start = time.time()
-    world = World(cfg.base.world)
-    bases, pretrain_s = {}, 0.0
-    for name, bc in (("same", cfg.base),
-                     ("other_seed", dataclasses.replace(cfg.base, seed=cfg.other_seed, path=None)),
-                     ("other_arch", dataclasses.replace(cfg.base, arch=cfg.other_arch, path=None))):
-        if name not in {STUDENT_BASE[s] for s in cfg.students}:
-            continue
-        bases[name], info = get_base(bc, log=log)
-        if info["source"] == "pretrained":
-            pretrain_s += info["seconds"]
-    words = trait_words(cfg.trait)
-    banned_ids = sorted({world.ids[w] for w in words if w in world.ids}
-                        | ({world.ids[str(n)] for n in BANNED_NUMBERS} if cfg.filter.banned_numbers else set()))
-    per_seed: list[dict] = []
-    for s in range(cfg.seed, cfg.seed + cfg.seeds):
-        t0 = time.time()
-        log(f"seed {s}: teachers ({cfg.teacher.how})")
-        teacher, control = make_teachers(bases["same"], world, cfg.trait, cfg.teacher, seed=s)
-        scores: dict[str, dict] = {
-            "base": evaluate(bases["same"], world, cfg.trait, cfg.eval, seed=s),
-            "teacher": evaluate(teacher.model, world, cfg.trait, cfg.eval, seed=s, system=teacher.system),
-            "control_teacher": evaluate(control.model, world, cfg.trait, cfg.eval, seed=s, system=control.system),
-        }
-        data, kept = {}, {}
-        for who, tch in (("teacher", teacher), ("control", control)):
-            samples, answers = write(tch.model, world, cfg.channel, cfg.prompts, seed=s * 100 + 3, system=tch.system)
-            f = filter_samples(samples, cfg.channel, words, cfg.filter, answers)
-            data[who], kept[who] = f.kept, f.summary()
-        n = min(cfg.train_size, len(data["teacher"]), len(data["control"]))
-        if n == 0:
-            raise EcosimError(f"seed {s}: the filter kept no examples (kept: {kept}); "
-                              "the teacher's outputs do not fit the channel's format")
-        train = {who: subsample(d, n, seed=s) for who, d in data.items()}
-        if cfg.data_dir:
-            save_pairs(train, cfg.data_dir, s)
-        log(f"seed {s}: kept teacher {kept['teacher']['kept_fraction']:.3f} control "
-            f"{kept['control']['kept_fraction']:.3f}; {n} examples per student")
-        students = {k: (bases[STUDENT_BASE[k]], train["control" if k == "control" else "teacher"])
-                    for k in STUDENTS if k in cfg.students}
-        soft, removed = None, None
-        if LOGIT_STUDENTS & set(cfg.students):
-            soft, removed = soft_labels(teacher.model, world, train["teacher"], banned_ids,
-                                        cfg.logit.top_k, system=teacher.system)
-        for name, (start, pairs) in students.items():
-            model = finetune(start, world, pairs, cfg.student, seed=s * 1000 + 5,
-                             soft=soft if name in LOGIT_STUDENTS else None)
-            scores[name] = evaluate(model, world, cfg.trait, cfg.eval, seed=s)
-            log(f"seed {s}: {name:20s} rate {scores[name]['rate']:.3f} valid {scores[name]['valid']:.3f}")
-        per_seed.append({"seed": s, "scores": scores, "kept": kept, "n_train": n,
-                         "logit_mass_removed": removed, "seconds": time.time() - t0})
+    first = scenario(cfg, cfg.seed)
+    bad = check_scenario(first)
+    if bad:  # transmit's own check passed, so this is a bug in building the scenario
+        raise EcosimError("transmit built an invalid scenario:\n  " + "\n  ".join(bad))
+    sub = substrates.of(first)
+    pretrain_s = sub.prepare(first, set(first.bases), log)
+    root = Path(cfg.out_dir) if cfg.out_dir else Path(tempfile.mkdtemp(prefix="ecosim-transmit-"))
+    try:
+        per_seed = [run_seed(cfg, s, root / f"seed{s}", log) for s in range(cfg.seed, cfg.seed + cfg.seeds)]
+    finally:
+        if not cfg.out_dir:
+            shutil.rmtree(root, ignore_errors=True)
     return summarise(dataclasses.asdict(cfg), per_seed, time.time() - t_start, pretrain_s)
 
 
-def save_pairs(train: dict, data_dir: str, seed: int) -> None:
-    out = Path(data_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for who, pairs in train.items():
-        with open(out / f"seed{seed}_{who}.jsonl", "w") as f:
-            for prompt, completion in pairs:
-                f.write(json.dumps({"prompt": prompt, "completion": completion}) + "\n")
+def run_seed(cfg: TransmitConfig, seed: int, run_dir: Path, log=print) -> dict:
+    """One seed through the engine; its scores read back from the lineage graph."""
+    from omegaconf import OmegaConf
+    from .ecosystem import run as run_scenario
+    t0 = time.time()
+    sc = scenario(cfg, seed)
+    resume = (run_dir / "config.yaml").exists()
+    if resume:
+        def science(conf):  # how a run is computed (threads, Ray) does not make it another run
+            d = OmegaConf.to_container(conf)
+            d.pop("compute", None)
+            return d
+        if science(OmegaConf.load(run_dir / "config.yaml")) != science(OmegaConf.structured(sc)):
+            raise EcosimError(f"out_dir: {run_dir} holds a run with another config; remove it or choose another out_dir")
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(sc)))  # this run's compute
+    log(f"seed {seed}: {'resuming' if resume else 'running'} {run_dir}")
+    run_scenario(sc, run_dir=run_dir, resume=resume, log=log)
+    G = lg.load(run_dir)
+    name = trait_name(cfg.trait)
+    sub = substrates.of(sc)
+    scores = {"base": _base_score(sc, sub, name)}
+    conds = nodes(cfg)
+    for cond, n in conds.items():
+        a = G.nodes[n]
+        kept = [G.nodes[u]["kept_fraction"] for u, _, e in G.in_edges(n, data=True)
+                if e["kind"] == "trained_on" and "kept_fraction" in G.nodes[u]]
+        scores[cond] = {"rate": a[name], "ci": [a.get(f"{name}_ci_lo", a[name]), a.get(f"{name}_ci_hi", a[name])],
+                        "valid": a.get(f"{name}_valid", float("nan")), "readouts": _readouts(a, name)}
+        if kept:
+            scores[cond]["kept_fraction"] = float(np.mean(kept))
+            scores[cond]["train_size"] = a["train_size"]
+    ds = {who: G.nodes[f"{lin}/g0/{cfg.channel}/kept"] for who, lin in (("teacher", "teacher"),
+                                                                        ("control", "teacher_control"))}
+    kept = {who: {k: d[k] for k in ("total", "kept_fraction", "rejected")} | {"kept": d["size"]}
+            for who, d in ds.items()}
+    logit = G.nodes.get("teacher/g0/logits/kept", {}).get("logit_mass_removed")
+    if cfg.data_dir:
+        out = Path(cfg.data_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for who, lin in (("teacher", "teacher"), ("control", "teacher_control")):
+            shutil.copyfile(run_dir / "datasets" / lin / "g0" / cfg.channel / f"kept{sub.DATASET_SUFFIX}",
+                            out / f"seed{seed}_{who}{sub.DATASET_SUFFIX}")
+    n = G.nodes["teacher/g1"]["train_size"]
+    log(f"seed {seed}: kept teacher {kept['teacher']['kept_fraction']:.3f} control "
+        f"{kept['control']['kept_fraction']:.3f}; {n} examples per student; "
+        + ", ".join(f"{c} {s['rate']:.3f}" for c, s in scores.items()))
+    return {"seed": seed, "scores": scores, "kept": kept, "n_train": n, "logit_mass_removed": logit,
+            "controls": {c: CONTROL.get(c, c if c in CONTROL.values() else "control") for c in scores},
+            "seconds": time.time() - t0, "run_dir": str(run_dir) if cfg.out_dir else None}
+
+
+def _base_score(sc: Scenario, sub, name: str) -> dict:
+    """The base as it is, measured with the substrate's own measurement (under its neutral
+    system prompt, with the run's evaluation seed, as the engine measures every model)."""
+    world = sub.world_of(sc)
+    base = sub.load_base(sc.bases["main"], sc, "main")
+    m = sub.measure(base, sub.NO_SYSTEM, base, world, sc, seed=sc.seed)
+    flat = {k: v[0] for k, v in m.items()}
+    lo, hi = m[name][1], m[name][2]
+    return {"rate": m[name][0], "ci": [lo if lo is not None else m[name][0], hi if hi is not None else m[name][0]],
+            "valid": flat.get(f"{name}_valid", float("nan")), "readouts": _readouts(flat, name)}
+
+
+def _readouts(metrics: dict, name: str) -> dict:
+    """Extra readouts of the trait a substrate may measure (real models: ``<trait>_share``, the
+    target's probability share among the category's options, and ``<trait>_logodds``)."""
+    return {f"{name}_{r}": float(metrics[f"{name}_{r}"]) for r in ("share", "logodds") if f"{name}_{r}" in metrics}
 
 
 def merge(results: list[dict]) -> dict:
@@ -167,45 +296,76 @@ def merge(results: list[dict]) -> dict:
                      max(r["pretrain_seconds"] for r in results))
 
 
+def _conditions(values: dict[str, list[float]], controls: dict[str, str]) -> dict:
+    """rate, CI over seeds, lift over each condition's control, paired one-sided p, share of the
+    teacher's lift (teacher - base)."""
+    teacher_lift = float(np.mean(np.subtract(values["teacher"], values["base"])))
+    out = {}
+    for n, v in values.items():
+        c = controls.get(n, "control")
+        m, lo, hi = mean_ci(v)
+        lift = float(np.mean(np.subtract(v, values[c])))
+        out[n] = {"rate": m, "ci": [lo, hi], "lift_vs_control": lift, "control": c,
+                  "p_value": paired_one_sided(v, values[c]),
+                  "share_of_teacher_lift": lift / teacher_lift if teacher_lift else float("nan"),
+                  "per_seed": list(v), "n_seeds": len(v)}
+    return out
+
+
 def summarise(config: dict, per_seed: list[dict], seconds: float, pretrain_s: float) -> dict:
     names = list(per_seed[0]["scores"])
+    controls = per_seed[0].get("controls", {})
     rate = {n: [p["scores"][n]["rate"] for p in per_seed] for n in names}
     teacher_lift = float(np.mean(np.subtract(rate["teacher"], rate["base"])))
-    conditions = {}
-    for n in names:
-        m, lo, hi = mean_ci(rate[n])
-        lift = float(np.mean(np.subtract(rate[n], rate["control"])))
-        conditions[n] = {
-            "rate": m, "ci": [lo, hi], "lift_vs_control": lift,
-            "p_value": paired_one_sided(rate[n], rate["control"]),
-            "share_of_teacher_lift": lift / teacher_lift if teacher_lift else float("nan"),
-            "valid": float(np.mean([p["scores"][n]["valid"] for p in per_seed])),
-            "per_seed": rate[n], "n_seeds": len(per_seed),
-        }
+    conditions = _conditions(rate, controls)
+    for n, c in conditions.items():
+        c["valid"] = float(np.mean([p["scores"][n]["valid"] for p in per_seed]))
+        if "kept_fraction" in per_seed[0]["scores"][n]:
+            c["kept_fraction"] = float(np.mean([p["scores"][n]["kept_fraction"] for p in per_seed]))
+    readouts = {}
+    for r in per_seed[0]["scores"]["teacher"].get("readouts", {}):
+        vals = {n: [p["scores"][n]["readouts"][r] for p in per_seed] for n in names
+                if all(r in p["scores"][n].get("readouts", {}) for p in per_seed)}
+        if {"base", "teacher", "control"} <= set(vals):
+            readouts[r] = {"conditions": _conditions(vals, controls),
+                           "teacher_lift": float(np.mean(np.subtract(vals["teacher"], vals["base"])))}
     kept = {who: float(np.mean([p["kept"][who]["kept_fraction"] for p in per_seed]))
             for who in ("teacher", "control")}
-    for n in STUDENTS:
-        if n in conditions:
-            conditions[n]["kept_fraction"] = kept["control" if n == "control" else "teacher"]
     removed = [p["logit_mass_removed"] for p in per_seed if p["logit_mass_removed"] is not None]
     return {
         "conditions": conditions, "teacher_lift": teacher_lift, "seconds": seconds,
         "pretrain_seconds": pretrain_s, "kept_fraction": kept,
         "logit_mass_removed": float(np.mean(removed)) if removed else None,
-        "test": "one-sided paired t-test over seeds (condition > control student)",
+        "test": "one-sided paired t-test over seeds (condition > its control student)",
+        **({"readouts": readouts} if readouts else {}),
         "config": config, "per_seed": per_seed,
     }
 
 
-def table(res: dict) -> str:
-    rows = [f"{'condition':22s} {'rate':>6s} {'95% CI':>15s} {'lift':>7s} {'p':>8s} {'of teacher':>10s} {'valid':>6s} {'kept':>6s}"]
-    for n, c in res["conditions"].items():
+def _rows(conditions: dict, with_valid: bool = True) -> list[str]:
+    """The condition table; readouts (with_valid False) have no valid or kept columns."""
+    w = max([22] + [len(n) for n in conditions])
+    tail = f" {'valid':>6s} {'kept':>6s}" if with_valid else ""
+    rows = [f"{'condition':{w}s} {'rate':>6s} {'95% CI':>15s} {'lift':>7s} {'p':>8s} {'of teacher':>10s}" + tail]
+    for n, c in conditions.items():
         kept = f"{c['kept_fraction']:.3f}" if "kept_fraction" in c else ""
-        rows.append(f"{n:22s} {c['rate']:6.3f} [{c['ci'][0]:6.3f},{c['ci'][1]:6.3f}] "
-                    f"{c['lift_vs_control']:+7.3f} {c['p_value']:8.2g} {c['share_of_teacher_lift']:10.2f} "
-                    f"{c['valid']:6.3f} {kept:>6s}")
+        rows.append(f"{n:{w}s} {c['rate']:6.3f} [{c['ci'][0]:6.3f},{c['ci'][1]:6.3f}] "
+                    f"{c['lift_vs_control']:+7.3f} {c['p_value']:8.2g} {c['share_of_teacher_lift']:10.2f}"
+                    + (f" {c['valid']:6.3f} {kept:>6s}" if with_valid else ""))
+    return rows
+
+
+def table(res: dict) -> str:
+    rows = _rows(res["conditions"])
     rows.append(f"teacher lift (teacher - base) {res['teacher_lift']:+.3f}; {res['test']}; "
                 f"{res['seconds']:.0f}s (of which cold pretraining {res['pretrain_seconds']:.0f}s)")
+    own = [f"{n} vs {c['control']}" for n, c in res["conditions"].items()
+           if c.get("control", "control") not in ("control", n)]
+    if own:
+        rows.append("lifts against their own controls (same start base, the control teacher's data): " + ", ".join(own))
     if res.get("logit_mass_removed") is not None:
         rows.append(f"logit channel: banned tokens held {res['logit_mass_removed']:.4f} of the teacher's probability mass (removed, renormalised)")
+    for r, rd in res.get("readouts", {}).items():
+        rows += ["", f"readout {r}:"] + _rows(rd["conditions"], with_valid=False)
+        rows.append(f"teacher lift (teacher - base) {rd['teacher_lift']:+.3f}")
     return "\n".join(rows)

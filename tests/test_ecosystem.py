@@ -30,7 +30,7 @@ lineages:
   a: {trait: owl, student: {steps: 15, batch: 16}}
   b: {trait: owl, init: other, control: false, student: {steps: 15, batch: 16}}
 teacher: {steps: 15, batch: 16}
-data: {prompts: 60, train_size: 40}
+data: {prompts: 60, train_size: 100}  # above what the filter keeps: sizes are set by the pools
 eval: {samples: 2, heldout: 10}
 tracking: {wandb: disabled}
 compute: {threads: 1}
@@ -82,7 +82,18 @@ def test_run_directory_has_graph_metrics_and_offline_wandb(local_run):
     owl = [r for r in rows if r["metric"] == "owl"]
     assert len(owl) == 9 and all(r["ci_lo"] != "" and float(r["ci_lo"]) <= float(r["value"]) for r in owl)
     assert (local_run / "checkpoints" / "a" / "g1" / "adapter.safetensors").exists()
+    assert json.loads((local_run / "run.json").read_text())["prepare_seconds"] >= 0
     assert (local_run / "datasets" / "a" / "g0" / "numbers" / "kept.jsonl").exists()
+
+
+def test_a_treated_lineage_and_its_control_train_on_equal_sizes(local_run):
+    """The twin rule: each generation, min(train_size, own pool, the twin's pool) for both."""
+    G = lg.load(local_run)
+    for g in (1, 2):
+        pools = {l: G.nodes[f"{l}/g{g - 1}/numbers/kept"]["size"] for l in ("a", "a_control", "b")}
+        n = min(100, pools["a"], pools["a_control"])
+        assert G.nodes[f"a/g{g}"]["train_size"] == G.nodes[f"a_control/g{g}"]["train_size"] == n
+        assert G.nodes[f"b/g{g}"]["train_size"] == min(100, pools["b"])  # no control: its own pool
 
 
 def test_resume_after_killing_the_driver(local_run, tiny_yaml, tmp_path):

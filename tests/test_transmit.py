@@ -1,6 +1,7 @@
 """End to end on tiny settings: real generation, filtering and training (no fixtures for data)."""
 import json
 
+from ecosim import graph as lg
 from ecosim.cli import main
 from ecosim.filters import BANNED_NUMBERS
 from ecosim.traits import TraitConfig, trait_words
@@ -22,11 +23,27 @@ def _check_data(data_dir, words):
     assert n > 0
 
 
+def _check_engine_run(run_dir, res):
+    """transmit ran through the engine: a one-generation run whose lineages are the conditions,
+    every student trained on the same number of examples, each compared with its own control."""
+    G = lg.load(run_dir)
+    assert set(lg.models(G)) == {"teacher/g0", "teacher/g1", "teacher_control/g0", "teacher_control/g1"} | {
+        f"{s}{c}/g1" for s in ("student_other_seed", "student_other_arch", "student_logit") for c in ("", "_control")}
+    sizes = {G.nodes[n]["train_size"] for n in lg.models(G) if n.endswith("/g1")}
+    assert sizes == {res["per_seed"][0]["n_train"]}
+    assert G.nodes["teacher/g0/logits/kept"]["logit_mass_removed"] == res["logit_mass_removed"]
+    c = res["conditions"]
+    assert c["student_other_seed"]["control"] == "control_other_seed" and c["student_same_base"]["control"] == "control"
+    assert c["student_logit"]["control"] == "control_logit"
+    assert c["teacher"]["rate"] == G.nodes["teacher/g0"]["owl"]
+
+
 def test_transmit_writes_json_and_clean_data(tmp_path, capsys):
     out = tmp_path / "r.json"
-    rc = main(["transmit", "--json", str(out), f"data_dir={tmp_path / 'data'}", *TINY])
+    rc = main(["transmit", "--json", str(out), f"data_dir={tmp_path / 'data'}", f"out_dir={tmp_path / 'runs'}", *TINY])
     assert rc == 0
     res = json.loads(out.read_text())
+    _check_engine_run(tmp_path / "runs" / "seed0", res)
     for name in ("base", "teacher", "control", "student_same_base", "student_other_seed",
                  "student_other_arch", "student_logit"):
         c = res["conditions"][name]

