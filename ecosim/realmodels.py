@@ -164,8 +164,9 @@ def local_dir(model: str, log=None) -> Path:
 
 def _tokenizer(path: Path, model: str, template: str | None):
     from transformers import AutoTokenizer
+    kw = {"gguf_file": path.name} if path.is_file() else {}
     try:
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(path.parent if kw else path, local_files_only=True, **kw)
     except Exception as e:  # many exception types from tokenizers: the user needs one line
         raise EcosimError(f"model {model!r} ({path}): tokenizer could not be loaded (corrupt or incomplete?): "
                           f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
@@ -183,9 +184,11 @@ def _tokenizer(path: Path, model: str, template: str | None):
 
 
 def load_tokenizer(model: str, template: str | None = None):
+    """The tokenizer alone (from the GGUF file itself when its weights are not converted yet)."""
     from .models import quiet_transformers
     quiet_transformers()
-    return _tokenizer(local_dir(model), model, template)
+    src = resolve(model)
+    return _tokenizer(src if needs_conversion(model) else local_dir(model), model, template)
 
 
 def load(model: str, template: str | None = None, dtype: str = "float32", log=None) -> Real:

@@ -491,8 +491,13 @@ def report(run_dir: str | Path, log=print, tracker=None) -> Path:
     fig = draw_graph(G, main)
     fig.savefig(out / "graph.svg", bbox_inches="tight")
     figs["graph"] = _png(fig, out / "graph.png")
-    figs["traits"] = _png(plot_metrics(G, traits, "trait rates by generation (band: 95% CI)", "rate"),
+    rates = [t for t in traits if not t.endswith("_logodds")]  # log-odds are not rates in [0, 1]
+    figs["traits"] = _png(plot_metrics(G, rates, "trait rates by generation (band: 95% CI)", "rate"),
                           out / "traits.png")
+    if len(rates) < len(traits):
+        figs["logodds"] = _png(plot_metrics(G, [t for t in traits if t not in rates], "likelihood readout: "
+                                            "log-odds of the target among the options", "log-odds",
+                                            unit_interval=False), out / "logodds.png")
     valid = [m for m in (f"{t}_valid" for t in traits) if any(m in G.nodes[n] for n in lg.models(G))]
     if valid:
         figs["valid"] = _png(plot_metrics(G, valid, "valid-answer rates by generation", "rate"), out / "valid.png")
@@ -504,7 +509,8 @@ def report(run_dir: str | Path, log=print, tracker=None) -> Path:
     n_models = len(lg.models(G, None))
     n_done = len(lg.models(G))
     status = "finished" if n_done == n_models else f"still running or interrupted: {n_done} of {n_models} models done"
-    page = _page(G, run_dir, figs, rows, svg, data, main, status)
+    more = {t: summary(G, t) for t in traits[1:]}  # every other readout: its own table
+    page = _page(G, run_dir, figs, rows, svg, data, main, status, more)
     (out / "index.html").write_text(page)
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
     if tracker is not None:
@@ -513,7 +519,7 @@ def report(run_dir: str | Path, log=print, tracker=None) -> Path:
     return out / "index.html"
 
 
-def _page(G, run_dir, figs, rows, svg, data, trait, status) -> str:
+def _table(rows) -> str:
     e = html.escape
     head = ["lineage", "replicas", "gen 0", "final gen", "final [95% CI]", "control", "lift vs control", "p (one-sided)", "test"]
     body = []
@@ -522,12 +528,18 @@ def _page(G, run_dir, figs, rows, svg, data, trait, status) -> str:
             r["lineage"], r["replicas"], _fmt(r["gen0"]), r["final_generation"],
             f"{_fmt(r['final'])} [{_fmt(r['final_ci'][0])}, {_fmt(r['final_ci'][1])}]", r["control"] or "–",
             _fmt(r["lift"]) if r["lift"] is None else f"{r['lift']:+.3f}", _fmt(r["p_value"]), r["test"] or "–")) + "</tr>")
+    return f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>"
+
+
+def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None) -> str:
+    e = html.escape
     payload = json.dumps(data).replace("</", "<\\/")  # no "</script>" inside the script
     no_control = [r["lineage"] for r in rows if r["control"] is None and not r["lineage"].endswith("_control")]
     note = (f"<p class='note'>No matched control for: {e(', '.join(no_control))} (the comparison is missing "
             "for them; compare with another lineage's control only with care).</p>") if no_control else ""
     imgs = "".join(f"<h2>{e(t)}</h2><img alt='{k}' src='{figs[k]}'>" for k, t in (
-        ("traits", "Trait rates"), ("valid", "Valid-answer rates"), ("capability", "Capability and drift"),
+        ("traits", "Trait rates"), ("logodds", "Likelihood readout (log-odds)"), ("valid", "Valid-answer rates"),
+        ("capability", "Capability and drift"),
         ("datasets", "Datasets: kept fractions and rejections")) if k in figs)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>ecosim report: {e(G.graph.get('scenario', ''))}</title>
@@ -535,7 +547,8 @@ def _page(G, run_dir, figs, rows, svg, data, trait, status) -> str:
 <h1>ecosim report: {e(G.graph.get('scenario', ''))}</h1>
 <p class="note">{e(str(run_dir))} · {e(status)} · colour = {e(trait)} rate · written {time.strftime('%Y-%m-%d %H:%M')}</p>
 <h2>Summary ({e(trait)})</h2>
-<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>{note}
+{_table(rows)}{note}
+{''.join(f"<h2>Summary ({e(t)})</h2>{_table(r)}" for t, r in (more or {}).items())}
 <h2>Lineage graph (interactive: hover a node for its metrics, click it to highlight its ancestors and descendants)</h2>
 <p class="note" id="count"></p>
 <div class="scroll">{svg}</div>

@@ -254,7 +254,7 @@ def train(start, world: RealWorld, examples: list[dict], sc, spec, seed: int, cf
 
 # ----------------------------------------------------------------- measurement
 @torch.no_grad()
-def option_logprobs(model, tok, prompts: list[str], opts: list[str], batch: int = 16) -> np.ndarray:
+def option_logprobs(model, tok, prompts: list[str], opts: list[str], batch: int = 8) -> np.ndarray:
     """log P(" " + option | prompt) summed over the option's tokens, for every prompt x option:
     an array [len(prompts), len(opts)]. Each prompt runs once; its KV cache is repeated for the
     options, whose tokens (a few each) are scored in one more pass."""

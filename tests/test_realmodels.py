@@ -175,3 +175,37 @@ def test_generation_is_batched_left_padded_and_seeded(setup):
     assert greedy_batched == greedy_single   # left padding does not change what a prompt gets
     assert realmodels.generate(base, tok, prompts[:1], 5, seed=3) == one[:1]
     assert all(isinstance(t, str) and isinstance(f, bool) for t, f in one)
+
+
+def test_validate_names_a_missing_model_and_bad_text_settings(tmp_path, capsys):
+    from ecosim.cli import main
+    y = tmp_path / "s.yaml"
+    y.write_text(f"""name: real
+generations: 1
+bases:
+  main: {{model: {tmp_path / 'nowhere'}}}
+  gem: {{model: {tmp_path / 'x.bin'}, template: fancy}}
+traits: {{owl: {{kind: preference, category: animal, target: owl}}}}
+lineages: {{owl: {{base: main, trait: owl}}}}
+text: {{shots: 9, temperature: -1}}
+""")
+    (tmp_path / "x.bin").write_text("x")
+    assert main(["validate", str(y)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("ecosim: error:") == 1 and "Traceback" not in err
+    for part in (f"bases.main.model: model {str(tmp_path / 'nowhere')!r}: no such file or directory",
+                 "bases.gem.model", "not .gguf", "bases.gem.template: 'fancy'", "text.shots", "text.temperature"):
+        assert part in err, part
+
+
+def test_the_smollm2_scenario_runs_on_the_world_by_changing_only_bases(tmp_path):
+    """The shipped SmolLM2 scenario and the same file with world bases plan the same lineages."""
+    import yaml
+    from ecosim.cli import scenario_path
+    from ecosim.scenario import expand, load_scenario
+    real = yaml.safe_load(open(scenario_path("smollm2_owl")))
+    world = dict(real, bases={"main": {"arch": "gpt2"}, "gemma": {"arch": "llama"}})
+    (tmp_path / "world.yaml").write_text(yaml.safe_dump(world))
+    want = {"owl", "owl_control", "gemma", "gemma_control"}
+    assert set(expand(load_scenario(scenario_path("smollm2_owl"))).lineages) == want
+    assert set(expand(load_scenario(str(tmp_path / "world.yaml"))).lineages) == want
