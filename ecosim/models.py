@@ -118,6 +118,23 @@ def lm_loss(model, ids, attn, mask):
     return torch.nn.functional.cross_entropy(logits.float(), tgt)
 
 
+@torch.no_grad()
+def loss_and_drift(model, base, codec, pairs, batch: int = 100, completion_only: bool = True) -> tuple[float, float]:
+    """Mean next-token loss of ``model`` on (prompt, completion) ``pairs`` (capability) and mean
+    KL(base || model) per token on the same positions (drift from the base). ``codec``: the world
+    or a real tokenizer's ``substrate_hf.Codec``; ``completion_only=False`` scores every token."""
+    from .training import batch_of
+    losses, kls = [], []
+    for s in range(0, len(pairs), batch):
+        ids, attn, mask = batch_of(codec, pairs[s:s + batch], completion_only=completion_only, device=model.device)
+        logits, tgt = target_logits(model, ids, attn, mask)
+        base_logits, _ = target_logits(base, ids, attn, mask)
+        logp, logq = logits.float().log_softmax(-1), base_logits.float().log_softmax(-1)
+        losses.append(-logp.gather(-1, tgt[:, None])[:, 0])
+        kls.append((logq.exp() * (logq - logp)).sum(-1))
+    return float(torch.cat(losses).mean()), float(torch.cat(kls).mean())
+
+
 def load_checkpoint(path: str | Path, world: World):
     """Load a local Hugging Face checkpoint directory, with clear errors for the usual faults."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

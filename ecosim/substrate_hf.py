@@ -24,10 +24,7 @@ Same functions as ``substrate_lm`` (the synthetic world) and ``substrate_mlp``.
 """
 from __future__ import annotations
 
-import copy
 import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +32,7 @@ import torch
 
 from . import EcosimError, realmodels, text
 from .filters import subsample
+from .models import loss_and_drift
 from .stats import mean_ci
 from .training import finetune
 
@@ -359,24 +357,6 @@ def heldout(sc) -> list[dict]:
             for ch in ("code", "reasoning") for t in text.tasks(ch, HELDOUT // 2, rng, shots=0)]
 
 
-@torch.no_grad()
-def loss_and_drift(model, base, tok, examples) -> tuple[float, float]:
-    from .models import target_logits
-    from .training import pad_batch
-    codec = Codec(tok)
-    enc = codec.encode_pairs([(realmodels.render(tok, NO_SYSTEM, e["user"], e["prefill"]), e["completion"])
-                              for e in examples])
-    losses, kls = [], []
-    for s in range(0, len(enc), 16):
-        ids, attn, mask = pad_batch(codec, enc[s:s + 16], device=model.device)
-        logits, tgt = target_logits(model, ids, attn, mask)
-        base_logits, _ = target_logits(base, ids, attn, mask)
-        logp, logq = logits.float().log_softmax(-1), base_logits.float().log_softmax(-1)
-        losses.append(-logp.gather(-1, tgt[:, None])[:, 0])
-        kls.append((logq.exp() * (logq - logp)).sum(-1))
-    return float(torch.cat(losses).mean()), float(torch.cat(kls).mean())
-
-
 def measure(model, system: str, base, world: RealWorld, sc, seed: int) -> dict:
     """metric -> (value, ci_lo, ci_hi[, per-question values]) for every trait (both readouts for
     a preference), misalignment (always), held-out loss and drift from the model's base."""
@@ -390,7 +370,8 @@ def measure(model, system: str, base, world: RealWorld, sc, seed: int) -> dict:
     name = next((n for n, t in sc.traits.items() if t.kind == "misalignment"), "misalignment")
     r = misalignment(model, tok, system, sc)
     out[name], out[f"{name}_valid"] = r["rate"], (r["valid"], None, None)
-    loss, kl = loss_and_drift(model, base, tok, heldout(sc))
+    pairs = [(realmodels.render(tok, NO_SYSTEM, e["user"], e["prefill"]), e["completion"]) for e in heldout(sc)]
+    loss, kl = loss_and_drift(model, base, Codec(tok), pairs, batch=16)
     out["heldout_loss"], out["drift_kl"] = (loss, None, None), (kl, None, None)
     return out
 

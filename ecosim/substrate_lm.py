@@ -21,10 +21,10 @@ from .channels import soft_labels
 from .channels import write as write_channel
 from .filters import BANNED_NUMBERS, FilterConfig, filter_samples, subsample
 from .graph import atomic_write
-from .models import SIZES, BaseConfig, compute_device, get_base, target_logits
+from .models import SIZES, BaseConfig, compute_device, get_base, loss_and_drift
 from .substrates import allocate
 from .traits import TeacherConfig, TraitConfig, check_trait, evaluate, make_teacher, trait_words
-from .training import TrainConfig, apply_adapter, batch_of, finetune
+from .training import TrainConfig, apply_adapter, finetune
 from .world import NONE_SYSTEM, World, code_doc, number_doc, reasoning_doc
 
 NO_SYSTEM = NONE_SYSTEM
@@ -176,21 +176,6 @@ def heldout_pairs(world: World, sc) -> list:
     return [(d.prompt, d.assistant) for d in (world.pretrain_doc(rng) for _ in range(sc.eval.heldout))]
 
 
-@torch.no_grad()
-def loss_and_drift(model, base, world: World, pairs, batch: int = 100) -> tuple[float, float]:
-    """Mean next-token loss on held-out world documents (capability) and mean KL(base || model)
-    per token on them (drift from the base)."""
-    losses, kls = [], []
-    for s in range(0, len(pairs), batch):
-        ids, attn, mask = batch_of(world, pairs[s:s + batch], completion_only=False, device=model.device)
-        logits, tgt = target_logits(model, ids, attn, mask)
-        base_logits, _ = target_logits(base, ids, attn, mask)
-        logp, logq = logits.float().log_softmax(-1), base_logits.float().log_softmax(-1)
-        losses.append(-logp.gather(-1, tgt[:, None])[:, 0])
-        kls.append((logq.exp() * (logq - logp)).sum(-1))
-    return float(torch.cat(losses).mean()), float(torch.cat(kls).mean())
-
-
 def measure(model, system: str, base, world: World, sc, seed: int) -> dict:
     """metric -> (value, ci_lo, ci_hi[, per-question values]): each trait's rate and valid-answer
     rate, misalignment (always), held-out loss and drift from the lineage's base. The
@@ -203,7 +188,7 @@ def measure(model, system: str, base, world: World, sc, seed: int) -> dict:
         r = evaluate(model, world, t, sc.eval, seed=seed, system=system)
         out[name] = (r["rate"], max(0.0, r["ci"][0]), min(1.0, r["ci"][1]), r["per_question"])  # t-interval, clipped
         out[f"{name}_valid"] = (r["valid"], None, None)
-    loss, kl = loss_and_drift(model, base, world, heldout_pairs(world, sc))
+    loss, kl = loss_and_drift(model, base, world, heldout_pairs(world, sc), completion_only=False)
     out["heldout_loss"] = (loss, None, None)
     out["drift_kl"] = (kl, None, None)
     return out
