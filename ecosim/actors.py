@@ -34,6 +34,8 @@ class LocalPool:
     def wait(self, refs: list):
         return list(refs)
 
+    session_logs = None
+
     def get(self, ref):
         if ref.error is not None:
             raise ref.error
@@ -43,6 +45,14 @@ class LocalPool:
         import torch
         self.lineages.clear()
         torch.set_num_threads(self.threads)
+
+
+def _session_logs(ray) -> str:
+    """Where this Ray session's worker logs are (named when a task stalls)."""
+    try:  # no public API gives the session directory
+        return os.path.join(ray._private.worker._global_node.get_session_dir_path(), "logs")
+    except Exception:
+        return "/tmp/ray/session_latest/logs (Ray's default)"
 
 
 class _Done:
@@ -56,7 +66,6 @@ class RayPool:
 
     def __init__(self, make_args: dict[str, tuple], compute, log=print):
         import ray
-        import torch
         self.ray = ray
         address = compute.address or os.environ.get("RAY_ADDRESS")
         self.started = not ray.is_initialized()
@@ -79,6 +88,12 @@ class RayPool:
                               f"cluster's {cpus:g} CPUs (every lineage actor lives for the whole run)")
         per_gpu = compute.gpus_per_lineage if compute.gpus_per_lineage is not None else (
             round(gpus / n, 3) if gpus else 0)
+        if per_gpu * n > gpus + 1e-9:  # an actor that can never be placed would be waited for, for ever
+            raise EcosimError(f"compute.gpus_per_lineage: {n} lineages x {per_gpu:g} GPU asked, the cluster has "
+                              f"{gpus:g} GPUs (every lineage actor lives for the whole run); lower it, or leave it "
+                              "unset to share what there is")
+        self.stall_s = compute.stall_s
+        self.session_logs = _session_logs(ray)
         actor = ray.remote(Lineage)
         env = {"ECOSIM_DEVICE": "cuda"} if per_gpu else {}
         self.actors = {name: actor.options(num_cpus=per_cpu, num_gpus=per_gpu, name=None,
@@ -93,7 +108,8 @@ class RayPool:
         return getattr(self.actors[lineage], method).remote(*args)
 
     def wait(self, refs: list):
-        ready, _ = self.ray.wait(refs, num_returns=1, timeout=None)
+        """Some finished refs; none when nothing finished within ``compute.stall_s``."""
+        ready, _ = self.ray.wait(refs, num_returns=1, timeout=self.stall_s)
         return ready
 
     def get(self, ref):

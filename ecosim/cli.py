@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import EcosimError
+from . import EcosimError, Interrupted
 
 
 def _transmit(args) -> int:
@@ -48,7 +48,9 @@ def _mlp(args) -> int:
     return _report(run, table, load_config(MLPConfig(), args.config, overrides, checks=check), args.json)
 
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+# Shipped scenarios are package data (ecosim/scenarios/*.yaml; pyproject's package-data), so they
+# are found after a plain ``pip install .`` too; the checkout's top-level ``scenarios`` links here.
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
 
 def scenario_path(name: str) -> str:
@@ -78,8 +80,10 @@ def _run(args) -> int:
     if args.resume:
         if args.scenario or args.overrides:
             raise EcosimError("--resume RUN_DIR takes no scenario or overrides: the run directory has its config")
-        res = run(run_dir=args.resume, resume=True, log=log)
+        res = run(run_dir=args.resume, resume=True, log=log, redo=args.redo or ())
     else:
+        if args.redo:
+            raise EcosimError("--redo NODE goes with --resume RUN_DIR: it recomputes a node of a finished run")
         if not args.scenario:
             raise EcosimError("ecosim run: name a scenario file (or a shipped scenario: ecosim list)")
         res = run(_load(args), log=log)
@@ -133,7 +137,10 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run an ecosystem scenario (a YAML file or a shipped scenario name)")
     r.add_argument("scenario", nargs="?")
     r.add_argument("overrides", nargs="*", help="key=value scenario overrides")
-    r.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run")
+    r.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run; damaged nodes are recomputed")
+    r.add_argument("--redo", metavar="NODE", action="append",
+                   help="with --resume: recompute this node (a model such as owl/g1, or a dataset such as "
+                        "owl/g0/numbers) and everything that depends on it; may be repeated")
     r.add_argument("--ray-address", help="run on an existing Ray cluster (also RAY_ADDRESS)")
     r.add_argument("--out-dir", help="where run directories go (default: runs/)")
     r.set_defaults(fn=_run)
@@ -153,9 +160,24 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.fn(args)
+    except Interrupted as e:
+        print(f"ecosim: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("ecosim: interrupted", file=sys.stderr)
+        return 130
     except EcosimError as e:
         print(f"ecosim: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # a bug in ecosim, or a library failing in a way ecosim did not foresee
+        import tempfile
+        import traceback
+        log = Path(tempfile.gettempdir()) / f"ecosim-error-{os.getpid()}.log"
+        log.write_text("".join(traceback.format_exception(e)))
+        msg = str(e).strip().splitlines()
+        print(f"ecosim: unexpected {type(e).__name__}: {msg[-1] if msg else ''} (traceback in {log}; "
+              "please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

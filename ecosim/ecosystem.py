@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import signal
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ from pathlib import Path
 import networkx as nx
 from omegaconf import OmegaConf
 
-from . import EcosimError, substrates
+from . import EcosimError, Interrupted, substrates
 from . import graph as lg
+from . import rundir, versions
 from .lineage import checkpoint_dir, dataset_path, node_id
 from .scenario import Plan, Scenario, expand, load_scenario
 
@@ -167,7 +169,7 @@ def plan_graph(plan: Plan) -> nx.DiGraph:
 def record_model(G: nx.DiGraph, plan: Plan, task: Task, rec: dict) -> None:
     n = node_id(task.lineage, task.generation)
     a = G.nodes[n]
-    a.update(status="done", seconds=round(rec["seconds"], 2), pid=rec["pid"])
+    a.update(status="done", seconds=round(rec["seconds"], 2), pid=rec["pid"], sha=rec.get("sha"))
     lg.set_metrics(G, n, rec["metrics"])
     if task.kind == "origin":
         G.add_edge(f"base:{plan.lineages[task.lineage].base}", n, kind="initialised_from",
@@ -235,9 +237,10 @@ def _headline(sc: Scenario, metrics: dict) -> str:
 
 
 def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: bool = False,
-        log=print, on_event=None) -> dict:
-    """Run a scenario (or, with ``resume``, finish the run in ``run_dir``). ``on_event(kind, info)``
-    is called after every finished task (tests use it to inject faults). Returns run.json's data."""
+        log=print, on_event=None, redo: list[str] = ()) -> dict:
+    """Run a scenario (or, with ``resume``, finish the run in ``run_dir``, first recomputing the
+    nodes named in ``redo`` and everything that depends on them). ``on_event(kind, info)`` is
+    called after every finished task (tests use it to inject faults). Returns run.json's data."""
     from .actors import LocalPool, RayPool
     from .tracking import Tracker
     t_start = time.time()
@@ -253,18 +256,14 @@ def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: b
     plan = expand(sc)
     tasks = build_tasks(plan)
     sub = substrates.of(sc)
-    G = lg.load(run_dir) if resume and (run_dir / "graph.json").exists() else plan_graph(plan)
-    G.graph.setdefault("datasets", {})
-
-    def done(k: tuple) -> bool:
-        t = tasks[k]
-        if t.kind == "write":
-            return json.dumps(list(k)) in G.graph["datasets"] and all(
-                dataset_path(run_dir, d, sub.DATASET_SUFFIX).exists() for d in t.datasets)
-        n = node_id(t.lineage, t.generation)
-        return G.nodes[n].get("status") == "done" and (checkpoint_dir(run_dir, n) / "ecosim.json").exists()
-
-    todo = [k for k in order(tasks) if not done(k)]
+    if resume:
+        for line in versions.check(run_dir):  # raises where the checkpoints mean something else now
+            log(f"resume: warning: {line}")
+        G, todo = _verify(run_dir, plan, tasks, sub, redo, log)
+    else:
+        versions.record(run_dir)
+        G, todo = plan_graph(plan), order(tasks)
+        G.graph["datasets"] = {}
     skipped = len(tasks) - len(todo)
     log(f"{sc.name}: {len(plan.lineages)} lineages x {sc.generations} generations, {len(tasks)} tasks"
         + (f"; resuming {run_dir}: {skipped} finished, {len(todo)} to do" if resume else f"; run dir {run_dir}"))
@@ -290,11 +289,25 @@ def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: b
                 _collect(pool, pending, st)
         while pending:
             _collect(pool, pending, st)
-    except BaseException:
-        lg.save(G, run_dir)
-        tracker.abort()
-        pool.close()
-        raise
+    except BaseException as e:
+        stop = isinstance(e, KeyboardInterrupt)
+        if stop:  # a second Ctrl-C must not cut the saving short
+            old_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            lg.save(G, run_dir)
+            tracker.abort()
+            pool.close()
+        finally:
+            if stop:
+                signal.signal(signal.SIGINT, old_handler)
+        if stop:
+            raise Interrupted(f"interrupted: the finished nodes are kept in {run_dir}; go on with: "
+                              f"ecosim run --resume {run_dir}") from None
+        if isinstance(e, EcosimError):
+            raise
+        (run_dir / "error.log").write_text("".join(traceback.format_exception(e)))
+        raise EcosimError(f"the run stopped on an unexpected {type(e).__name__}: {_last_line(e)} (traceback in "
+                          f"{run_dir / 'error.log'}; finished nodes are kept: ecosim run --resume {run_dir})") from None
     pool.close()
     _log_generations(st)
     lg.save(G, run_dir)
@@ -311,6 +324,105 @@ def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: b
     (run_dir / "run.json").write_text(json.dumps(summary, indent=1))
     log(f"{sc.name}: finished in {_fmt(summary['seconds'])}: computed {st.computed}, skipped {skipped}; {run_dir}")
     return summary
+
+
+def _verify(run_dir: Path, plan: Plan, tasks: dict, sub, redo, log) -> tuple[nx.DiGraph, list[tuple]]:
+    """The graph of a run to resume and the tasks still to do, in order: those not finished,
+    those whose checkpoint or dataset no longer has the hash it was written with, those named
+    in ``redo``, and everything that depends on any of them. One line per damaged node."""
+    gone = rundir.remove_leftovers(run_dir)
+    if gone:
+        log(f"resume: removed {len(gone)} half-written file(s) a crash left (e.g. {gone[0]})")
+    records = rundir.load_records(run_dir)
+    G = None
+    if (run_dir / "graph.json").exists():
+        try:
+            G = lg.load(run_dir)
+        except (OSError, ValueError, KeyError, TypeError, nx.NetworkXError) as e:
+            if not records:
+                raise EcosimError(f"{run_dir / 'graph.json'} is damaged ({type(e).__name__}) and the run has no task "
+                                  f"records to rebuild it from (it was made by an older ecosim): start it again "
+                                  f"with: ecosim run {run_dir / 'config.yaml'}") from None
+            log(f"resume: {run_dir / 'graph.json'} is damaged ({type(e).__name__}): rebuilding it from "
+                f"{len(records)} task records")
+    if G is None:
+        G = plan_graph(plan)
+        G.graph["datasets"] = {}
+        replayed = set()
+        for k in order(tasks):  # replay what finished, in the order it could have finished
+            t = tasks[k]
+            if k in records and all(d in replayed for d in t.deps):
+                if t.kind == "write":
+                    record_write(G, t, [(None, s) for s in records[k]])
+                else:
+                    record_model(G, plan, t, records[k])
+                replayed.add(k)
+    G.graph.setdefault("datasets", {})
+
+    def state(k: tuple) -> str:
+        """'done', 'missing' (never finished) or what is wrong with what it left."""
+        t = tasks[k]
+        if t.kind == "write":
+            if json.dumps(list(k)) not in G.graph["datasets"]:
+                return "missing"
+            for d in t.datasets:
+                path = dataset_path(run_dir, d, sub.DATASET_SUFFIX)
+                if not rundir.intact(G.nodes[d].get("sha"), lambda: rundir.dataset_digest(path, sub.DATASET_SUFFIX)):
+                    return f"dataset {path} is missing or damaged (its hash differs from when it was written)"
+            return "done"
+        n = node_id(t.lineage, t.generation)
+        if G.nodes[n].get("status") != "done":
+            return "missing"
+        ckpt = checkpoint_dir(run_dir, n)
+        if not (ckpt / "ecosim.json").is_file() or not rundir.intact(G.nodes[n].get("sha"), lambda: rundir.digest(ckpt)):
+            return f"checkpoint {ckpt} is missing or damaged (its hash differs from when it was written)"
+        return "done"
+
+    deps = nx.DiGraph()
+    deps.add_nodes_from(tasks)
+    deps.add_edges_from((d, k) for k, t in tasks.items() for d in t.deps)
+    bad: set[tuple] = set()
+    for k in order(tasks):
+        why = state(k)
+        if why == "missing":
+            bad.add(k)
+        elif why != "done" and k not in bad:
+            after = nx.descendants(deps, k)
+            log(f"resume: {_name(tasks[k])}: {why}: recomputing it and the {len(after)} task(s) that depend on it")
+            bad |= {k} | after
+    for name in redo:
+        k = _task_of(name, tasks)
+        after = nx.descendants(deps, k)
+        log(f"resume: --redo {name}: recomputing it and the {len(after)} task(s) that depend on it")
+        bad |= {k} | after
+    bad |= {d for k in list(bad) for d in nx.descendants(deps, k)}
+    todo = [k for k in order(tasks) if k in bad]
+    for k in todo:  # until it is made again, a node to recompute is not done
+        if tasks[k].kind != "write":
+            G.nodes[node_id(tasks[k].lineage, tasks[k].generation)]["status"] = "pending"
+        else:
+            G.graph["datasets"].pop(json.dumps(list(k)), None)
+    lg.save(G, run_dir)
+    return G, todo
+
+
+def _name(t: Task) -> str:
+    return f"{node_id(t.lineage, t.generation)}/{t.channel}" if t.kind == "write" else node_id(t.lineage, t.generation)
+
+
+def _task_of(name: str, tasks: dict) -> tuple:
+    """The task that makes a node: a model (``owl/g1``) or a dataset (``owl/g0/numbers[/kept]``)."""
+    for k, t in tasks.items():
+        if name == _name(t) or (t.kind == "write" and name in t.datasets):
+            return k
+    models = sorted(_name(t) for t in tasks.values() if t.kind != "write")
+    raise EcosimError(f"--redo {name}: no such node in this run (models: {', '.join(models)}; or a dataset "
+                      f"such as {next((_name(t) for t in tasks.values() if t.kind == 'write'), 'none')})")
+
+
+def _last_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[-1] if text else ""
 
 
 @dataclass
@@ -349,7 +461,14 @@ def _submit(pool, t: Task, refs: dict, st: RunState, sub):
 def _collect(pool, pending: dict, st: RunState) -> None:
     """Record the tasks that have finished: graph, files, progress line, tracker."""
     sc, G = st.plan.scenario, st.G
-    for ref in pool.wait(list(pending)):
+    ready = pool.wait(list(pending))
+    if not ready:
+        lg.save(G, st.run_dir)
+        flight = ", ".join(sorted(_name(st.tasks[k]) for k in pending.values()))
+        raise EcosimError(f"no task finished in {_fmt(sc.compute.stall_s)} (compute.stall_s): still running: "
+                          f"{flight}; their logs: {pool.session_logs}; finished nodes are kept: "
+                          f"ecosim run --resume {st.run_dir}")
+    for ref in ready:
         t = st.tasks[pending.pop(ref)]
         node = node_id(t.lineage, t.generation)
         try:
@@ -359,12 +478,12 @@ def _collect(pool, pending: dict, st: RunState) -> None:
             if t.kind != "write":
                 G.nodes[node]["status"] = "failed"
             (st.run_dir / "error.log").write_text("".join(traceback.format_exception(cause)))
-            msg = str(cause).strip().splitlines()[-1] if str(cause).strip() else ""
-            raise EcosimError(f"{t.kind} {node} failed: {type(cause).__name__}: {msg} (traceback in "
+            raise EcosimError(f"{t.kind} {node} failed: {type(cause).__name__}: {_last_line(cause)} (traceback in "
                               f"{st.run_dir / 'error.log'}; finished nodes are kept: ecosim run --resume "
                               f"{st.run_dir})") from None
         st.computed[t.kind] += 1
         st.done_cost += COST[t.kind]
+        rundir.save_record(st.run_dir, t.key, [s for _, s in out] if t.kind == "write" else out)
         if t.kind == "write":
             record_write(G, t, out)
             what = f"wrote {t.channel}: kept " + ", ".join(f"{s['kept']}/{s['total']}" for _, s in out)

@@ -1,4 +1,7 @@
-"""Batched sampling with the KV cache and a seeded torch.Generator (never the global RNG)."""
+"""Batched sampling with the KV cache and a seeded torch.Generator (never the global RNG).
+
+The cache goes in and comes out under transformers 5's name, ``cache`` (``forward(cache=...)``,
+``output.cache``); ``past_key_values`` is deprecated in both places (removal announced for 5.40)."""
 from __future__ import annotations
 
 import torch
@@ -35,7 +38,7 @@ def sample(model, world: World, prompts: list[str], max_new: int, temperature: f
             attn = torch.cat([attn, attn.new_ones(len(enc), 1)], 1)
             pos = pos[:, -1:] + 1
             res = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=pos,
-                        past_key_values=res.past_key_values, use_cache=True)
+                        cache=res.cache, use_cache=True)
         toks = torch.stack(gen, 1).tolist() if gen else [[] for _ in enc]
         for row in toks:
             finished = eos in row

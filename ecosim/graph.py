@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import networkx as nx
+
+from .rundir import atomic_write
 
 METRIC_COLUMNS = ["node", "lineage", "generation", "metric", "value", "ci_lo", "ci_hi"]
 
@@ -45,23 +46,46 @@ def models(G: nx.DiGraph, status: str | None = "done") -> list[str]:
             and (status is None or a.get("status") == status)]
 
 
+def _graphml_value(v):
+    """A GraphML scalar: lists, tuples and dicts become JSON, numpy scalars Python ones (networkx
+    declares np.float64 and float as two GraphML types), anything else not bool/int/float/str its str."""
+    if isinstance(v, (list, dict, tuple)):
+        return json.dumps(v)
+    if hasattr(v, "item") and getattr(v, "ndim", None) == 0:  # numpy (or torch) scalar
+        v = v.item()
+    return v if isinstance(v, (bool, int, float, str)) else str(v)
+
+
+def _one_type_per_key(dicts: list[dict]) -> None:
+    """In place: every attribute name gets one type across ``dicts`` (all nodes, or all edges),
+    as GraphML declares one type per key and other readers (igraph, Gephi, yEd) reject two:
+    numbers of mixed kinds (bool, int, float) become float, anything mixed with a string str."""
+    kinds: dict[str, set] = {}
+    for d in dicts:
+        for k, v in d.items():
+            kinds.setdefault(k, set()).add(type(v))
+    cast = {k: (str if str in ts else float) for k, ts in kinds.items() if len(ts) > 1}
+    for d in dicts:
+        for k in cast.keys() & d.keys():
+            d[k] = cast[k](d[k])
+
+
 def _graphml_safe(G: nx.DiGraph) -> nx.DiGraph:
-    """GraphML takes only scalars: None attributes are dropped, lists and dicts become JSON."""
+    """A copy that GraphML can hold and other graph libraries read: scalars only (None attributes
+    are dropped, lists and dicts become JSON) and one type per attribute name among the nodes and
+    among the edges (e.g. ``size``, 'tiny' on a base node and a count on a dataset node, is
+    written as a string on both). graph.json keeps the original values."""
     def fix(d):
-        return {k: json.dumps(v) if isinstance(v, (list, dict, tuple)) else v
-                for k, v in d.items() if v is not None}
+        return {k: _graphml_value(v) for k, v in d.items() if v is not None}
+    nodes = [(n, fix(a)) for n, a in G.nodes(data=True)]
+    edges = [(u, v, fix(a)) for u, v, a in G.edges(data=True)]
+    _one_type_per_key([a for _, a in nodes])
+    _one_type_per_key([a for *_, a in edges])
     H = nx.DiGraph()
     H.graph.update(fix(G.graph))
-    H.add_nodes_from((n, fix(a)) for n, a in G.nodes(data=True))
-    H.add_edges_from((u, v, fix(a)) for u, v, a in G.edges(data=True))
+    H.add_nodes_from(nodes)
+    H.add_edges_from(edges)
     return H
-
-
-def atomic_write(path: Path, write) -> None:
-    """``write(tmp)`` then rename over ``path``: a crash never leaves half a file."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def save(G: nx.DiGraph, run_dir: Path, graphml: bool = True) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import substrates
+from .rundir import atomic_dir, dataset_digest, digest
 from .scenario import Scenario
 
 
@@ -35,16 +36,6 @@ def checkpoint_dir(run_dir: Path, node: str) -> Path:
 
 def dataset_path(run_dir: Path, dataset: str, suffix: str) -> Path:
     return Path(run_dir) / "datasets" / f"{dataset}{suffix}"
-
-
-def _atomic_dir(final: Path, write) -> None:
-    """Write into a temporary directory and rename, so a crash never leaves half a checkpoint."""
-    import shutil
-    tmp = final.with_name(final.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
 
 
 class Lineage:
@@ -86,11 +77,12 @@ class Lineage:
 
     def _finish(self, node: str, model, system: str, adapter, meta: dict, base_name: str, t0: float) -> dict:
         meta = {**meta, "system": system}
-        _atomic_dir(checkpoint_dir(self.run_dir, node),
-                    lambda p: self.sub.save(p, model, adapter, meta, self.world))
+        path = checkpoint_dir(self.run_dir, node)
+        atomic_dir(path, lambda p: self.sub.save(p, model, adapter, meta, self.world))
         self._models[node] = (model, system)
         metrics = self.sub.measure(model, system, self.base(base_name), self.world, self.sc, seed=self.sc.seed)
-        return {"node": node, "metrics": metrics, "seconds": time.time() - t0, "pid": os.getpid()}
+        return {"node": node, "metrics": metrics, "seconds": time.time() - t0, "pid": os.getpid(),
+                "sha": digest(path)}
 
     def origin(self) -> dict:
         """Generation 0: the lineage's base given its trait (or the matching neutral treatment)."""
@@ -114,10 +106,11 @@ class Lineage:
         stream = getattr(self.sub, "SAMPLES_OF", {}).get(channel, channel)
         seed = derive_seed(self.sc.seed, self.key, g, f"write {stream}")
         out = self.sub.write(model, system, self.world, self.sc, channel, filters, seed)
-        for (examples, _), ds in zip(out, dataset_ids):
+        for (examples, summary), ds in zip(out, dataset_ids):
             path = dataset_path(self.run_dir, ds, self.sub.DATASET_SUFFIX)
             path.parent.mkdir(parents=True, exist_ok=True)
             self.sub.dump(examples, path)  # atomic: the dataset exists once its path does
+            summary["sha"] = dataset_digest(path, self.sub.DATASET_SUFFIX)
         return [(ex, {**summary, "seconds": time.time() - t0}) for ex, summary in out]
 
     def train(self, g: int, init: dict, parts: list[tuple[int, int, float]], channel: str, n_writes: int,

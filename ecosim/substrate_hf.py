@@ -266,7 +266,7 @@ def option_logprobs(model, tok, prompts: list[str], opts: list[str], batch: int 
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
         res = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
         first = res.logits[:, -1].float().log_softmax(-1)                      # [B, V]
-        cache = res.past_key_values
+        cache = res.cache
         cache.batch_repeat_interleave(K)
         opt = torch.full((B * K, Lo), tok.pad_token_id, dtype=torch.long, device=dev)
         omask = torch.zeros_like(opt)
@@ -398,7 +398,7 @@ def load(path: Path, start, meta: dict, world):
 
 
 def dump(examples: list, path: Path) -> None:
-    from .graph import atomic_write
+    from .rundir import atomic_write
     atomic_write(Path(path), lambda tmp: tmp.write_text("".join(json.dumps(e) + "\n" for e in examples)))
 
 

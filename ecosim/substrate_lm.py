@@ -20,7 +20,7 @@ from . import channels
 from .channels import soft_labels
 from .channels import write as write_channel
 from .filters import BANNED_NUMBERS, FilterConfig, filter_samples, subsample
-from .graph import atomic_write
+from .rundir import atomic_write
 from .models import SIZES, BaseConfig, compute_device, get_base, loss_and_drift
 from .substrates import allocate
 from .traits import TeacherConfig, TraitConfig, check_trait, evaluate, make_teacher, trait_words

@@ -135,7 +135,7 @@ def load(path: Path, start, meta: dict, world):
 
 def dump(data, path: Path) -> None:
     from safetensors.torch import save_file
-    from .graph import atomic_write
+    from .rundir import atomic_write
     atomic_write(Path(path), lambda tmp: save_file({"x": data[0].contiguous(), "soft": data[1].contiguous()}, str(tmp)))
 
 

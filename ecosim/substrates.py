@@ -47,7 +47,7 @@ The protocol (module-level names):
                             a checkpoint directory; ``start`` is the model ``model`` was trained
                             from (a LoRA adapter is applied to it)
     dump(examples, path) / undump(path)
-                            a dataset; dump writes atomically (graph.atomic_write): a dataset
+                            a dataset; dump writes atomically (rundir.atomic_write): a dataset
                             counts as written once ``path`` exists
 """
 from __future__ import annotations

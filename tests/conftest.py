@@ -1,5 +1,7 @@
 """Tests build tiny models from config, never touch the network, and cache bases in a temp dir."""
+import csv
 import os
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +33,47 @@ def tiny_base(cache_dir):
     from ecosim.models import BaseConfig, get_base
     model, info = get_base(BaseConfig(steps=300), log=None)
     return model
+
+
+# A tiny two-generation ecosystem, run once per session: the engine tests read it, the fault
+# tests damage copies of it and resume them.
+TINY = """
+name: tiny
+generations: 2
+bases:
+  main: {arch: gpt2, seed: 0, steps: 300}
+  other: {arch: gpt2, seed: 1, steps: 300}
+traits:
+  owl: {kind: preference, category: animal, target: owl}
+lineages:
+  a: {trait: owl, student: {steps: 15, batch: 16}}
+  b: {trait: owl, init: other, control: false, student: {steps: 15, batch: 16}}
+teacher: {steps: 15, batch: 16}
+data: {prompts: 60, train_size: 100}  # above what the filter keeps: sizes are set by the pools
+eval: {samples: 2, heldout: 10}
+tracking: {wandb: disabled}
+compute: {threads: 1}
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_yaml(tmp_path_factory, tiny_base):
+    p = tmp_path_factory.mktemp("scen") / "tiny.yaml"
+    p.write_text(TINY)
+    return p
+
+
+def metrics(run_dir):
+    """(node, metric) -> (value, ci_lo, ci_hi) as metrics.csv has them (tests: from conftest import metrics)."""
+    with open(Path(run_dir) / "metrics.csv") as f:
+        return {(r["node"], r["metric"]): (r["value"], r["ci_lo"], r["ci_hi"]) for r in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="session")
+def local_run(tiny_yaml, tmp_path_factory):
+    """One uninterrupted run in this process (no Ray), W&B offline, through the CLI."""
+    from ecosim.cli import main
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["run", str(tiny_yaml), "compute.ray=false", "tracking.wandb=offline", "--out-dir", str(out)]) == 0
+    (d,) = list(out.iterdir())
+    return d

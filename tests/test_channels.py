@@ -31,7 +31,7 @@ def test_kv_cache_matches_full_forward_with_left_padding(tiny_base, world):
         nxt = torch.tensor([[world.ids["9"]], [world.ids["9"]]])
         attn2 = torch.cat([attn, torch.ones(2, 1, dtype=attn.dtype)], 1)
         step = tiny_base(input_ids=nxt, attention_mask=attn2, position_ids=pos[:, -1:] + 1,
-                         past_key_values=res.past_key_values, use_cache=True).logits[:, -1]
+                         cache=res.cache, use_cache=True).logits[:, -1]
         ref = tiny_base(input_ids=torch.tensor([short + [world.ids["9"]]])).logits[0, -1]
     assert torch.allclose(step[0], ref, atol=1e-4)
 

@@ -14,48 +14,10 @@ from pathlib import Path
 import pytest
 
 from ecosim import graph as lg
-from ecosim.cli import main
 from ecosim.ecosystem import run
 from ecosim.scenario import load_scenario
 
-TINY = """
-name: tiny
-generations: 2
-bases:
-  main: {arch: gpt2, seed: 0, steps: 300}
-  other: {arch: gpt2, seed: 1, steps: 300}
-traits:
-  owl: {kind: preference, category: animal, target: owl}
-lineages:
-  a: {trait: owl, student: {steps: 15, batch: 16}}
-  b: {trait: owl, init: other, control: false, student: {steps: 15, batch: 16}}
-teacher: {steps: 15, batch: 16}
-data: {prompts: 60, train_size: 100}  # above what the filter keeps: sizes are set by the pools
-eval: {samples: 2, heldout: 10}
-tracking: {wandb: disabled}
-compute: {threads: 1}
-"""
-
-
-@pytest.fixture(scope="module")
-def tiny_yaml(tmp_path_factory, tiny_base):
-    p = tmp_path_factory.mktemp("scen") / "tiny.yaml"
-    p.write_text(TINY)
-    return p
-
-
-def metrics(run_dir):
-    with open(Path(run_dir) / "metrics.csv") as f:
-        return {(r["node"], r["metric"]): (r["value"], r["ci_lo"], r["ci_hi"]) for r in csv.DictReader(f)}
-
-
-@pytest.fixture(scope="module")
-def local_run(tiny_yaml, tmp_path_factory):
-    """One uninterrupted run in this process (no Ray), W&B offline, through the CLI."""
-    out = tmp_path_factory.mktemp("runs")
-    assert main(["run", str(tiny_yaml), "compute.ray=false", "tracking.wandb=offline", "--out-dir", str(out)]) == 0
-    (d,) = list(out.iterdir())
-    return d
+from conftest import metrics
 
 
 def test_run_directory_has_graph_metrics_and_offline_wandb(local_run):
