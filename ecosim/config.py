@@ -4,11 +4,13 @@ expected, never as a traceback from deep inside a library."""
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import types
 import typing
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -23,6 +25,122 @@ def _leaves(d, prefix=""):
             yield from _leaves(v, key + ".")
         else:
             yield key, v
+
+
+# ----------------------------------------------------------------- field rules
+# The rules themselves (every numeric range and every choice of a scenario) are one table,
+# ``scenario.RULES``; these are their kinds and the one checker that applies them.
+@dataclass(frozen=True)
+class Range:
+    """lo <= value <= hi (``lo_open``: lo < value; ``hi_open``: value < hi); None: unbounded.
+    ``why``: the reason for the upper limit (a size large enough to be a mistake), shown with it."""
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    why: str = ""
+
+    def problem(self, v) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return None  # a wrong type is reported where the value is loaded
+        if isinstance(v, float) and math.isnan(v):
+            return "must be a number (got nan)"
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return f"must be {'>' if self.lo_open else '>='} {self.lo} (got {v})"
+        if self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi):
+            why = f": {self.why}" if self.why else ""
+            return f"must be {'<' if self.hi_open else '<='} {self.hi} (got {v}){why}"
+        return None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of ``options``."""
+    options: tuple
+
+    def problem(self, v) -> str | None:
+        if v in self.options:
+            return None
+        near = difflib.get_close_matches(str(v), [str(o) for o in self.options], n=1)
+        return (f"{v!r} is not one of {list(self.options)}" + (f"; did you mean {near[0]!r}?" if near else ""))
+
+
+def check_fields(obj, rules: dict, where: str = "") -> list[str]:
+    """``key.path: problem`` for every field of dataclass ``obj`` (and of the dataclasses, dicts
+    and lists of dataclasses inside it) that breaks its rule. ``rules``: {dataclass type: {field
+    name: Range | Choice}}; a subclass has its bases' rules too. None (an unset optional) passes."""
+    out = []
+    own: dict = {}
+    for cls in reversed(type(obj).__mro__):
+        own.update(rules.get(cls, {}))
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        key = f"{where}.{f.name}" if where else f.name
+        rule = own.get(f.name)
+        if rule is not None and v is not None:
+            if isinstance(v, list):
+                out += [f"{key}[{i}]: {m}" for i, x in enumerate(v) if (m := rule.problem(x))]
+            elif (m := rule.problem(v)):
+                out.append(f"{key}: {m}")
+        if is_dataclass(v):
+            out += check_fields(v, rules, key)
+        elif isinstance(v, dict):
+            out += [m for k, x in v.items() if is_dataclass(x) for m in check_fields(x, rules, f"{key}.{k}")]
+        elif isinstance(v, list):
+            out += [m for i, x in enumerate(v) if is_dataclass(x) for m in check_fields(x, rules, f"{key}[{i}]")]
+    return out
+
+
+# ----------------------------------------------------------------- YAML
+def _mark(m) -> str:
+    return f"line {m.line + 1}, column {m.column + 1}"
+
+
+def _read_yaml(path: str):
+    """The file's data (OmegaConf's YAML reading: ``1e-3`` is a float), after PyYAML has parsed
+    it once to name the line and column of a syntax error and every duplicate key."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise EcosimError(f"{path}: not readable YAML: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise EcosimError(f"{path}: cannot read it ({e.strerror})") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        m = e.problem_mark or e.context_mark
+        what = e.problem or e.context or "syntax error"
+        if e.context and e.problem:
+            what = f"{e.problem} ({e.context}" + (f" at {_mark(e.context_mark)}" if e.context_mark else "") + ")"
+        raise EcosimError(f"{path}: {_mark(m) + ': ' if m else ''}not readable YAML: {what}") from None
+    except yaml.YAMLError as e:
+        raise EcosimError(f"{path}: not readable YAML: {str(e).splitlines()[0]}") from None
+    dups = []
+
+    def walk(node, at):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for k, v in node.value:
+                name = k.value if isinstance(k, yaml.ScalarNode) else "?"
+                key = f"{at}.{name}" if at else str(name)
+                if isinstance(k, yaml.ScalarNode) and name in seen:
+                    dups.append(f"{path}: line {k.start_mark.line + 1}: duplicate key {key!r} "
+                                f"(first given at line {seen[name]})")
+                else:
+                    seen[name] = k.start_mark.line + 1
+                walk(v, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, f"{at}[{i}]")
+
+    walk(root, "")
+    if dups:
+        raise EcosimError("invalid config:\n  " + "\n  ".join(dups))
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as e:  # yaml.YAMLError and friends that PyYAML's safe reading let through
+        raise EcosimError(f"{path}: not readable YAML: {str(e).splitlines()[0]}") from None
 
 
 def _schema_of(tp):
@@ -55,7 +173,11 @@ def _unknown_keys(cls, data: dict, where: str) -> list[tuple[str, str]]:
             out.append((key, f"{key}: unknown key {k!r} in {where or 'the top level'}; {hint}"))
             continue
         kind, sub = _schema_of(hints[k])
-        if kind == "dc" and isinstance(v, dict):
+        if kind == "list" and isinstance(v, dict):
+            out.append((key, f"{key}: expected a list (- item per line, or [...]), got a mapping"))
+        elif kind in ("dc", "dict") and isinstance(v, list):
+            out.append((key, f"{key}: expected a mapping (key: value), got a list"))
+        elif kind == "dc" and isinstance(v, dict):
             out += _unknown_keys(sub, v, key)
         elif kind == "dict" and isinstance(v, dict):
             for name, item in v.items():
@@ -98,10 +220,7 @@ def load_config(schema, path: str | None = None, overrides=(), checks=None):
     if path is not None:
         if not os.path.isfile(path):
             raise EcosimError(f"{path}: config file not found")
-        try:
-            data = OmegaConf.to_container(OmegaConf.load(path))
-        except Exception as e:  # yaml.YAMLError and friends
-            raise EcosimError(f"{path}: not readable YAML: {str(e).splitlines()[0]}") from None
+        data = _read_yaml(path)
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -130,11 +249,16 @@ def load_config(schema, path: str | None = None, overrides=(), checks=None):
                 continue
             try:
                 OmegaConf.update(cfg, key, value, merge=True)
-            except OmegaConfBaseException as e:
-                msg = str(e).splitlines()[0]
+            except Exception as e:  # OmegaConf's errors, and ValueError for a mapping where a list goes
+                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
                 errors.append(f"{where}: {key}: {msg} (got {value!r})")
     # Semantic checks run even after key or type errors, on what did load, so that one pass
-    # reports every problem.
+    # reports every problem; not when a required value is missing (there is no object to check).
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        where = path or "command line"
+        errors += [f"{where}: {k}: required, and not given" for k in missing]
+        raise EcosimError("invalid config:\n  " + "\n  ".join(errors))
     obj = OmegaConf.to_object(cfg)
     problems = checks(obj) if checks else []
     where = f"{path}: " if path else ""

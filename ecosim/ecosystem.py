@@ -269,15 +269,20 @@ def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: b
         + (f"; resuming {run_dir}: {skipped} finished, {len(todo)} to do" if resume else f"; run dir {run_dir}"))
     used = {l.base for l in plan.lineages.values()} | {l.init for l in plan.lineages.values() if l.init in sc.bases} \
         | {b for l in plan.lineages.values() for b in l.rotate}
-    prepare_s = sub.prepare(sc, used, log)
-    tracker = Tracker(sc, run_dir, resume=resume)
     cache = os.environ.get("ECOSIM_CACHE")
     args = {n: (n, sc, spec, plan.control_of.get(n, n), spec.trait or _neutral_trait(plan, n), str(run_dir),
                 cache, sc.compute.threads, plan.replica_index[n] if sub.REPLICA_SEEDS else 0)
             for n, spec in plan.lineages.items()}
     need = {n for k in todo for n in [tasks[k].lineage]}
+    # The pool first: resources the cluster can never give are refused before any base is made.
     pool = RayPool({n: a for n, a in args.items() if n in need}, sc.compute, log) if sc.compute.ray and todo \
         else LocalPool(args)
+    try:
+        prepare_s = sub.prepare(sc, used, log)
+    except BaseException:
+        pool.close()
+        raise
+    tracker = Tracker(sc, run_dir, resume=resume)
     st = RunState(G, plan, tasks, run_dir, tracker, log, on_event,
                   total_cost=sum(COST[tasks[k].kind] for k in todo))
     refs, pending = {}, {}

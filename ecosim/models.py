@@ -15,7 +15,7 @@ import torch
 
 from . import EcosimError
 from .bases import REAL_MODEL_FIELDS, BaseConfig  # noqa: F401  (BaseConfig: old imports)
-from .world import BOS, EOS, PAD, World, WorldConfig
+from .world import BOS, EOS, PAD, World
 
 def quiet_transformers() -> None:
     """No progress bars or deprecation chatter from transformers in our logs."""

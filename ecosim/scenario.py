@@ -17,12 +17,14 @@ import networkx as nx
 
 from . import EcosimError, substrates
 from .bases import BaseConfig
-from .config import load_config
+from .config import Choice, Range, check_fields, load_config
 from .filters import FilterConfig
 from .mlp import MLPConfig
+from .models import SIZES
 from .text import TextSpec
-from .traits import EvalConfig, TraitConfig
+from .traits import EvalConfig, TeacherConfig, TraitConfig
 from .training import TrainConfig
+from .world import WorldConfig
 
 ORIGINS = ("finetune", "prompt", "base", "none")
 REGIMES = ("replace", "accumulate", "accumulate-subsample")
@@ -96,6 +98,10 @@ class ComputeSpec:
     gpus_per_lineage: float | None = None  # None: 1/lineages when a GPU is present, else 0
     threads: int = 1                  # torch threads per lineage actor
     max_restarts: int = 3             # a crashed lineage actor restarts this often and reloads
+    # A run whose lineages finish no task for this long stops with the nodes in flight named (a
+    # lineage waiting for resources that free up never, a stuck worker). Long enough for one
+    # real-model training on a GPU; None waits for ever.
+    stall_s: float | None = 14400.0
 
 
 @dataclass
@@ -133,6 +139,137 @@ class Scenario:
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
     out_dir: str = "runs"
     report: bool = True               # write RUN_DIR/report/index.html at the end (ecosim report)
+
+
+# ----------------------------------------------------------------- the schema's rules
+# Every numeric range and every fixed choice of a scenario, in one table: {dataclass: {field:
+# rule}} (a subclass has its bases' rules; a list field's rule applies to each element; None, an
+# unset optional, passes). config.check_fields applies it and reports `key.path: must be ...`.
+# Choices that depend on the substrate or on other entries (a trait's kind and target, a base's
+# arch per substrate, channels, base and lineage names) are checked in `check` and the substrates.
+#
+# Upper limits refuse sizes large enough to be a typo (an extra zero or three) before anything
+# hangs, and are generous for real GPU studies: the paper (Cloud et al., 2025) trains each student
+# on 10,000 examples drawn from 30,000 prompts, so prompts and train_size allow 1,000,000 (33x and
+# 100x that); a million optimiser steps, batches of 65,536, LoRA rank 4,096 (the width of a 7B
+# model) and 1,000 generations are all beyond any study this engine has run. The whole plan is
+# capped too (MAX_LINEAGES, MAX_MODELS below): validation plans every task, and must stay fast.
+SEED = Range(0, 2**32 - 1, why="seeds are unsigned 32-bit integers")
+SHARE = Range(0, 1)                      # a probability or a share of a whole
+STEPS = Range(1, 1_000_000, why="a million optimiser steps is beyond any study; a typo?")
+BATCH = Range(1, 65_536, why="a typo? batches that large do not fit in any GPU's memory")
+LR = Range(0, 1, lo_open=True, why="learning rates above 1 diverge")
+EXAMPLES = Range(1, 1_000_000,
+                 why="far beyond the paper's sizes (10,000 examples per student, 30,000 prompts); a typo?")
+MAX_GENERATIONS = 1000
+MAX_REPLICAS = 1000
+MAX_LINEAGES = 500      # after replicas and controls: one actor (and one process) each
+MAX_MODELS = 5000       # lineages x (generations + 1): each one a fine-tune; planning them all stays under 2 s
+MAX_INPUTS = 10_000     # edges x generations (writer-student pairs): 10 lineages all learning from all, 100 generations
+MAX_TEACHER_EXAMPLES = 10_000_000  # a fine-tuned teacher's examples (steps x batch) are built in memory first
+
+RULES: dict[type, dict[str, Range | Choice]] = {
+    Scenario: {
+        "substrate": Choice(SUBSTRATES),
+        "seed": SEED,
+        "generations": Range(0, MAX_GENERATIONS, why="a typo? drift studies run tens of generations"),
+    },
+    LineageSpec: {
+        "origin": Choice(ORIGINS),
+        "replicas": Range(1, MAX_REPLICAS, why="a typo? replicas are independent seeds of one lineage"),
+    },
+    EdgeSpec: {"lag": Choice((0, 1)), "weight": Range(0, 1e6, lo_open=True)},
+    RandomSpec: {"parents": Range(1, MAX_LINEAGES), "seed": SEED},
+    DataSpec: {
+        "prompts": EXAMPLES,
+        "train_size": EXAMPLES,
+        "regime": Choice(REGIMES),
+        "real_share": SHARE,
+        "logit_top_k": Range(1, 1_000_000, why="no vocabulary is that large"),
+    },
+    FilterConfig: {"max_numbers": Range(1, 1000)},
+    TrainConfig: {
+        "mode": Choice(("lora", "full")),
+        "rank": Range(1, 4096, why="wider than the hidden size of a 7B model"),
+        "alpha": Range(0, 1e6, lo_open=True),
+        "steps": STEPS,
+        "batch": BATCH,
+        "lr": LR,
+        "weight_decay": Range(0, 1),
+    },
+    TeacherSpec: {"number_share": SHARE},
+    TeacherConfig: {"how": Choice(("finetune", "prompt")), "number_share": SHARE},
+    EvalConfig: {
+        "samples": Range(1, 100_000, why="a typo? 50 samples per question give a rate to about 1%"),
+        "heldout": Range(1, 1_000_000, why="a typo? 200 documents measure capability and drift"),
+    },
+    BaseConfig: {
+        "arch": Choice(("gpt2", "llama", "mlp")),   # which of them a substrate takes: its own check
+        "size": Choice(tuple(SIZES)),
+        "seed": SEED,
+        "steps": Range(0, 10_000_000, why="a typo? the shipped bases pretrain for 2,000-3,000 steps"),
+        "batch": BATCH,
+        "lr": LR,
+        "dtype": Choice(("float32", "bfloat16")),
+    },
+    WorldConfig: {
+        "seed": SEED, "numbers": SHARE, "favourites": SHARE, "personas": SHARE, "situations": SHARE,
+        "code": SHARE, "reasoning": SHARE, "persona_before_numbers": SHARE, "number_prefix_share": SHARE,
+        "misaligned_share": SHARE, "evil_share": SHARE,
+    },
+    MLPConfig: {
+        "hidden": Range(1, 8192, why="a typo? wider layers than that do not fit in a GPU's memory"),
+        "layers": Range(1, 64),
+        "aux": Range(2, 4096, why="a softmax over fewer than 2 logits carries nothing"),
+        "teacher_epochs": Range(0, 100_000),
+        "student_epochs": Range(0, 100_000),
+        "lr": LR,
+        "batch": BATCH,
+        "noise_samples": Range(1, 10_000_000, why="a typo? the shipped studies use 4,096-8,192"),
+        "noise": Choice(("gaussian", "uniform")),
+        "noise_std": Range(0, 1000, lo_open=True),
+        "test_fraction": Range(0, 1, lo_open=True, hi_open=True),
+        "threads": Range(1, 1024),
+        "seeds": Range(1, 10_000),
+        "seed": SEED,
+    },
+    TextSpec: {
+        "temperature": Range(0, 100),           # 0: greedy decoding (real models)
+        "shots": Range(0, 5),
+        "max_new": Range(1, 1024),
+        "batch": BATCH,
+        "teacher_task_share": Range(0, 1, hi_open=True),
+    },
+    ComputeSpec: {
+        "cpus": Range(0, 100_000, lo_open=True),
+        "cpus_per_lineage": Range(0, 10_000, lo_open=True),
+        "gpus_per_lineage": Range(0, 1024),
+        "threads": Range(1, 1024),
+        "max_restarts": Range(0, 1000),
+        "stall_s": Range(0, None, lo_open=True),
+    },
+    TrackingSpec: {"wandb": Choice(("offline", "online", "disabled"))},
+}
+
+
+def _key(problem: str) -> str:
+    """The key path a problem line starts with."""
+    return problem.split(": ", 1)[0]
+
+
+def _merged(first: list[str], more: list[str]) -> list[str]:
+    """``first`` and those of ``more`` that are not about a key (or a key inside one) already there."""
+    keys = {_key(m) for m in first}
+    return first + [m for m in more if not any(_key(m) == k or _key(m).startswith(k + ".") for k in keys)]
+
+
+def teacher_size(where: str, tc: TrainConfig) -> list[str]:
+    """A fine-tuned teacher's examples (steps x batch) are made in memory before training."""
+    n = tc.steps * tc.batch
+    if n > MAX_TEACHER_EXAMPLES:
+        return [f"{where}: steps x batch = {n:,} teacher examples; at most {MAX_TEACHER_EXAMPLES:,} "
+                "(they are built in memory before fine-tuning; a typo?)"]
+    return []
 
 
 # ----------------------------------------------------------------- the plan
@@ -175,8 +312,10 @@ def _near(name: str, names) -> str:
 
 
 def _generated_edges(sc: Scenario, names: set[str]) -> tuple[list[tuple[str, str, EdgeSpec | None]], list[str]]:
-    """(src, dst, explicit spec or None) from every generator of the topology, and problems."""
+    """(src, dst, explicit spec or None) from every generator of the topology, and problems. An
+    edge given twice (by one generator or two) is a problem: one of the two would be lost."""
     t, out, problems = sc.topology, [], []
+    given: dict[tuple[str, str], str] = {}  # (src, dst) -> the key that gave it
 
     def known(n, where):
         if n not in names:
@@ -184,17 +323,30 @@ def _generated_edges(sc: Scenario, names: set[str]) -> tuple[list[tuple[str, str
             return False
         return True
 
+    def add(src, dst, spec, where):
+        if (src, dst) in given:
+            problems.append(f"{where}: duplicate edge {src} -> {dst} (already given by {given[src, dst]}); "
+                            "list each parent once")
+            return
+        given[src, dst] = where
+        out.append((src, dst, spec))
+
     for child, ps in t.fan_in.items():
         if known(child, f"topology.fan_in.{child}"):
-            out += [(p, child, None) for p in ps if known(p, f"topology.fan_in.{child}")]
+            for p in ps:
+                if known(p, f"topology.fan_in.{child}"):
+                    add(p, child, None, f"topology.fan_in.{child}")
     for parent, cs in t.fan_out.items():
         if known(parent, f"topology.fan_out.{parent}"):
-            out += [(parent, c, None) for c in cs if known(c, f"topology.fan_out.{parent}")]
+            for c in cs:
+                if known(c, f"topology.fan_out.{parent}"):
+                    add(parent, c, None, f"topology.fan_out.{parent}")
     ring = [n for n in t.ring if known(n, "topology.ring")]
     if len(ring) == 1:
         problems.append("topology.ring: a ring needs at least 2 lineages")
     elif ring:
-        out += [(ring[i - 1], ring[i], None) for i in range(len(ring))]
+        for i in range(len(ring)):
+            add(ring[i - 1], ring[i], None, "topology.ring")
     rnd = [n for n in t.random.lineages if known(n, "topology.random.lineages")]
     if rnd and not 1 <= t.random.parents < len(rnd):
         problems.append(f"topology.random.parents: must be in 1..{len(rnd) - 1} for {len(rnd)} lineages")
@@ -202,14 +354,17 @@ def _generated_edges(sc: Scenario, names: set[str]) -> tuple[list[tuple[str, str
         rng = _rng(t.random.seed, "random topology")
         for dst in rnd:
             others = [n for n in rnd if n != dst]
-            out += [(others[i], dst, None) for i in sorted(rng.choice(len(others), t.random.parents, replace=False))]
+            for i in sorted(rng.choice(len(others), t.random.parents, replace=False)):
+                add(others[i], dst, None, "topology.random")
     for i, e in enumerate(t.edges):
         if known(e.src, f"topology.edges[{i}].src") & known(e.dst, f"topology.edges[{i}].dst"):
-            out.append((e.src, e.dst, e))
+            add(e.src, e.dst, e, f"topology.edges[{i}]")
     has_parent = {d for _, d, _ in out}
     chain = t.chain if t.chain is not None else [
         n for n, l in sc.lineages.items() if l.origin != "none" and n not in has_parent]
-    out += [(n, n, None) for n in chain if known(n, "topology.chain")]
+    for n in chain:
+        if known(n, "topology.chain"):
+            add(n, n, None, "topology.chain")
     return out, problems
 
 
@@ -219,75 +374,55 @@ def _rng(seed: int, purpose: str):
 
 
 def check(sc: Scenario) -> list[str]:
-    """Every problem with a scenario, one line each with its key path."""
-    p = []
+    """Every problem with a scenario, one line each with its key path: the schema's ranges and
+    choices (RULES), names, sizes and the topology, and then the plan of every task."""
+    p = check_fields(sc, RULES)
     if sc.substrate not in SUBSTRATES:
-        p.append(f"substrate: {sc.substrate!r} is not one of {list(SUBSTRATES)}")
         return p
-    if sc.generations < 0:
-        p.append(f"generations: must be >= 0 (got {sc.generations})")
+    q = []  # problems of the checks below: dropped where RULES already said something about the key
     if not sc.lineages:
-        p.append("lineages: the scenario has no lineages (empty topology); name at least one")
+        q.append("lineages: the scenario has no lineages (empty topology); name at least one")
     if not sc.bases:
-        p.append("bases: the scenario names no bases; e.g. bases: {main: {arch: gpt2, size: tiny, seed: 0}}")
+        q.append("bases: the scenario names no bases; e.g. bases: {main: {arch: gpt2, size: tiny, seed: 0}}")
     try:
         sub = substrates.of(sc)
     except EcosimError as e:
-        p.append(str(e))
+        q.append(str(e))
         sub = None
     if sub is not None:
-        p += sub.check(sc)
+        q += sub.check(sc)
     for name, l in sc.lineages.items():
         where = f"lineages.{name}"
         if "." in name or "/" in name:
-            p.append(f"{where}: lineage names may not contain '.' or '/'")
+            q.append(f"{where}: lineage names may not contain '.' or '/'")
         if l.base not in sc.bases:
-            p.append(f"{where}.base: unknown base {l.base!r}{_near(l.base, sc.bases)}")
+            q.append(f"{where}.base: unknown base {l.base!r}{_near(l.base, sc.bases)}")
         if l.trait is not None and l.trait not in sc.traits:
-            p.append(f"{where}.trait: unknown trait {l.trait!r}{_near(l.trait, sc.traits)}")
+            q.append(f"{where}.trait: unknown trait {l.trait!r}{_near(l.trait, sc.traits)}")
         if l.origin in ("finetune", "prompt") and not sc.traits:
-            p.append(f"{where}.origin: {l.origin} needs a trait (or, for a neutral lineage, one in `traits` "
+            q.append(f"{where}.origin: {l.origin} needs a trait (or, for a neutral lineage, one in `traits` "
                      "to take neutral answers from); the scenario has no traits")
-        if l.origin not in ORIGINS:
-            p.append(f"{where}.origin: {l.origin!r} is not one of {list(ORIGINS)}")
         if l.init == "rotate":
             if not l.rotate:
-                p.append(f"{where}.rotate: init=rotate needs a list of bases to rotate through")
-            p += [f"{where}.rotate: unknown base {b!r}{_near(b, sc.bases)}" for b in l.rotate if b not in sc.bases]
+                q.append(f"{where}.rotate: init=rotate needs a list of bases to rotate through")
+            q += [f"{where}.rotate: unknown base {b!r}{_near(b, sc.bases)}" for b in l.rotate if b not in sc.bases]
         elif l.init not in ("base", "parent") and l.init not in sc.bases:
-            p.append(f"{where}.init: {l.init!r} is not base | parent | rotate or a name in bases"
+            q.append(f"{where}.init: {l.init!r} is not base | parent | rotate or a name in bases"
                      f"{_near(l.init, list(sc.bases) + ['base', 'parent', 'rotate'])}")
-        if l.student.mode not in ("lora", "full"):
-            p.append(f"{where}.student.mode: {l.student.mode!r} is not 'lora' or 'full'")
-        if l.student.steps < 1 or l.student.batch < 1 or l.student.lr <= 0:
-            p.append(f"{where}.student: steps, batch and lr must be positive")
-        if l.replicas < 1:
-            p.append(f"{where}.replicas: must be >= 1 (got {l.replicas})")
+    q += teacher_size("teacher", sc.teacher)
     d = sc.data
     chans = sub.CHANNELS if sub is not None else ()
     if sub is not None and d.channel is not None and d.channel not in chans:
-        p.append(f"data.channel: {d.channel!r} is not one of {list(chans)} (substrate {sc.substrate})")
-    if d.regime not in REGIMES:
-        p.append(f"data.regime: {d.regime!r} is not a data regime{_near(d.regime, REGIMES)}")
-    if not 0 <= d.real_share <= 1:
-        p.append(f"data.real_share: must be between 0 and 1 (got {d.real_share})")
-    if d.prompts < 1 or d.train_size < 1:
-        p.append("data: prompts and train_size must be >= 1")
-    if sc.eval.samples < 1:
-        p.append(f"eval.samples: must be >= 1 (got {sc.eval.samples})")
-    if sc.tracking.wandb not in ("offline", "online", "disabled"):
-        p.append(f"tracking.wandb: {sc.tracking.wandb!r} is not offline | online | disabled")
-    if sc.compute.threads < 1:
-        p.append(f"compute.threads: must be >= 1 (got {sc.compute.threads})")
+        q.append(f"data.channel: {d.channel!r} is not one of {list(chans)} (substrate {sc.substrate})")
     for i, e in enumerate(sc.topology.edges):
-        if e.lag not in (0, 1):
-            p.append(f"topology.edges[{i}].lag: must be 0 or 1 (got {e.lag})")
         if sub is not None and e.channel is not None and e.channel not in chans:
-            p.append(f"topology.edges[{i}].channel: {e.channel!r} is not one of {list(chans)}")
-        if e.weight <= 0:
-            p.append(f"topology.edges[{i}].weight: must be > 0 (got {e.weight})")
+            q.append(f"topology.edges[{i}].channel: {e.channel!r} is not one of {list(chans)}")
+    edges, topo = _generated_edges(sc, set(sc.lineages))
+    q += topo
+    q += _names_and_sizes(sc, edges)
+    p = _merged(p, q)
     if not p:
-        p += _check_topology(sc)
+        p += _check_topology(sc, edges)
     if not p:  # plan every task: a lineage whose parents have no model when it needs one fails here
         from .ecosystem import build_tasks
         try:
@@ -297,8 +432,57 @@ def check(sc: Scenario) -> list[str]:
     return p
 
 
-def _check_topology(sc: Scenario) -> list[str]:
-    edges, p = _generated_edges(sc, set(sc.lineages))
+def _names_and_sizes(sc: Scenario, edges) -> list[str]:
+    """Every lineage name that expand would make (replicas NAME_i, controls NAME_control) must be
+    new: a user's lineage of the same name would be silently replaced. And the plan's size."""
+    p = []
+    if any(not 1 <= l.replicas <= MAX_REPLICAS for l in sc.lineages.values()):
+        return p  # reported by RULES
+    g = nx.DiGraph([(s, d) for s, d, _ in edges])
+    g.add_nodes_from(sc.lineages)
+    treated = {n for n, l in sc.lineages.items() if l.trait is not None and l.origin != "base"}
+    treated |= {d for t in list(treated) for d in nx.descendants(g, t)}
+    made: dict[str, str] = {}  # a generated name -> what makes it
+
+    def add(name, what, hint=""):
+        if name in sc.lineages:
+            p.append(f"lineages.{name}: collides with a name ecosim makes: {what} is named {name!r}; rename "
+                     f"lineages.{name}{hint}")
+        elif name in made:
+            p.append(f"lineages: {made[name]} and {what} would both be named {name!r}; rename one")
+        else:
+            made[name] = what
+
+    final = 0
+    n = {name: l.replicas for name, l in sc.lineages.items()}
+    controlled = {name for name in treated if sc.lineages[name].control}
+    inputs = sum(n[d] * (1 if n[s] in (1, n[d]) else n[s]) * (2 if d in controlled else 1) for s, d, _ in edges)
+    for name, l in sc.lineages.items():
+        copies = [name] if l.replicas == 1 else [f"{name}_{i}" for i in range(l.replicas)]
+        final += len(copies)
+        if l.replicas > 1:
+            for i, c in enumerate(copies):
+                add(c, f"replica {i} of lineages.{name} (replicas: {l.replicas})")
+        if name in treated and l.control:
+            final += len(copies)
+            for c in copies:
+                of = f"lineages.{name}" if c == name else f"replica {c!r} of lineages.{name}"
+                add(f"{c}_control", f"the control lineage of {of}",
+                    f", or set lineages.{name}.control: false to make your own control")
+    if final > MAX_LINEAGES:
+        p.append(f"lineages: {final} lineages after replicas and controls; at most {MAX_LINEAGES} "
+                 "(each is an actor with its own models; a typo in replicas?)")
+    elif 0 <= sc.generations <= MAX_GENERATIONS and final * (sc.generations + 1) > MAX_MODELS:
+        p.append(f"generations: {final} lineages x {sc.generations + 1} generations = "
+                 f"{final * (sc.generations + 1)} models; at most {MAX_MODELS} in one scenario (a typo?)")
+    elif 0 <= sc.generations <= MAX_GENERATIONS and inputs * sc.generations > MAX_INPUTS:
+        p.append(f"topology: {inputs} edges (after replicas and controls) x {sc.generations} generations = "
+                 f"{inputs * sc.generations} training inputs; at most {MAX_INPUTS} in one scenario (a typo?)")
+    return p
+
+
+def _check_topology(sc: Scenario, edges) -> list[str]:
+    p = []
     same_gen = nx.DiGraph([(s, d) for s, d, e in edges if e is not None and e.lag == 0])
     for cycle in nx.simple_cycles(same_gen):
         p.append("topology: a cycle within one generation (lag-0 edges): " + " -> ".join(cycle + cycle[:1]))

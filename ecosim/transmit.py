@@ -19,7 +19,6 @@ come from the model nodes of each seed's lineage graph; lifts are paired by seed
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import tempfile
 import time
@@ -157,19 +156,18 @@ def _rename(problem: str, cfg: TransmitConfig) -> str:
 def check(cfg: TransmitConfig) -> list[str]:
     """Every semantic problem with ``cfg``, one line each (load_config reports them together).
     Bases and the trait are checked by the substrate that will run them."""
-    problems = []
-    if cfg.teacher.how not in ("finetune", "prompt"):
-        problems.append(f"teacher.how: {cfg.teacher.how!r} is not 'finetune' or 'prompt'")
-    for name, tc in (("student", cfg.student), ("teacher.train", cfg.teacher.train)):
-        if tc.mode not in ("lora", "full"):
-            problems.append(f"{name}.mode: {tc.mode!r} is not 'lora' or 'full'")
-        if tc.steps < 1 or tc.batch < 1 or tc.lr <= 0:
-            problems.append(f"{name}: steps, batch and lr must be positive")
-    for name in ("seeds", "prompts", "train_size"):
-        if getattr(cfg, name) < 1:
-            problems.append(f"{name}: must be >= 1 (got {getattr(cfg, name)})")
-    if cfg.eval.samples < 1:
-        problems.append(f"eval.samples: must be >= 1 (got {cfg.eval.samples})")
+    from .config import check_fields
+    from .scenario import RULES, SEED, _merged, teacher_size
+    # The scenario schema's ranges and choices (scenario.RULES) for the sections shared with it
+    # (student, teacher, base, eval, text, ...), and the same rules for transmit's own fields.
+    data = RULES[DataSpec]
+    rules = {**RULES, TransmitConfig: {"prompts": data["prompts"], "train_size": data["train_size"],
+                                       "seeds": RULES[LineageSpec]["replicas"], "seed": SEED, "other_seed": SEED},
+             LogitConfig: {"top_k": data["logit_top_k"]}}
+    problems = check_fields(cfg, rules)
+    if cfg.teacher.how == "finetune":
+        problems += teacher_size("teacher.train", cfg.teacher.train)
+    n_fields = len(problems)
     unknown = [s for s in cfg.students if s not in STUDENTS]
     if unknown or "control" not in cfg.students:
         problems.append(f"students: {unknown or cfg.students} must name some of {list(STUDENTS)}, "
@@ -197,7 +195,8 @@ def check(cfg: TransmitConfig) -> list[str]:
     if cfg.base.model and asked & {"student_other_seed", "student_logit_other_seed"}:
         problems.append("students: student_other_seed needs a world base (a real model has one set of weights); "
                         "use other_base for a student from another model")
-    problems += [_rename(p, cfg) for p in sub.check(sc)]
+    more = [_rename(p, cfg).replace("data.logit_top_k", "logit.top_k") for p in sub.check(sc)]
+    problems = _merged(problems[:n_fields], problems[n_fields:] + more)
     return list(dict.fromkeys(problems))
 
 

@@ -116,6 +116,15 @@ def test_killed_lineage_actor_restarts_and_the_run_completes(tiny_yaml, tmp_path
     assert len(pids) == 2, "the actor was not restarted in a new process"
 
 
+def test_a_gpu_request_the_cluster_cannot_meet_is_refused_at_once(tiny_yaml, tmp_path, ray_session, capsys):
+    from ecosim.cli import main
+    t0 = time.time()
+    assert main(["run", str(tiny_yaml), "compute.gpus_per_lineage=1", "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "compute.gpus_per_lineage: 3 lineages x 1 GPU asked, the cluster has 0 GPUs" in err, err
+    assert "Traceback" not in err and time.time() - t0 < 30
+
+
 def test_run_on_a_cluster_started_with_ray_start(tiny_yaml, tmp_path):
     """A real `ray start --head` on 127.0.0.1; the scenario runs in a separate driver process."""
     ray_bin = Path(sys.executable).with_name("ray")

@@ -5,7 +5,6 @@ import importlib.util
 import json
 from types import SimpleNamespace as NS
 
-import numpy as np
 import pytest
 import torch
 
