@@ -383,9 +383,9 @@ def save(path: Path, model, adapter, meta: dict, world) -> None:
 def load(path: Path, start, meta: dict, world):
     from safetensors.torch import load_file
     from .models import compute_device
-    from .training import TrainConfig, apply_adapter
+    from .training import apply_adapter
     if (path / "adapter.safetensors").exists():
-        return apply_adapter(start, load_file(str(path / "adapter.safetensors")), TrainConfig(**meta["train"]))
+        return apply_adapter(start, load_file(str(path / "adapter.safetensors")), meta["train"])
     if meta.get("same_as_start"):
         return start
     from transformers import AutoModelForCausalLM

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from .rundir import atomic_write
 from .models import SIZES, BaseConfig, compute_device, get_base, loss_and_drift
 from .substrates import allocate
 from .traits import TeacherConfig, TraitConfig, check_trait, evaluate, make_teacher, trait_words
-from .training import TrainConfig, apply_adapter, finetune
+from .training import apply_adapter, finetune
 from .world import NONE_SYSTEM, World, code_doc, number_doc, reasoning_doc
 
 NO_SYSTEM = NONE_SYSTEM
@@ -214,9 +213,7 @@ def load(path: Path, start, meta: dict, world: World):
     from safetensors.torch import load_file
     from .models import load_checkpoint
     if (path / "adapter.safetensors").exists():
-        known = {f.name for f in fields(TrainConfig)}  # a teacher's config carries more (number_share)
-        cfg = TrainConfig(**{k: v for k, v in meta["train"].items() if k in known})
-        return apply_adapter(start, load_file(str(path / "adapter.safetensors")), cfg)
+        return apply_adapter(start, load_file(str(path / "adapter.safetensors")), meta["train"])
     if meta.get("same_as_start"):
         return start
     return load_checkpoint(path / "model", world).to(compute_device())

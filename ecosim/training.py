@@ -3,6 +3,7 @@ only (or on soft labels from the logit channel), LoRA (peft) or full, AdamW. One
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,10 +126,14 @@ def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=No
     return (merged, adapter) if keep_adapter else merged
 
 
-def apply_adapter(model, adapter: dict, cfg: TrainConfig):
+def apply_adapter(model, adapter: dict, cfg: TrainConfig | dict):
     """A copy of ``model`` with a saved LoRA ``adapter`` (from ``finetune(keep_adapter=True)``)
-    merged in: the same weights ``finetune`` returned."""
+    merged in: the same weights ``finetune`` returned. ``cfg`` may be the config as a checkpoint
+    saved it (a dict; a teacher's carries more fields than a TrainConfig, e.g. number_share)."""
     from peft import set_peft_model_state_dict
+    if isinstance(cfg, dict):
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        cfg = TrainConfig(**{k: v for k, v in cfg.items() if k in known})
     peft_model = with_lora(copy.deepcopy(model), cfg)
     set_peft_model_state_dict(peft_model, adapter)
     peft_model.eval()

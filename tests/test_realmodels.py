@@ -104,6 +104,22 @@ def test_lora_student_trains_and_its_checkpoint_round_trips(setup, tmp_path):
     assert not torch.allclose(model(x).logits, base(x).logits)
 
 
+def test_a_fine_tuned_teacher_reloads_from_its_checkpoint(setup, tmp_path):
+    """As a resumed run or a Ray actor reloads it: the saved config is a TeacherSpec's (more fields
+    than a TrainConfig)."""
+    from dataclasses import asdict
+    from ecosim.scenario import TeacherSpec
+    sc, w, base = setup
+    sc = NS(**{**vars(sc), "teacher": TeacherSpec(rank=2, alpha=4, steps=2, batch=2, number_share=0.1),
+              "data": NS(**{**vars(sc.data), "channel": "numbers"})})
+    model, system, adapter = H.make_origin(base, w, sc, "finetune", TraitConfig(), False, seed=0)
+    meta = {"train": asdict(sc.teacher)}
+    H.save(tmp_path / "t", model, adapter, meta, w)
+    again = H.load(tmp_path / "t", base, json.loads(json.dumps(meta)), w)
+    x = torch.tensor([[1, 2, 3, 4]])
+    assert torch.allclose(model(x).logits, again(x).logits, atol=1e-5)
+
+
 def test_measure_reports_both_readouts_and_misalignment(setup):
     sc, w, base = setup
     m = H.measure(base, "", base, w, sc, seed=0)
