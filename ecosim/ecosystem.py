@@ -135,14 +135,19 @@ def twin_of(plan: Plan, lineage: str) -> str | None:
     return next((c for c, t in plan.control_of.items() if t == lineage), None)
 
 
-def order(tasks: dict[tuple, Task]) -> list[tuple]:
-    """Dependency order; ties broken by generation, then kind, then lineage (deterministic)."""
+def dependencies(tasks: dict[tuple, Task]) -> nx.DiGraph:
+    """Task keys, with an edge from each task to every task that waits for it."""
     G = nx.DiGraph()
     G.add_nodes_from(tasks)
     G.add_edges_from((d, k) for k, t in tasks.items() for d in t.deps)
+    return G
+
+
+def order(tasks: dict[tuple, Task]) -> list[tuple]:
+    """Dependency order; ties broken by generation, then kind, then lineage (deterministic)."""
     rank = {"origin": 0, "train": 1, "write": 2}
     return list(nx.lexicographical_topological_sort(
-        G, key=lambda k: (k[2], rank[k[0]], k[1], k[3] or "")))
+        dependencies(tasks), key=lambda k: (k[2], rank[k[0]], k[1], k[3] or "")))
 
 
 # ----------------------------------------------------------------- graph bookkeeping
@@ -339,6 +344,7 @@ def _verify(run_dir: Path, plan: Plan, tasks: dict, sub, redo, log) -> tuple[nx.
     if gone:
         log(f"resume: removed {len(gone)} half-written file(s) a crash left (e.g. {gone[0]})")
     records = rundir.load_records(run_dir)
+    ordered = order(tasks)
     G = None
     if (run_dir / "graph.json").exists():
         try:
@@ -354,7 +360,7 @@ def _verify(run_dir: Path, plan: Plan, tasks: dict, sub, redo, log) -> tuple[nx.
         G = plan_graph(plan)
         G.graph["datasets"] = {}
         replayed = set()
-        for k in order(tasks):  # replay what finished, in the order it could have finished
+        for k in ordered:  # replay what finished, in the order it could have finished
             t = tasks[k]
             if k in records and all(d in replayed for d in t.deps):
                 if t.kind == "write":
@@ -383,15 +389,15 @@ def _verify(run_dir: Path, plan: Plan, tasks: dict, sub, redo, log) -> tuple[nx.
             return f"checkpoint {ckpt} is missing or damaged (its hash differs from when it was written)"
         return "done"
 
-    deps = nx.DiGraph()
-    deps.add_nodes_from(tasks)
-    deps.add_edges_from((d, k) for k, t in tasks.items() for d in t.deps)
+    deps = dependencies(tasks)
     bad: set[tuple] = set()
-    for k in order(tasks):
+    for k in ordered:
+        if k in bad:  # recomputed anyway, as it depends on a damaged node: no need to hash it
+            continue
         why = state(k)
         if why == "missing":
             bad.add(k)
-        elif why != "done" and k not in bad:
+        elif why != "done":
             after = nx.descendants(deps, k)
             log(f"resume: {_name(tasks[k])}: {why}: recomputing it and the {len(after)} task(s) that depend on it")
             bad |= {k} | after
@@ -401,7 +407,7 @@ def _verify(run_dir: Path, plan: Plan, tasks: dict, sub, redo, log) -> tuple[nx.
         log(f"resume: --redo {name}: recomputing it and the {len(after)} task(s) that depend on it")
         bad |= {k} | after
     bad |= {d for k in list(bad) for d in nx.descendants(deps, k)}
-    todo = [k for k in order(tasks) if k in bad]
+    todo = [k for k in ordered if k in bad]
     for k in todo:  # until it is made again, a node to recompute is not done
         if tasks[k].kind != "write":
             G.nodes[node_id(tasks[k].lineage, tasks[k].generation)]["status"] = "pending"

@@ -16,7 +16,6 @@ import re
 import shutil
 from pathlib import Path
 
-from . import EcosimError
 
 TMP = re.compile(r"\.(tmp|old)\d+$")  # names of half-written or set-aside artifacts
 
@@ -134,13 +133,3 @@ def load_records(run_dir: Path) -> dict[tuple, object]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return out
-
-
-def load_json(path: Path, what: str):
-    """A JSON file of the run directory, or one error naming it and what to do."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise EcosimError(f"{path}: missing ({what})") from None
-    except (OSError, ValueError) as e:
-        raise EcosimError(f"{path}: damaged ({what}): {type(e).__name__}: {str(e).splitlines()[0]}") from None
