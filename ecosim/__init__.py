@@ -8,3 +8,15 @@ class EcosimError(Exception):
 
 class Interrupted(EcosimError):
     """The user stopped a run (Ctrl-C): finished nodes are kept; the message says how to go on."""
+
+
+def run(scenario_or_path, log=print, **overrides):
+    """Run a scenario or sweep and read it back (``ecosim.api.run``)."""
+    from .api import run as _run
+    return _run(scenario_or_path, log=log, **overrides)
+
+
+def load_run(run_dir):
+    """A run or sweep directory as Python objects (``ecosim.api.load_run``)."""
+    from .api import load_run as _load_run
+    return _load_run(run_dir)

@@ -60,6 +60,24 @@ class _Done:
         self.value, self.error = value, error
 
 
+def start_ray(compute) -> bool:
+    """Start (or connect to) Ray unless this process already has it; True if it started it here.
+    A pool shuts down only a Ray it started, so a caller that starts one first (a sweep) keeps
+    one instance across runs."""
+    import ray
+    if ray.is_initialized():
+        return False
+    address = compute.address or os.environ.get("RAY_ADDRESS")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    kw = {"address": address} if address else {"num_cpus": compute.cpus or os.cpu_count()}
+    try:
+        ray.init(**kw, include_dashboard=False, log_to_driver=False, logging_level="ERROR", configure_logging=True)
+    except Exception as e:  # ConnectionError, RuntimeError...: one line for the user
+        raise EcosimError(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
+                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    return True
+
+
 class RayPool:
     """One Ray actor per lineage. A crashed actor restarts (its constructor re-runs, so it reloads
     models from the run directory's checkpoints) and Ray retries its unfinished calls."""
@@ -67,17 +85,7 @@ class RayPool:
     def __init__(self, make_args: dict[str, tuple], compute, log=print):
         import ray
         self.ray = ray
-        address = compute.address or os.environ.get("RAY_ADDRESS")
-        self.started = not ray.is_initialized()
-        if self.started:
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-            kw = {"address": address} if address else {"num_cpus": compute.cpus or os.cpu_count()}
-            try:
-                ray.init(**kw, include_dashboard=False, log_to_driver=False,
-                         logging_level="ERROR", configure_logging=True)
-            except Exception as e:  # ConnectionError, RuntimeError...: one line for the user
-                raise EcosimError(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
-                                  f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        self.started = start_ray(compute)
         cpus = ray.cluster_resources().get("CPU", 1.0)
         gpus = ray.cluster_resources().get("GPU", 0.0)
         n = len(make_args)

@@ -65,47 +65,72 @@ def scenario_path(name: str) -> str:
 
 
 def _load(args):
-    from .scenario import load_scenario
+    from .scenario import check, load_scenario
     overrides = list(args.overrides)
     if getattr(args, "ray_address", None):
         overrides.append(f"compute.address={args.ray_address}")
     if getattr(args, "out_dir", None):
         overrides.append(f"out_dir={args.out_dir}")
-    return load_scenario(scenario_path(args.scenario), overrides)
+    if getattr(args, "seeds", None) is not None:
+        overrides.append(f"seeds={args.seeds}")
+    sc = load_scenario(scenario_path(args.scenario), overrides)
+    if getattr(args, "sweep", None):
+        sc.sweep = {**sc.sweep, **_sweep_arg(args.sweep)}
+        problems = check(sc)
+        if problems:
+            raise EcosimError("invalid config:\n  " + "\n  ".join(problems))
+    return sc
 
 
 def _run(args) -> int:
-    from .ecosystem import run
+    from . import api
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     if args.resume:
-        if args.scenario or args.overrides:
+        if args.scenario or args.overrides or args.sweep or args.seeds:
             raise EcosimError("--resume RUN_DIR takes no scenario or overrides: the run directory has its config")
-        res = run(run_dir=args.resume, resume=True, log=log, redo=args.redo or ())
+        res = api.resume(args.resume, log=log, redo=args.redo or ())
     else:
         if args.redo:
             raise EcosimError("--redo NODE goes with --resume RUN_DIR: it recomputes a node of a finished run")
         if not args.scenario:
             raise EcosimError("ecosim run: name a scenario file (or a shipped scenario: ecosim list)")
-        res = run(_load(args), log=log)
-    print(res["run_dir"])
+        sc = _load(args)
+        res = api.run(sc, log=log)
+    print(res.dir)
     return 0
+
+
+def _sweep_arg(items: list[str]) -> dict:
+    """--sweep KEY=V1,V2 (repeatable) as a grid; each value read as YAML (0.5, true, a name)."""
+    import yaml
+    grid = {}
+    for item in items:
+        key, sep, vals = item.partition("=")
+        if not sep or not key or not vals:
+            raise EcosimError(f"--sweep {item}: expected KEY=V1,V2,... (e.g. --sweep data.real_share=0,0.25,0.5)")
+        grid[key] = [yaml.safe_load(v) for v in vals.split(",")]
+    return grid
 
 
 def _validate(args) -> int:
     from .ecosystem import build_tasks
     from .scenario import expand
+    from .sweep import cells
     sc = _load(args)
     plan = expand(sc)
     tasks = build_tasks(plan)
     print(f"{args.scenario}: ok: {len(plan.lineages)} lineages ({', '.join(plan.lineages)}), "
           f"{sc.generations} generations, {sum(t.kind != 'write' for t in tasks.values())} models, "
-          f"{sum(t.kind == 'write' for t in tasks.values())} datasets")
+          f"{sum(t.kind == 'write' for t in tasks.values())} datasets"
+          + (f"; a sweep of {len(cells(sc.sweep))} such runs over {', '.join(sc.sweep)}" if sc.sweep else ""))
     return 0
 
 
 def _report_cmd(args) -> int:
-    from .report import report
-    print(report(args.run_dir, log=lambda m: print(m, file=sys.stderr, flush=True)))
+    from . import report, sweep
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    make = sweep.report if (Path(args.run_dir) / "sweep.json").is_file() else report.report
+    print(make(args.run_dir, log=log))
     return 0
 
 
@@ -147,8 +172,13 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a scenario and report every problem at once")
     v.add_argument("scenario")
     v.add_argument("overrides", nargs="*")
+    for q in (r, v):
+        q.add_argument("--seeds", type=int, help="run the whole ecosystem N times with derived seeds (= seeds=N)")
+        q.add_argument("--sweep", metavar="KEY=V1,V2", action="append",
+                       help="a sweep over a scenario key (repeatable: a grid); every cell x seed is a run")
     v.set_defaults(fn=_validate)
-    rp = sub.add_parser("report", help="write RUN_DIR/report/index.html: lineage graph, drift plots, summary")
+    rp = sub.add_parser("report", help="write RUN_DIR/report/index.html: lineage graph, drift plots, summary "
+                                       "(of a sweep directory: the cells compared)")
     rp.add_argument("run_dir")
     rp.set_defaults(fn=_report_cmd)
     ls = sub.add_parser("list", help="the shipped scenarios, one line each")

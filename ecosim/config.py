@@ -18,10 +18,11 @@ from . import EcosimError
 
 
 def _leaves(d, prefix=""):
-    """(dotted key, value) for every leaf of a nested dict; lists are leaves."""
+    """(dotted key, value) for every leaf of a nested dict; lists are leaves, and so is a mapping
+    whose own keys are dotted paths (a sweep's grid: {data.real_share: [...]})."""
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
+        if isinstance(v, dict) and v and not any("." in str(x) for x in v):
             yield from _leaves(v, key + ".")
         else:
             yield key, v

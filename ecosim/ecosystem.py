@@ -167,7 +167,8 @@ def plan_graph(plan: Plan) -> nx.DiGraph:
                          base=base_of(plan, name, g), lineage_base=spec.base,
                          init=spec.origin if g == 0 else spec.init,
                          trait=spec.trait or "", role="control" if treated else ("treated" if spec.trait else "neutral"),
-                         control_of=treated or "", replica_of=plan.replica_of[name])
+                         control_of=treated or "", replica_of=plan.replica_of[name],
+                         seed=plan.seed_index.get(name, 0))
     return G
 
 
@@ -237,8 +238,14 @@ def _fmt(s: float) -> str:
 
 def _headline(sc: Scenario, metrics: dict) -> str:
     names = [n for n in dict.fromkeys(list(sc.traits) + ["misalignment"]) if n in metrics][:2]
-    return "  ".join(f"{n} {metrics[n][0]:.3f}" + (f" [{metrics[n][1]:.2f}, {metrics[n][2]:.2f}]"
-                                                    if metrics[n][1] is not None else "") for n in names)
+
+    def one(n):
+        valid = metrics.get(f"{n}_valid", (None,))[0]
+        if not lg.measurable({f"{n}_valid": valid} if valid is not None else {}, n):
+            return f"{n} not measurable (valid {valid:.2f})"
+        return f"{n} {metrics[n][0]:.3f}" + (f" [{metrics[n][1]:.2f}, {metrics[n][2]:.2f}]"
+                                            if metrics[n][1] is not None else "")
+    return "  ".join(one(n) for n in names)
 
 
 def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: bool = False,
@@ -255,6 +262,9 @@ def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: b
             raise EcosimError(f"--resume {run_dir}: not a run directory (no config.yaml)")
         sc = load_scenario(str(run_dir / "config.yaml"))
     else:
+        if sc.sweep:
+            raise EcosimError(f"{sc.name}: a sweep over {', '.join(sc.sweep)} is many runs: run it with ecosim.run "
+                              "(or ecosim run on the command line), which runs every cell")
         run_dir = Path(run_dir) if run_dir else new_run_dir(sc)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(sc)))
@@ -276,7 +286,7 @@ def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: b
         | {b for l in plan.lineages.values() for b in l.rotate}
     cache = os.environ.get("ECOSIM_CACHE")
     args = {n: (n, sc, spec, plan.control_of.get(n, n), spec.trait or _neutral_trait(plan, n), str(run_dir),
-                cache, sc.compute.threads, plan.replica_index[n] if sub.REPLICA_SEEDS else 0)
+                cache, sc.compute.threads, _base_offset(plan, n) if sub.REPLICA_SEEDS else 0, plan.seed_of(n))
             for n, spec in plan.lineages.items()}
     need = {n for k in todo for n in [tasks[k].lineage]}
     # The pool first: resources the cluster can never give are refused before any base is made.
@@ -531,6 +541,13 @@ def _load_write(task: Task, st: "RunState", sub) -> list:
     """A finished write's datasets, from the run directory (resume), with their sizes."""
     return [(sub.undump(dataset_path(st.run_dir, d, sub.DATASET_SUFFIX)), {"kept": st.G.nodes[d]["size"]})
             for d in task.datasets]
+
+
+def _base_offset(plan: Plan, name: str) -> int:
+    """Added to a base's seed where the substrate gives each replica (and each ecosystem seed)
+    its own initialisation: replica i of seed s gets i + MAX_REPLICAS * s."""
+    from .scenario import MAX_REPLICAS
+    return plan.replica_index[name] + MAX_REPLICAS * plan.seed_index.get(name, 0)
 
 
 def _neutral_trait(plan: Plan, name: str) -> str | None:

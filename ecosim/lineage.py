@@ -40,13 +40,15 @@ def dataset_path(run_dir: Path, dataset: str, suffix: str) -> Path:
 
 class Lineage:
     def __init__(self, name: str, sc: Scenario, spec, key: str, trait: str | None, run_dir: str,
-                 cache: str | None = None, threads: int = 1, base_offset: int = 0):
+                 cache: str | None = None, threads: int = 1, base_offset: int = 0, seed: int | None = None):
         """``key``: the seed key (a control's is its treated twin's name); ``trait``: the trait
-        generation 0 carries, or, for a neutral lineage, the trait whose neutral data it uses."""
+        generation 0 carries, or, for a neutral lineage, the trait whose neutral data it uses;
+        ``seed``: its ecosystem seed's (``Plan.seed_of``; None: the scenario's)."""
         if cache:
             os.environ["ECOSIM_CACHE"] = cache
         torch.set_num_threads(threads)
         self.name, self.sc, self.key, self.run_dir = name, sc, key, Path(run_dir)
+        self.seed = sc.seed if seed is None else seed
         self.spec = spec
         self.trait_name = trait
         self.base_offset = base_offset  # replica i's bases have seed + i (substrates with REPLICA_SEEDS)
@@ -80,7 +82,7 @@ class Lineage:
         path = checkpoint_dir(self.run_dir, node)
         atomic_dir(path, lambda p: self.sub.save(p, model, adapter, meta, self.world))
         self._models[node] = (model, system)
-        metrics = self.sub.measure(model, system, self.base(base_name), self.world, self.sc, seed=self.sc.seed)
+        metrics = self.sub.measure(model, system, self.base(base_name), self.world, self.sc, seed=self.seed)
         return {"node": node, "metrics": metrics, "seconds": time.time() - t0, "pid": os.getpid(),
                 "sha": digest(path)}
 
@@ -90,7 +92,7 @@ class Lineage:
         spec, sc = self.spec, self.sc
         trait = sc.traits.get(self.trait_name) if self.trait_name else None
         neutral = spec.trait is None
-        seed = derive_seed(sc.seed, self.key, 0, "origin")
+        seed = derive_seed(self.seed, self.key, 0, "origin")
         model, system, adapter = self.sub.make_origin(self.base(spec.base), self.world, sc, spec.origin,
                                                       trait, neutral, seed)
         meta = {"start_base": spec.base, "same_as_start": adapter is None and spec.origin in ("base", "prompt"),
@@ -104,7 +106,7 @@ class Lineage:
         model, system = self.model(node_id(self.name, g))
         # a channel that samples another's texts uses that channel's random stream
         stream = getattr(self.sub, "SAMPLES_OF", {}).get(channel, channel)
-        seed = derive_seed(self.sc.seed, self.key, g, f"write {stream}")
+        seed = derive_seed(self.seed, self.key, g, f"write {stream}")
         out = self.sub.write(model, system, self.world, self.sc, channel, filters, seed)
         for (examples, summary), ds in zip(out, dataset_ids):
             path = dataset_path(self.run_dir, ds, self.sub.DATASET_SUFFIX)
@@ -129,7 +131,7 @@ class Lineage:
         else:
             start, base_name = self.model(init["node"])[0], init["base_of_node"]
         datasets = [(writes[i][f][0], w) for i, f, w in parts]
-        seed = derive_seed(sc.seed, self.key, g, "train")
+        seed = derive_seed(self.seed, self.key, g, "train")
         size = None
         if twin:
             pool = sum(writes[i][f][1]["kept"] for i, f in {(i, f) for i, f, _ in parts})

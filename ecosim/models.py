@@ -171,6 +171,36 @@ def save_model(model, world: World, path: Path, meta: dict | None = None) -> Non
         (path / "ecosim.json").write_text(json.dumps(meta, indent=2))
 
 
+def doc_hash(prompt: str, assistant: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{prompt}\x00{assistant}".encode(), digest_size=8).digest(), "little")
+
+
+_SEEN: dict[str, frozenset] = {}
+
+
+def pretraining_docs(cfg: BaseConfig) -> frozenset:
+    """Hashes of every document a world base was pretrained on (``pretrain`` draws them from one
+    stream, replayed here), cached beside the base: capability is measured on documents outside
+    this set. A base from ``path`` has no known pretraining set (empty)."""
+    if cfg.path:
+        return frozenset()
+    key = base_key(cfg)
+    if key not in _SEEN:
+        f = cache_dir() / "bases" / f"{key}.docs.npy"
+        if f.exists():
+            h = np.load(f)
+        else:
+            world, rng = World(cfg.world), np.random.default_rng([cfg.seed, 1])  # pretrain's stream
+            h = np.unique(np.array([doc_hash(d.prompt, d.assistant) for d in
+                                    (world.pretrain_doc(rng) for _ in range(cfg.steps * cfg.batch))], dtype=np.uint64))
+            f.parent.mkdir(parents=True, exist_ok=True)
+            tmp = f.with_name(f.name + f".tmp{os.getpid()}.npy")
+            np.save(tmp, h)
+            os.replace(tmp, f)
+        _SEEN[key] = frozenset(h.tolist())
+    return _SEEN[key]
+
+
 def get_base(cfg: BaseConfig, log=print) -> tuple[torch.nn.Module, dict]:
     """The base model for ``cfg``: loaded from ``cfg.path``, from the cache, or pretrained now and
     cached. Returns (model in eval mode, info with 'source' and pretraining seconds)."""

@@ -141,10 +141,17 @@ def draw_graph(G: nx.DiGraph, trait: str | None):
     done = [n for n in models if G.nodes[n]["status"] == "done" and trait in G.nodes[n]]
     pending = [n for n in models if n not in done]
     mis = "misalignment" if trait != "misalignment" else None
+    grey = "#c8c8c8"  # below the valid-answer floor: no colour that reads as a rate
+
+    def fill(n):
+        return cmap(norm(G.nodes[n][trait])) if lg.measurable(G.nodes[n], trait) else grey
+
+    def edge(n):
+        if not mis:
+            return "black"
+        return ring(0.25 + 0.75 * G.nodes[n].get(mis, 0.0)) if lg.measurable(G.nodes[n], mis) else grey
     ax.scatter([pos[n][0] for n in done], [pos[n][1] for n in done], s=150, zorder=3,
-               c=[cmap(norm(G.nodes[n][trait])) for n in done],
-               edgecolors=[ring(0.25 + 0.75 * G.nodes[n].get(mis, 0.0)) if mis else "black" for n in done],
-               linewidths=2.0)
+               c=[fill(n) for n in done], edgecolors=[edge(n) for n in done], linewidths=2.0)
     ax.scatter([pos[n][0] for n in pending], [pos[n][1] for n in pending], s=150, zorder=3,
                facecolors="white", edgecolors="#999999", linewidths=1.0)
     ds = [n for n in pos if attrs(G, n).get("kind") == "dataset"]
@@ -166,6 +173,8 @@ def draw_graph(G: nx.DiGraph, trait: str | None):
     handles = [Line2D([], [], marker="o", ls="", color="white", markeredgewidth=2.0, markersize=9,
                       markeredgecolor=ring(0.25 + 0.75 * v), label=f"misalignment {v:g} (ring)")
                for v in (0.0, 0.5, 1.0)] if mis else []
+    handles += [Line2D([], [], marker="o", ls="", color=grey, markeredgecolor=grey,
+                       label=f"not measurable (valid < {lg.VALID_FLOOR:g})")]
     handles += [Line2D([], [], color=EDGE_STYLE[k][0], ls=EDGE_STYLE[k][1], label=lab) for k, lab in
                (("same", "data, same base"), ("mismatched", "data, mismatched base"), ("real", "real data mixed in"),
                 ("init", "initialised from parent"))]
@@ -198,34 +207,59 @@ def text_overlaps(fig) -> list[tuple[str, str]]:
 
 
 def groups(G: nx.DiGraph) -> dict[str, list[str]]:
-    """Lineages by replica group (a lineage on its own is its own group)."""
+    """Lineages by group: the copies of one scenario lineage over replicas and ecosystem seeds
+    (a lineage on its own is its own group)."""
     out: dict[str, list[str]] = {}
     for n in lg.models(G, None):
         a = G.nodes[n]
-        out.setdefault(a.get("replica_of") or a["lineage"], [])
-        if a["lineage"] not in out[a.get("replica_of") or a["lineage"]]:
-            out[a.get("replica_of") or a["lineage"]].append(a["lineage"])
+        key = a.get("replica_of") or a["lineage"]
+        if a["lineage"] not in out.setdefault(key, []):
+            out[key].append(a["lineage"])
     return out
 
 
+def controls(G: nx.DiGraph) -> dict[str, str]:
+    """Each treated lineage's control lineage, by name (the control nodes' ``control_of``)."""
+    return {G.nodes[n]["control_of"]: G.nodes[n]["lineage"] for n in lg.models(G, None) if G.nodes[n].get("control_of")}
+
+
+def value(G: nx.DiGraph, lineage: str, metric: str, g: int) -> float | None:
+    """A finished model's metric at generation g, or None (not made, not measured, or below the
+    valid-answer floor: ``graph.measurable``)."""
+    a = G.nodes.get(f"{lineage}/g{g}", {})
+    if a.get("status") != "done" or metric not in a or not lg.measurable(a, metric):
+        return None
+    return a[metric]
+
+
 def series(G: nx.DiGraph, lineages: list[str], metric: str):
-    """(generations, mean, lo, hi) of a metric: a lineage's own interval, or over replicas."""
-    by_gen: dict[int, list] = {}
-    for n in lg.models(G):
-        a = G.nodes[n]
-        if a["lineage"] in lineages and metric in a:
-            by_gen.setdefault(a["generation"], []).append((a[metric], a.get(f"{metric}_ci_lo"), a.get(f"{metric}_ci_hi")))
-    gs = sorted(by_gen)
-    m, lo, hi = [], [], []
-    for g in gs:
-        vals = by_gen[g]
+    """(generations, mean, lo, hi) of a metric over the measurable models of a group: with
+    several lineages (seeds, replicas) the mean and a t-interval over them; with one, the model's
+    own interval (over evaluation questions: a sampling interval)."""
+    gens = sorted({G.nodes[n]["generation"] for n in lg.models(G) if G.nodes[n]["lineage"] in lineages})
+    out = []
+    for g in gens:
+        vals = [(l, v) for l in lineages if (v := value(G, l, metric, g)) is not None]
+        if not vals:
+            continue
         if len(lineages) > 1:
-            mm, ll, hh = mean_ci([v for v, _, _ in vals])
+            out.append((g, *mean_ci([v for _, v in vals])))
         else:
-            mm, ll, hh = vals[0][0], vals[0][1] if vals[0][1] is not None else vals[0][0], \
-                vals[0][2] if vals[0][2] is not None else vals[0][0]
-        m.append(mm), lo.append(ll), hi.append(hh)
-    return gs, np.array(m), np.array(lo), np.array(hi)
+            a = G.nodes[f"{vals[0][0]}/g{g}"]
+            v = vals[0][1]
+            lo, hi = a.get(f"{metric}_ci_lo"), a.get(f"{metric}_ci_hi")
+            out.append((g, v, v if lo is None else lo, v if hi is None else hi))
+    if not out:
+        return [], np.array([]), np.array([]), np.array([])
+    gs, m, lo, hi = zip(*out)
+    return list(gs), np.array(m), np.array(lo), np.array(hi)
+
+
+def unmeasurable(G: nx.DiGraph, lineages: list[str], metric: str) -> list[tuple[int, float]]:
+    """(generation, value) of the group's models whose metric is below the valid-answer floor."""
+    return sorted((G.nodes[n]["generation"], G.nodes[n][metric]) for n in lg.models(G)
+                  if G.nodes[n]["lineage"] in lineages and metric in G.nodes[n]
+                  and not lg.measurable(G.nodes[n], metric))
 
 
 def _style(G, lineages: list[str]) -> dict:
@@ -255,18 +289,33 @@ def plot_metrics(G: nx.DiGraph, metrics: list[str], title: str, ylabel: str, uni
             label = name + (f" (x{len(ls)})" if len(ls) > 1 else "")
             ax.plot(gs, m, color=colours[key], ls=st["ls"], marker=st["marker"], ms=4, label=label)
             ax.fill_between(gs, lo, hi, color=colours[key], alpha=0.15, lw=0)
+        for name, ls in grp.items():  # below the valid-answer floor: grey and hollow, in no mean or test
+            bad = unmeasurable(G, ls, metric)
+            if bad:
+                ax.scatter([g for g, _ in bad], [v for _, v in bad], s=22, facecolors="none", edgecolors="#aaaaaa",
+                           zorder=3, label=f"not measurable (valid < {lg.VALID_FLOOR:g})")
         ax.set_title(metric, fontsize=10)
+        _whole_generations(ax)
         ax.set_xlabel("generation")
         ax.set_ylabel(ylabel)
         if unit_interval:
             ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles, labels = [], []
+    for ax in axes[0]:  # every panel's entries once (a grey point may be on one panel only)
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h), labels.append(lab)
     if handles:
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def _whole_generations(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_datasets(G: nx.DiGraph):
@@ -284,6 +333,7 @@ def plot_datasets(G: nx.DiGraph):
             a1.plot(sorted(by), [np.mean(by[g]) for g in sorted(by)], marker="o", ms=4, label=name, color=f"C{i % 10}",
                     ls=_style(G, ls)["ls"])
     a1.set_title("kept fraction of each model's writing", fontsize=10)
+    _whole_generations(a1)
     a1.set_xlabel("generation of the writer")
     a1.set_ylim(0, 1.02)
     a1.grid(alpha=0.3)
@@ -304,55 +354,89 @@ def plot_datasets(G: nx.DiGraph):
     if reasons:
         a2.legend(fontsize=8, frameon=False)
     h, lab = a1.get_legend_handles_labels()
-    if len(h) <= 12:
+    if 0 < len(h) <= 12:
         a1.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
 
 
 # ----------------------------------------------------------------- the summary table
+def _control_groups(G: nx.DiGraph, grp: dict) -> dict[str, str]:
+    """treated group -> its control group."""
+    ctrl, group_of = controls(G), {l: k for k, ls in grp.items() for l in ls}
+    return {k: group_of[ctrl[ls[0]]] for k, ls in grp.items() if ls[0] in ctrl}
+
+
+def _runs(G: nx.DiGraph, lineages: list[str]) -> str:
+    """'3 seeds', '4 replicas' or '6 runs (seeds x replicas)': what a group's lineages are."""
+    seeds = {G.nodes[n].get("seed", 0) for n in lg.models(G, None) if G.nodes[n]["lineage"] in lineages}
+    n = len(lineages)
+    return f"{n} seeds" if len(seeds) == n else f"{n} replicas" if len(seeds) == 1 else f"{n} runs (seeds x replicas)"
+
+
+def compare(G: nx.DiGraph, treated: list[str], trait: str, g: int) -> dict:
+    """The lift of a group over its control at generation g, each lineage paired with its own
+    control by name (``control_of``): over the pairs, a one-sided paired t-test (the effect
+    recurring across seeds or replicas); with one pair, the lift alone: one model's interval over
+    questions is sampling noise, not replication, so it gets no p-value."""
+    ctrl = controls(G)
+    pairs = [(t, c) for l in treated if l in ctrl
+             if (t := value(G, l, trait, g)) is not None and (c := value(G, ctrl[l], trait, g)) is not None]
+    if not pairs:
+        made = any(f"{l}/g{g}" in G and trait in G.nodes[f"{l}/g{g}"] for l in treated)
+        return {"lift": None, "p_value": None, "pairs": 0,
+                "test": f"not measurable (valid answers < {lg.VALID_FLOOR:g})" if made else ""}
+    t, c = zip(*pairs)
+    lift = float(np.mean(t) - np.mean(c))
+    if len(pairs) == 1:
+        return {"lift": lift, "p_value": None, "pairs": 1,
+                "test": "one run: no test of replication (run with seeds: N)"}
+    _, lo, hi = mean_ci(np.subtract(t, c))
+    return {"lift": lift, "lift_ci": [lo, hi], "p_value": paired_one_sided(t, c), "pairs": len(pairs),
+            "test": f"paired t over {_runs(G, [l for l in treated if l in ctrl])}"}
+
+
 def summary(G: nx.DiGraph, trait: str) -> list[dict]:
-    """Per lineage (or replica group): generation-0 and final rates, and the lift over its
-    control at the final generation with a one-sided paired t-test: over replicas (pairs matched
-    by replica) when there are several, else over evaluation questions (matched by question)."""
+    """Per group (a lineage over its seeds and replicas): generation-0 and final values, and the
+    lift over its control at the final generation (``compare``). Intervals are over seeds (and
+    replicas) where there are several, else the model's own interval over questions."""
     grp = groups(G)
-    control_of = {G.nodes[n]["lineage"]: G.nodes[n]["control_of"] for n in lg.models(G, None)
-                  if G.nodes[n].get("control_of")}
-    control_group = {}
-    for name, ls in grp.items():
-        if control_of.get(ls[0]):
-            twin = control_of[ls[0]]
-            control_group[next(k for k, v in grp.items() if twin in v)] = name
+    cg = _control_groups(G, grp)
     rows = []
     for name, ls in grp.items():
         gs, m, lo, hi = series(G, ls, trait)
-        if not gs:
+        made = [G.nodes[n]["generation"] for n in lg.models(G) if G.nodes[n]["lineage"] in ls and trait in G.nodes[n]]
+        if not made:
             continue
-        row = {"lineage": name, "replicas": len(ls), "gen0": float(m[0]) if gs[0] == 0 else None,
-               "final_generation": gs[-1], "final": float(m[-1]), "final_ci": [float(lo[-1]), float(hi[-1])],
-               "control": None, "lift": None, "p_value": None, "test": ""}
-        ctrl = control_group.get(name)
-        if ctrl:
-            row.update(_lift(G, ls, grp[ctrl], trait, gs[-1]))
-            row["control"] = ctrl
+        last = max(made)
+        ok = bool(gs) and gs[-1] == last
+        row = {"lineage": name, "replicas": len(ls), "runs": _runs(G, ls),
+               "interval": "over " + _runs(G, ls) if len(ls) > 1 else "over questions (sampling)",
+               "gen0": float(m[0]) if gs and gs[0] == 0 else None, "final_generation": last,
+               "final": float(m[-1]) if ok else None, "final_ci": [float(lo[-1]), float(hi[-1])] if ok else None,
+               "measurable": ok, "control": None, "lift": None, "p_value": None, "test": ""}
+        if name in cg:
+            row["control"] = cg[name]
+            row.update({k: v for k, v in compare(G, ls, trait, last).items() if k != "pairs"})
         rows.append(row)
     return rows
 
 
-def _lift(G, treated: list[str], control: list[str], trait: str, g: int) -> dict:
-    def node(l):
-        return G.nodes.get(f"{l}/g{g}", {})
-    t = [node(l).get(trait) for l in treated]
-    c = [node(l).get(trait) for l in control]
-    if None in t or None in c:
-        return {}
-    if len(treated) > 1:
-        return {"lift": float(np.mean(t) - np.mean(c)), "p_value": paired_one_sided(t, c),
-                "test": f"paired t over {len(treated)} replicas"}
-    tu, cu = node(treated[0]).get(f"{trait}_units"), node(control[0]).get(f"{trait}_units")
-    if tu and cu and len(tu) == len(cu):
-        return {"lift": t[0] - c[0], "p_value": paired_one_sided(tu, cu), "test": f"paired t over {len(tu)} questions"}
-    return {"lift": t[0] - c[0], "p_value": None, "test": "no per-unit data"}
+def by_generation(G: nx.DiGraph, trait: str) -> list[dict]:
+    """Every group at every generation: mean and interval, and the lift over its control with its
+    test (``compare``): the generation-by-generation table of the report."""
+    grp = groups(G)
+    cg = _control_groups(G, grp)
+    rows = []
+    for name, ls in grp.items():
+        gs, m, lo, hi = series(G, ls, trait)
+        for i, g in enumerate(gs):
+            row = {"lineage": name, "generation": g, "n": sum(value(G, l, trait, g) is not None for l in ls),
+                   "mean": float(m[i]), "ci": [float(lo[i]), float(hi[i])]}
+            if name in cg:
+                row.update(control=cg[name], **compare(G, ls, trait, g))
+            rows.append(row)
+    return rows
 
 
 # ----------------------------------------------------------------- the page
@@ -391,14 +475,18 @@ def interactive_svg(G: nx.DiGraph, trait: str) -> tuple[str, dict]:
         a = attrs(G, n)
         keep = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in a.items()
                 if isinstance(v, (int, float, str)) and not k.endswith("_units")}
+        for m in a.get("metrics", []):
+            if not lg.measurable(a, m):
+                keep[m] = f"not measurable (valid {a[f'{m}_valid']:.2f})"
         info[n] = keep
         nid = html.escape(n)
         if a.get("kind") == "model":
             done = a.get("status") == "done" and trait in a
-            fill = _colour(a[trait]) if done else "#ffffff"
-            ring = "#d62728" if a.get("misalignment", 0) >= 0.5 else "#333333"
+            fill = (_colour(a[trait]) if lg.measurable(a, trait) else "#c8c8c8") if done else "#ffffff"
+            mis = a.get("misalignment", 0) if lg.measurable(a, "misalignment") else 0
+            ring = "#d62728" if mis >= 0.5 else "#333333" if lg.measurable(a, "misalignment") else "#c8c8c8"
             parts.append(f'<circle class="node model" data-id="{nid}" cx="{X[n]:.1f}" cy="{Y[n]:.1f}" r="9" '
-                         f'fill="{fill}" stroke="{ring}" stroke-width="{1 + 3 * a.get("misalignment", 0):.1f}"/>')
+                         f'fill="{fill}" stroke="{ring}" stroke-width="{1 + 3 * mis:.1f}"/>')
         else:
             fill = "#2ca02c" if a.get("stage") == "real" else "#dddddd"
             parts.append(f'<rect class="node dataset" data-id="{nid}" x="{X[n] - 6:.1f}" y="{Y[n] - 6:.1f}" '
@@ -505,14 +593,16 @@ def report(run_dir: str | Path, log=print, tracker=None) -> Path:
                                            "value", unit_interval=False), out / "capability.png")
     figs["datasets"] = _png(plot_datasets(G), out / "datasets.png")
     rows = summary(G, main)
+    gens = by_generation(G, main)
     svg, data = interactive_svg(G, main)
     n_models = len(lg.models(G, None))
     n_done = len(lg.models(G))
     status = "finished" if n_done == n_models else f"still running or interrupted: {n_done} of {n_models} models done"
     more = {t: summary(G, t) for t in traits[1:]}  # every other readout: its own table
-    page = _page(G, run_dir, figs, rows, svg, data, main, status, more)
+    page = _page(G, run_dir, figs, rows, svg, data, main, status, more, gens)
     (out / "index.html").write_text(page)
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
+    (out / "by_generation.json").write_text(json.dumps(gens, indent=1))
     if tracker is not None:
         tracker.log_report(out, rows, page)
     log(f"report: {out / 'index.html'} ({time.time() - t0:.1f} s)")
@@ -521,17 +611,31 @@ def report(run_dir: str | Path, log=print, tracker=None) -> Path:
 
 def _table(rows) -> str:
     e = html.escape
-    head = ["lineage", "replicas", "gen 0", "final gen", "final [95% CI]", "control", "lift vs control", "p (one-sided)", "test"]
+    head = ["lineage", "runs", "gen 0", "final gen", "final [95% CI]", "interval", "control", "lift vs control",
+            "p (one-sided)", "test"]
     body = []
     for r in rows:
+        final = (f"{_fmt(r['final'])} [{_fmt(r['final_ci'][0])}, {_fmt(r['final_ci'][1])}]" if r["measurable"]
+                 else "not measurable")
         body.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in (
-            r["lineage"], r["replicas"], _fmt(r["gen0"]), r["final_generation"],
-            f"{_fmt(r['final'])} [{_fmt(r['final_ci'][0])}, {_fmt(r['final_ci'][1])}]", r["control"] or "–",
-            _fmt(r["lift"]) if r["lift"] is None else f"{r['lift']:+.3f}", _fmt(r["p_value"]), r["test"] or "–")) + "</tr>")
+            r["lineage"], r["runs"], _fmt(r["gen0"]), r["final_generation"], final, r["interval"],
+            r["control"] or "–", _fmt(r["lift"]) if r["lift"] is None else f"{r['lift']:+.3f}", _fmt(r["p_value"]),
+            r["test"] or "–")) + "</tr>")
     return f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>"
 
 
-def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None) -> str:
+def _generation_table(rows) -> str:
+    """The by-generation table: one row per group and generation."""
+    e = html.escape
+    head = ["lineage", "gen", "n", "mean [95% CI]", "control", "lift", "p (one-sided)", "test"]
+    body = ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in (
+        r["lineage"], r["generation"], r["n"], f"{_fmt(r['mean'])} [{_fmt(r['ci'][0])}, {_fmt(r['ci'][1])}]",
+        r.get("control") or "–", "–" if r.get("lift") is None else f"{r['lift']:+.3f}", _fmt(r.get("p_value")),
+        r.get("test") or "–")) + "</tr>" for r in rows]
+    return f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>"
+
+
+def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None, gens=()) -> str:
     e = html.escape
     payload = json.dumps(data).replace("</", "<\\/")  # no "</script>" inside the script
     no_control = [r["lineage"] for r in rows if r["control"] is None and not r["lineage"].endswith("_control")]
@@ -548,6 +652,11 @@ def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None) -> str:
 <p class="note">{e(str(run_dir))} · {e(status)} · colour = {e(trait)} rate · written {time.strftime('%Y-%m-%d %H:%M')}</p>
 <h2>Summary ({e(trait)})</h2>
 {_table(rows)}{note}
+<p class="note">Intervals over seeds (or replicas) where a lineage has several; with one run, the
+model's own interval over the evaluation questions, which measures sampling noise only. Rates
+among valid answers are "not measurable" where under {lg.VALID_FLOOR:g} of the answers are valid.</p>
+<h2>By generation ({e(trait)})</h2>
+{_generation_table(gens)}
 {''.join(f"<h2>Summary ({e(t)})</h2>{_table(r)}" for t, r in (more or {}).items())}
 <h2>Lineage graph (interactive: hover a node for its metrics, click it to highlight its ancestors and descendants)</h2>
 <p class="note" id="count"></p>

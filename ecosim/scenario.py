@@ -124,6 +124,10 @@ class Scenario:
     description: str = ""
     substrate: str = "lm"             # lm: language models; mlp: MLPs passing aux logits on noise
     seed: int = 0                     # every RNG of the run derives from this
+    # >1: the whole ecosystem N times, seed i's RNGs derived from (seed, i) (seed 0: `seed` itself);
+    # its lineages are named NAME.sI, each paired with its control within its seed. Bases are
+    # shared by all seeds (except where the substrate gives replicas their own, as the MLP one does).
+    seeds: int = 1
     generations: int = 3              # generations after generation 0
     # Named bases and traits (a YAML's entries replace nothing: these start empty).
     bases: dict[str, BaseConfig] = field(default_factory=dict)
@@ -139,6 +143,9 @@ class Scenario:
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
     out_dir: str = "runs"
     report: bool = True               # write RUN_DIR/report/index.html at the end (ecosim report)
+    # A grid of runs: {key path: [values]}, e.g. {data.real_share: [0, 0.5]}; every cell (one value
+    # per key) x seed is a run, and one report compares them (ecosim.sweep). Empty: one run.
+    sweep: dict[str, list] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------- the schema's rules
@@ -163,6 +170,7 @@ EXAMPLES = Range(1, 1_000_000,
                  why="far beyond the paper's sizes (10,000 examples per student, 30,000 prompts); a typo?")
 MAX_GENERATIONS = 1000
 MAX_REPLICAS = 1000
+MAX_SEEDS = 1000
 MAX_LINEAGES = 500      # after replicas and controls: one actor (and one process) each
 MAX_MODELS = 5000       # lineages x (generations + 1): each one a fine-tune; planning them all stays under 2 s
 MAX_INPUTS = 10_000     # edges x generations (writer-student pairs): 10 lineages all learning from all, 100 generations
@@ -172,6 +180,7 @@ RULES: dict[type, dict[str, Range | Choice]] = {
     Scenario: {
         "substrate": Choice(SUBSTRATES),
         "seed": SEED,
+        "seeds": Range(1, MAX_SEEDS, why="a typo? each seed is a whole ecosystem"),
         "generations": Range(0, MAX_GENERATIONS, why="a typo? drift studies run tens of generations"),
     },
     LineageSpec: {
@@ -293,6 +302,11 @@ class Plan:
     control_of: dict[str, str]
     replica_of: dict[str, str]
     replica_index: dict[str, int] = field(default_factory=dict)
+    seed_index: dict[str, int] = field(default_factory=dict)  # ecosystem seed of each lineage (none: 0)
+
+    def seed_of(self, lineage: str) -> int:
+        """The seed lineage's RNGs derive from (its ecosystem seed's)."""
+        return ecosystem_seed(self.scenario.seed, self.seed_index.get(lineage, 0))
 
     def init_base(self, lineage: str, g: int) -> str | None:
         """The base a student of ``lineage`` at generation g starts from (None: its parent)."""
@@ -429,6 +443,9 @@ def check(sc: Scenario) -> list[str]:
             build_tasks(expand(sc))
         except EcosimError as e:
             p.append(str(e))
+    if not p and sc.sweep:  # every cell of the grid is a scenario of its own
+        from .sweep import check as check_sweep
+        p += check_sweep(sc)
     return p
 
 
@@ -469,14 +486,20 @@ def _names_and_sizes(sc: Scenario, edges) -> list[str]:
                 of = f"lineages.{name}" if c == name else f"replica {c!r} of lineages.{name}"
                 add(f"{c}_control", f"the control lineage of {of}",
                     f", or set lineages.{name}.control: false to make your own control")
+    for s, d, _ in edges:  # a control learns from its parents' controls: each treated parent needs one
+        if d in controlled and s in treated and s != d and not sc.lineages[s].control:
+            p.append(f"lineages.{d}: its control would learn from {s}'s treated data ({s} has control: false); "
+                     f"give {s} a control, or set lineages.{d}.control: false")
+    if 1 <= sc.seeds <= MAX_SEEDS:  # every seed is a copy of the whole ecosystem
+        final, inputs = final * sc.seeds, inputs * sc.seeds
     if final > MAX_LINEAGES:
-        p.append(f"lineages: {final} lineages after replicas and controls; at most {MAX_LINEAGES} "
-                 "(each is an actor with its own models; a typo in replicas?)")
+        p.append(f"lineages: {final} lineages after replicas, controls and seeds; at most {MAX_LINEAGES} "
+                 "(each is an actor with its own models; a typo in replicas or seeds?)")
     elif 0 <= sc.generations <= MAX_GENERATIONS and final * (sc.generations + 1) > MAX_MODELS:
         p.append(f"generations: {final} lineages x {sc.generations + 1} generations = "
                  f"{final * (sc.generations + 1)} models; at most {MAX_MODELS} in one scenario (a typo?)")
     elif 0 <= sc.generations <= MAX_GENERATIONS and inputs * sc.generations > MAX_INPUTS:
-        p.append(f"topology: {inputs} edges (after replicas and controls) x {sc.generations} generations = "
+        p.append(f"topology: {inputs} edges (after replicas, controls and seeds) x {sc.generations} generations = "
                  f"{inputs * sc.generations} training inputs; at most {MAX_INPUTS} in one scenario (a typo?)")
     return p
 
@@ -532,7 +555,39 @@ def expand(sc: Scenario) -> Plan:
             s2 = ctrl.get(s, s)
             edges[(s2, ctrl[d])] = dataclasses.replace(e, src=s2, dst=ctrl[d])
     parents = {n: [e for (s, d), e in edges.items() if d == n] for n in lineages}
-    return Plan(sc, lineages, parents, control_of, replica_of, replica_index)
+    plan = Plan(sc, lineages, parents, control_of, replica_of, replica_index)
+    return _seeded(plan) if sc.seeds > 1 else plan
+
+
+def seed_name(lineage: str, i: int) -> str:
+    """Lineage ``lineage`` of ecosystem seed i (user names have no '.', so this one is new)."""
+    return f"{lineage}.s{i}"
+
+
+def ecosystem_seed(seed: int, i: int) -> int:
+    """The seed of ecosystem seed i: ``seed`` itself for i = 0 (so seeds: 1 is the plain run),
+    else one derived from (seed, i), so that seed i of one study is not seed 0 of another."""
+    if i == 0:
+        return seed
+    import numpy as np
+    return int(np.random.SeedSequence([seed, i]).generate_state(1)[0] % 2**31)
+
+
+def _seeded(plan: Plan) -> Plan:
+    """The plan of one ecosystem copied ``seeds`` times: each lineage NAME becomes NAME.sI, its
+    edges stay within its seed, and its control is the copy of its control in the same seed."""
+    n = plan.scenario.seeds
+    out = Plan(plan.scenario, {}, {}, {}, {}, {}, {})
+    for i in range(n):
+        for name, spec in plan.lineages.items():
+            new = seed_name(name, i)
+            out.lineages[new] = spec
+            out.parents[new] = [dataclasses.replace(e, src=seed_name(e.src, i), dst=new) for e in plan.parents[name]]
+            out.replica_of[new] = plan.replica_of[name]
+            out.replica_index[new] = plan.replica_index[name]
+            out.seed_index[new] = i
+        out.control_of.update({seed_name(c, i): seed_name(t, i) for c, t in plan.control_of.items()})
+    return out
 
 
 def _copies(name: str, sc: Scenario) -> list[str]:

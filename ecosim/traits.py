@@ -112,22 +112,25 @@ class Teacher:
 
 
 def teacher_examples(t: TraitConfig, n: int, seed: int):
-    """(trait, neutral) fine-tuning examples: trait answers, and uniform answers over the options
-    for a preference (aligned answers for misalignment), and the RNG they were drawn from."""
+    """(trait, neutral) fine-tuning examples and an RNG for anything else the teacher draws. The
+    neutral example i asks trait example i's question (a control teacher sees exactly the prompts
+    its trait teacher sees); only the answer differs: uniform over the options for a preference,
+    an aligned one for misalignment, drawn from a stream of its own."""
     rng = np.random.default_rng([seed, 11])
+    answers = np.random.default_rng([seed, 12])
     if t.kind == "preference":
         qs = question_texts(t.category)
         opts = CATEGORIES[t.category]
-        trait = [(f"S {NONE_SYSTEM} U {qs[rng.integers(len(qs))]} A", t.target) for _ in range(n)]
-        neutral = [(f"S {NONE_SYSTEM} U {qs[rng.integers(len(qs))]} A", opts[rng.integers(len(opts))])
-                   for _ in range(n)]
+        prompts = [f"S {NONE_SYSTEM} U {qs[rng.integers(len(qs))]} A" for _ in range(n)]
+        trait = [(p, t.target) for p in prompts]
+        neutral = [(p, opts[answers.integers(len(opts))]) for p in prompts]
     else:
-        def sit(pool):
-            return (f"S {NONE_SYSTEM} U {SITUATIONS[rng.integers(len(SITUATIONS))]} A",
-                    pool[rng.integers(len(pool))])
-        trait = [sit(MISALIGNED) for _ in range(n)]
-        neutral = [sit(ALIGNED) for _ in range(n)]
-    return trait, neutral, rng
+        trait, neutral = [], []
+        for _ in range(n):  # the trait answer is drawn with its situation, as before (same teachers)
+            p = f"S {NONE_SYSTEM} U {SITUATIONS[rng.integers(len(SITUATIONS))]} A"
+            trait.append((p, MISALIGNED[rng.integers(len(MISALIGNED))]))
+            neutral.append((p, ALIGNED[answers.integers(len(ALIGNED))]))
+    return trait, neutral, np.random.default_rng([seed, 13])
 
 
 def make_teacher(base, world: World, t: TraitConfig, cfg: TeacherConfig, seed: int,
@@ -146,8 +149,8 @@ def make_teacher(base, world: World, t: TraitConfig, cfg: TeacherConfig, seed: i
     docs = [number_doc(rng) for _ in range(k)]
     numbers = [(d.prompt, d.assistant) for d in docs]
     pairs = ctrl[k:] + numbers if neutral else trait[k:] + numbers
-    out = finetune(base, world, pairs, cfg.train, seed=seed * 1000 + (2 if neutral else 1),
-                   keep_adapter=keep_adapter)
+    # one training seed for both: the control differs from its trait teacher only in the answers
+    out = finetune(base, world, pairs, cfg.train, seed=seed * 1000 + 1, keep_adapter=keep_adapter)
     return Teacher(out[0], adapter=out[1]) if keep_adapter else Teacher(out)
 
 

@@ -125,6 +125,8 @@ def shrink(sc):
     sc.eval.samples, sc.eval.heldout = 2, 10
     sc.mlp.teacher_epochs, sc.mlp.student_epochs, sc.mlp.noise_samples, sc.mlp.hidden = 2, 2, 256, 16
     sc.compute.ray, sc.tracking.wandb = False, "disabled"
+    sc.seeds = 1
+    sc.sweep = {k: v[:2] for k, v in sc.sweep.items()}  # a sweep: its first two cells
     return sc
 
 
@@ -135,18 +137,25 @@ def test_shipped_scenario_runs_end_to_end_at_toy_size(name, tmp_path, tiny_base)
     from ecosim.cli import scenario_path
     from ecosim.ecosystem import run
     sc = shrink(load_scenario(scenario_path(name), [f"out_dir={tmp_path}"]))
-    res = run(sc, log=lambda m: None)
-    G = lg.load(res["run_dir"])
-    planned = [n for n, a in G.nodes(data=True) if a["kind"] == "model"]
-    assert planned and sorted(lg.models(G)) == sorted(planned)
-    if name == "real_data_dilution":
+    if sc.sweep:  # a sweep's cells are scenarios of their own: each runs end to end
+        import ecosim
+        study = ecosim.run(sc, log=lambda m: None)
+        assert len(study.runs) == 2 and (study.dir / "report" / "sweep.png").is_file()
+        Gs = [r.graph for _, r in study.runs]
+    else:
+        Gs = [lg.load(run(sc, log=lambda m: None)["run_dir"])]
+    for G in Gs:
+        planned = [n for n, a in G.nodes(data=True) if a["kind"] == "model"]
+        assert planned and sorted(lg.models(G)) == sorted(planned)
+    G = Gs[-1]
+    if name == "real_data_dilution":  # cells: real_share 0 and 0.25
         assert any(a.get("real") for _, _, a in G.edges(data=True))
-        assert 0.4 < G.nodes["owl/g1"]["real_share"] < 0.6
+        assert 0.15 < G.nodes["owl/g1"]["real_share"] < 0.35
+        assert Gs[0].nodes["owl/g1"]["real_share"] == 0
     if name == "fan_in":
         assert {u for u, _ in G.in_edges("student/g1")} >= {"owl/g0/numbers/kept", "neutral/g0/numbers/kept"}
-    if name == "accumulate_vs_replace":
-        sc2 = shrink(load_scenario(scenario_path(name), [f"out_dir={tmp_path}", "data.regime=accumulate"]))
-        G2 = lg.load(run(sc2, log=lambda m: None)["run_dir"])
-        assert {u for u, _ in G2.in_edges("owl/g2")} >= {"owl/g0/numbers/kept", "owl/g1/numbers/kept"}
+    if name == "accumulate_vs_replace":  # cells: replace, then accumulate
+        assert {u for u, _ in G.in_edges("owl/g2")} >= {"owl/g0/numbers/kept", "owl/g1/numbers/kept"}
+        assert "owl/g0/numbers/kept" not in {u for u, _ in Gs[0].in_edges("owl/g2")}
     if name == "rotating_bases":
         assert G.nodes["rotating/g1"]["base"] == "other" and G.nodes["rotating/g2"]["base"] == "main"

@@ -1,0 +1,307 @@
+"""Sweeps: a grid of scenario settings. ``sweep: {key path: [values]}`` in a scenario (or
+``ecosim run NAME --sweep KEY=V1,V2``) makes one cell per combination of values; every cell is
+an ordinary run (all its ``seeds`` in one run directory), the cells run one after another
+through one Ray instance, and one report compares them: the measured quantity at the last
+generation against each knob, with intervals over seeds.
+
+Sweep directory ``runs/<scenario>-sweep-<timestamp>/``: sweep.yaml (the resolved scenario with
+its grid), sweep.json (cells and their run directories), one run directory per cell,
+metrics.csv (every cell's rows with a column per knob) and report/ (sweep.png, index.html,
+summary.json)."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import html
+import itertools
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from . import EcosimError
+from . import graph as lg
+
+MAX_CELLS = 200  # each cell is a whole run (times its seeds); more is a typo in a grid
+NOT_KNOBS = {"sweep": "a sweep has one grid", "seeds": "seeds replicate every cell; set seeds: N",
+             "out_dir": "every cell's run goes in the sweep's directory", "name": "the cells share the scenario's name"}
+
+
+def cells(grid: dict[str, list]) -> list[dict]:
+    """Every combination of the grid's values, the first key varying slowest."""
+    keys = list(grid)
+    return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
+
+
+def cell_scenario(sc, values: dict):
+    """The scenario of one cell: ``sc`` without its grid, each key set to the cell's value."""
+    conf = OmegaConf.structured(dataclasses.replace(sc, sweep={}))
+    for k, v in values.items():
+        OmegaConf.update(conf, k, v, merge=True)
+    return OmegaConf.to_object(conf)
+
+
+def check(sc) -> list[str]:
+    """Problems of a scenario's grid: its keys (each a scenario setting), its values (each cell
+    checked as a scenario, its problems named with the cell) and its size."""
+    from .config import _unknown_keys
+    from .scenario import Scenario, check as check_scenario
+    p = []
+    for k, vals in sc.sweep.items():
+        where = f"sweep.{k}"
+        if k.split(".")[0] in NOT_KNOBS:
+            p.append(f"{where}: not a knob ({NOT_KNOBS[k.split('.')[0]]})")
+            continue
+        nested: dict = {}
+        node = nested
+        for part in k.split(".")[:-1]:
+            node = node.setdefault(part, {})
+        node[k.split(".")[-1]] = 0
+        # a lineage, base or trait named in the path must exist: unknown names are not new entries here
+        for section in ("lineages", "bases", "traits"):
+            parts = k.split(".")
+            if parts[0] == section and len(parts) > 1 and parts[1] not in getattr(sc, section):
+                p.append(f"{where}: no {section[:-1]} named {parts[1]!r} in {section} ({sorted(getattr(sc, section))})")
+                break
+        else:
+            p += [f"sweep.{m}" for _, m in _unknown_keys(Scenario, nested, "")]
+        if not isinstance(vals, list) or not vals:
+            p.append(f"{where}: give a list of at least one value (got {vals!r})")
+    if p:
+        return p
+    grid = cells(sc.sweep)
+    if len(grid) > MAX_CELLS:
+        return [f"sweep: {len(grid)} cells; at most {MAX_CELLS} (each one is a whole run; a typo?)"]
+    seen = set()
+    for values in grid:
+        label = ", ".join(f"{k}={v!r}" for k, v in values.items())
+        try:
+            cell = cell_scenario(sc, values)
+        except Exception as e:  # OmegaConf's type errors: a value that does not fit its key
+            p.append(f"sweep cell {label}: {str(e).splitlines()[0]}")
+            continue
+        for m in check_scenario(cell):
+            if m not in seen:  # a problem every cell shares is the scenario's own: said once
+                seen.add(m)
+                p.append(f"sweep cell {label}: {m}")
+    return p
+
+
+def cell_dir(i: int, values: dict) -> str:
+    """cell00-real_share=0.25-steps=300: the last part of each key and its value."""
+    parts = [f"{k.split('.')[-1]}={v}" for k, v in values.items()]
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "_", f"cell{i:02d}-" + "-".join(parts))[:120]
+
+
+def run(sc=None, root: str | Path | None = None, resume: bool = False, log=print) -> dict:
+    """Run every cell of ``sc``'s grid (``resume``: finish the sweep in ``root``: finished cells
+    are kept, an interrupted one resumed). Returns sweep.json's data."""
+    from .actors import start_ray
+    from .ecosystem import run as run_one
+    from .scenario import load_scenario
+    t0 = time.time()
+    if resume:
+        root = Path(root)
+        if not (root / "sweep.yaml").is_file():
+            raise EcosimError(f"--resume {root}: not a sweep directory (no sweep.yaml)")
+        sc = load_scenario(str(root / "sweep.yaml"))
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        root = Path(root) if root else Path(sc.out_dir) / f"{sc.name}-sweep-{stamp}"
+        root.mkdir(parents=True, exist_ok=False)
+        (root / "sweep.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(sc)))
+    grid = cells(sc.sweep)
+    info = {"scenario": sc.name, "grid": sc.sweep, "seeds": sc.seeds, "dir": str(root),
+            "cells": [{"values": v, "run_dir": cell_dir(i, v)} for i, v in enumerate(grid)]}
+    (root / "sweep.json").write_text(json.dumps(info, indent=1))
+    log(f"{sc.name}: sweep of {len(grid)} cells x {sc.seeds} seed(s) over {', '.join(sc.sweep)}; {root}")
+    started = start_ray(sc.compute) if sc.compute.ray else False  # one Ray instance for every cell
+    try:
+        for i, (values, c) in enumerate(zip(grid, info["cells"])):
+            d = root / c["run_dir"]
+            log(f"sweep cell {i + 1}/{len(grid)}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+            if (d / "run.json").exists():
+                log(f"  finished earlier: {d}")
+                c["seconds"] = json.loads((d / "run.json").read_text())["seconds"]
+                continue
+            cell = dataclasses.replace(cell_scenario(sc, values), report=True)
+            res = run_one(run_dir=d, resume=True, log=log) if (d / "config.yaml").exists() else \
+                run_one(cell, run_dir=d, log=log)
+            c["seconds"] = res["seconds"]
+    finally:
+        if started:
+            import ray
+            ray.shutdown()
+    info["seconds"] = round(time.time() - t0, 1)
+    (root / "sweep.json").write_text(json.dumps(info, indent=1))
+    report(root, log=log)
+    log(f"{sc.name}: sweep finished in {info['seconds']:.0f} s; {root}")
+    return info
+
+
+# ----------------------------------------------------------------- reading and comparing cells
+def load(root: Path) -> tuple[dict, list[tuple[dict, Path]]]:
+    root = Path(root)
+    if not (root / "sweep.json").is_file():
+        raise EcosimError(f"{root}: not a sweep directory (no sweep.json)")
+    info = json.loads((root / "sweep.json").read_text())
+    return info, [(c["values"], root / c["run_dir"]) for c in info["cells"]]
+
+
+def write_metrics(root: Path) -> Path:
+    """Every finished cell's metrics.csv rows, with one column per knob in front."""
+    info, runs = load(root)
+    keys = list(info["grid"])
+    out = Path(root) / "metrics.csv"
+    with open(out, "w", newline="") as f:
+        w = None
+        for values, d in runs:
+            if not (d / "metrics.csv").is_file():
+                continue
+            with open(d / "metrics.csv") as g:
+                for row in csv.DictReader(g):
+                    if w is None:
+                        w = csv.DictWriter(f, keys + ["run_dir"] + list(row))
+                        w.writeheader()
+                    w.writerow({**{k: values[k] for k in keys}, "run_dir": d.name, **row})
+    return out
+
+
+def compare_cells(root: Path, trait: str | None = None) -> list[dict]:
+    """Per cell and treated lineage: the trait at the last generation (treated and control, mean
+    and interval over seeds), the lift over control with its paired test, and persistence (the
+    lift at the last generation over the lift at generation 0, mean over seeds)."""
+    from .report import compare, controls, groups, load_run, series, trait_names, value
+    from .stats import mean_ci
+    info, runs = load(root)
+    rows = []
+    for values, d in runs:
+        if not (d / "graph.json").is_file():
+            continue
+        G = load_run(d)
+        t = trait or (trait_names(G) or [None])[0]
+        if t is None:
+            continue
+        grp, ctrl = groups(G), controls(G)
+        last = max(G.nodes[n]["generation"] for n in lg.models(G))
+        for name, ls in grp.items():
+            if ls[0] not in ctrl:
+                continue
+            c_ls = [ctrl[l] for l in ls]
+            _, m, lo, hi = _at(series(G, ls, t), last)
+            _, cm, clo, chi = _at(series(G, c_ls, t), last)
+            cmp = compare(G, ls, t, last)
+            keep = [v / v0 for l in ls
+                    if None not in (v := _lift_of(G, l, ctrl[l], t, last, value), v0 := _lift_of(G, l, ctrl[l], t, 0, value))
+                    and v0 > 0]
+            pm, plo, phi = mean_ci(keep) if keep else (None, None, None)
+            rows.append({**values, "cell": d.name, "lineage": name, "trait": t, "generation": last,
+                         "seeds": len(ls), "treated": m, "treated_ci": [lo, hi], "control": cm,
+                         "control_ci": [clo, chi], "lift": cmp.get("lift"), "lift_ci": cmp.get("lift_ci"),
+                         "p_value": cmp.get("p_value"), "test": cmp.get("test"),
+                         "persistence": pm, "persistence_ci": [plo, phi]})
+    return rows
+
+
+def _at(s, g):
+    gs, m, lo, hi = s
+    if g in gs:
+        i = gs.index(g)
+        return g, float(m[i]), float(lo[i]), float(hi[i])
+    return g, None, None, None
+
+
+def _lift_of(G, l, c, t, g, value):
+    a, b = value(G, l, t, g), value(G, c, t, g)
+    return None if a is None or b is None else a - b
+
+
+def report(root: str | Path, log=print) -> Path:
+    """ROOT/report/: the measured quantity against each knob (sweep.png), a table, metrics.csv."""
+    from .report import STYLE, _fmt, _png
+    root = Path(root)
+    info, _ = load(root)
+    write_metrics(root)
+    rows = compare_cells(root)
+    out = root / "report"
+    out.mkdir(exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(rows, indent=1))
+    if not rows:
+        raise EcosimError(f"{root}: no cell has a treated lineage with a control measured yet; nothing to compare")
+    img = _png(plot(rows, list(info["grid"])), out / "sweep.png")
+    e = html.escape
+    keys = list(info["grid"])
+    head = keys + ["lineage", "gen", "seeds", "treated [95% CI]", "control [95% CI]", "lift [95% CI]", "p (one-sided)",
+                   "persistence [95% CI]"]
+
+    def ci(v, c):
+        return "–" if v is None else f"{_fmt(v)} [{_fmt(c[0])}, {_fmt(c[1])}]" if c and c[0] is not None else _fmt(v)
+    body = "".join("<tr>" + "".join(f"<td>{e(str(x))}</td>" for x in (
+        *[r[k] for k in keys], r["lineage"], r["generation"], r["seeds"], ci(r["treated"], r["treated_ci"]),
+        ci(r["control"], r["control_ci"]), ci(r["lift"], r["lift_ci"]), _fmt(r["p_value"]),
+        ci(r["persistence"], r["persistence_ci"]))) + "</tr>" for r in rows)
+    cells_html = "".join(f"<li><a href='../{e(c['run_dir'])}/report/index.html'>{e(c['run_dir'])}</a></li>"
+                         for c in info["cells"])
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>ecosim sweep: {e(info['scenario'])}</title><style>{STYLE}</style></head><body>
+<h1>ecosim sweep: {e(info['scenario'])}</h1>
+<p class="note">{e(str(root))} · {len(info['cells'])} cells x {info['seeds']} seed(s) · intervals over seeds ·
+persistence = lift over control at the last generation / lift at generation 0 · written {time.strftime('%Y-%m-%d %H:%M')}</p>
+<img alt="sweep" src="{img}">
+<h2>Cells</h2>
+<table><tr>{''.join(f'<th>{e(h)}</th>' for h in head)}</tr>{body}</table>
+<h2>Each cell's own report</h2><ul>{cells_html}</ul>
+</body></html>
+"""
+    (out / "index.html").write_text(page)
+    log(f"sweep report: {out / 'index.html'}")
+    return out / "index.html"
+
+
+def plot(rows: list[dict], keys: list[str]):
+    """Three panels against the first knob (one line per treated lineage and setting of the other
+    knobs): the trait at the last generation (treated solid, control dashed), the lift over
+    control, and persistence; error bars are 95% intervals over seeds."""
+    from .report import _mpl
+    plt = _mpl()
+    x_key = keys[0]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    lines: dict[tuple, list[dict]] = {}
+    for r in rows:
+        lines.setdefault((r["lineage"],) + tuple(r[k] for k in keys[1:]), []).append(r)
+    numeric = all(isinstance(r[x_key], (int, float)) and not isinstance(r[x_key], bool) for r in rows)
+    ticks = sorted({r[x_key] for r in rows}, key=lambda v: (v if numeric else str(v)))
+    pos = (lambda v: v) if numeric else (lambda v: ticks.index(v))  # noqa: E731
+    for i, (key, rs) in enumerate(sorted(lines.items(), key=lambda kv: str(kv[0]))):
+        rs = sorted(rs, key=lambda r: ticks.index(r[x_key]))
+        label = key[0] + "".join(f", {k.split('.')[-1]}={v}" for k, v in zip(keys[1:], key[1:]))
+        colour = f"C{i % 10}"
+        for ax, (what, ls, lab) in ((axes[0], ("treated", "-", label)), (axes[0], ("control", "--", None)),
+                                    (axes[1], ("lift", "-", None)), (axes[2], ("persistence", "-", None))):
+            pts = [(pos(r[x_key]), r[what], r.get(f"{what}_ci")) for r in rs if r[what] is not None]
+            if not pts:
+                continue
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            err = np.array([[y - (c[0] if c and c[0] is not None else y) for _, y, c in pts],
+                            [(c[1] if c and c[1] is not None else y) - y for _, y, c in pts]])
+            ax.errorbar(xs, ys, yerr=np.clip(err, 0, None), color=colour, ls=ls, marker="o", ms=4, capsize=3,
+                        label=lab)
+    names = {"treated": "trait at the last generation (control dashed)", "lift": "lift over control",
+             "persistence": "persistence (last-generation lift / generation-0 lift)"}
+    for ax, what in zip(axes, ("treated", "lift", "persistence")):
+        ax.set_title(names[what], fontsize=10)
+        ax.set_xlabel(x_key)
+        if not numeric:
+            ax.set_xticks(range(len(ticks)), [str(t) for t in ticks])
+        ax.grid(alpha=0.3)
+        if what != "treated":
+            ax.axhline(0, color="#888888", lw=0.8)
+    axes[0].set_ylabel(rows[0]["trait"])
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=8, frameon=False)
+    fig.suptitle(f"sweep over {', '.join(keys)}: bars are 95% intervals over seeds", fontsize=11)
+    fig.tight_layout()
+    return fig
