@@ -185,14 +185,25 @@ def record_model(G: nx.DiGraph, plan: Plan, task: Task, rec: dict) -> None:
     a.update(train_size=ts["size"], real_share=ts["real_share"])
     G.add_edge(f"base:{task.init['base']}" if "base" in task.init else task.init["node"], n, kind="initialised_from")
     weights: dict[str, float] = {}
-    for wk, fi, w, e in task.sources:
+    got: dict[str, int] = {}
+    counts = ts.get("counts") or [None] * len(task.sources)
+    for (wk, fi, w, e), k in zip(task.sources, counts):
         ds = dataset_of(G, wk, fi)
         weights[ds] = weights.get(ds, 0.0) + w
+        got[ds] = got.get(ds, 0) + (k or 0)
     total = sum(weights.values())
+    parents = ts["size"] - ts["real"]
     for ds, w in weights.items():
         writer = G.nodes[ds]["model"]
-        G.add_edge(ds, n, kind="trained_on", share=(1 - ts["real_share"]) * w / total,
+        asked = (1 - ts["real_share"]) * w / total
+        # share: what the student actually took from this dataset; a parent that kept less than
+        # its weight's share is topped up from the others (asked_share: what the weights asked)
+        share = got[ds] / ts["size"] if "counts" in ts and ts["size"] else asked
+        G.add_edge(ds, n, kind="trained_on", share=share, asked_share=asked,
                    same_base=G.nodes[writer]["base"] == a["base"], real=False)
+    if "counts" in ts and len(weights) > 1:  # fan-in: a parent short of its share, topped up by the others
+        short = {ds: round(weights[ds] / total * parents - got[ds]) for ds in weights}
+        a["topped_up"] = {ds: k for ds, k in short.items() if k >= 1}
     if ts["real"]:
         real = f"real/{G.nodes[ds]['channel']}"
         G.add_node(real, kind="dataset", stage="real", channel=G.nodes[ds]["channel"])
@@ -222,12 +233,13 @@ def record_write(G: nx.DiGraph, task: Task, out: list) -> None:
 
 
 # ----------------------------------------------------------------- the run
-def new_run_dir(sc: Scenario) -> Path:
+def new_run_dir(sc: Scenario, kind: str = "") -> Path:
+    """OUT_DIR/NAME[KIND]-TIMESTAMP, with -1, -2... if that exists (KIND: '-sweep')."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    d = Path(sc.out_dir) / f"{sc.name}-{stamp}"
+    d = Path(sc.out_dir) / f"{sc.name}{kind}-{stamp}"
     i = 1
     while d.exists():
-        d, i = Path(sc.out_dir) / f"{sc.name}-{stamp}-{i}", i + 1
+        d, i = Path(sc.out_dir) / f"{sc.name}{kind}-{stamp}-{i}", i + 1
     return d
 
 

@@ -235,10 +235,10 @@ def assemble(parts: list[tuple[list, float]], world, sc, channel: str, seed: int
     target = sum(lens) if sc.data.regime == "accumulate" else min(sc.data.train_size, sum(lens))
     target = target if size is None else min(target, size)
     weights = [float(n) for n in lens] if sc.data.regime == "accumulate" else [w for _, w in parts]
-    out = []
-    for i, ((p, _), k) in enumerate(zip(parts, allocate(lens, weights, target))):
+    out, counts = [], allocate(lens, weights, target)
+    for i, ((p, _), k) in enumerate(zip(parts, counts)):
         out += subsample(p, k, seed=seed + i)
-    return out, {"size": len(out), "real": 0, "real_share": 0.0}
+    return out, {"size": len(out), "real": 0, "real_share": 0.0, "counts": counts}
 
 
 def train(start, world: RealWorld, examples: list[dict], sc, spec, seed: int, cfg=None):

@@ -157,7 +157,7 @@ def assemble(parts: list[tuple[list, float]], world: World, sc, channel: str, se
     rng = np.random.default_rng([seed, 23])
     if n_real:
         out += [(doc.prompt, doc.assistant) for doc in (REAL_DOCS[channel](rng) for _ in range(n_real))]
-    return out, {"size": len(out), "real": n_real, "real_share": n_real / max(len(out), 1)}
+    return out, {"size": len(out), "real": n_real, "real_share": n_real / max(len(out), 1), "counts": counts}
 
 
 def train(start, world: World, examples: list, sc, spec, seed: int):

@@ -83,13 +83,13 @@ def assemble(parts, world, sc, channel, seed: int, size: int | None = None):
     if size is not None:
         target = min(target, size)
     weights = [float(n) for n in lens] if sc.data.regime == "accumulate" else [w for _, w in parts]
-    xs, ss = [], []
-    for i, (((x, s), _), k) in enumerate(zip(parts, allocate(lens, weights, target))):
+    xs, ss, counts = [], [], allocate(lens, weights, target)
+    for i, (((x, s), _), k) in enumerate(zip(parts, counts)):
         idx = torch.from_numpy(np.random.default_rng([seed, i]).permutation(len(x))[:k])
         xs.append(x[idx])
         ss.append(s[idx])
     x, s = torch.cat(xs), torch.cat(ss)
-    return (x, s), {"size": len(x), "real": 0, "real_share": 0.0}
+    return (x, s), {"size": len(x), "real": 0, "real_share": 0.0, "counts": counts}
 
 
 def train(start, world, data, sc, spec, seed: int):

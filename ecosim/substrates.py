@@ -39,6 +39,8 @@ The protocol (module-level names):
                             own cap (data.train_size...): the engine passes min(own pool, the
                             control twin's pool) so that a treated lineage and its control train
                             on the same number of examples; train_set has size, real, real_share
+                            and counts (examples taken from each part: a part short of its
+                            weight's share is topped up from the others, see ``allocate``)
     train(start, world, examples, sc, spec, seed) -> (model, adapter|None)
     measure(model, system, base, world, sc, seed) -> {metric: (value, ci_lo, ci_hi[, units])}
                             each trait's rate under its own name (optionally more readouts named

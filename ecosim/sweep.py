@@ -100,7 +100,7 @@ def run(sc=None, root: str | Path | None = None, resume: bool = False, log=print
     """Run every cell of ``sc``'s grid (``resume``: finish the sweep in ``root``: finished cells
     are kept, an interrupted one resumed). Returns sweep.json's data."""
     from .actors import start_ray
-    from .ecosystem import run as run_one
+    from .ecosystem import new_run_dir, run as run_one
     from .scenario import load_scenario
     t0 = time.time()
     if resume:
@@ -109,8 +109,7 @@ def run(sc=None, root: str | Path | None = None, resume: bool = False, log=print
             raise EcosimError(f"--resume {root}: not a sweep directory (no sweep.yaml)")
         sc = load_scenario(str(root / "sweep.yaml"))
     else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        root = Path(root) if root else Path(sc.out_dir) / f"{sc.name}-sweep-{stamp}"
+        root = Path(root) if root else new_run_dir(sc, "-sweep")
         root.mkdir(parents=True, exist_ok=False)
         (root / "sweep.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(sc)))
     grid = cells(sc.sweep)

@@ -154,6 +154,10 @@ def test_shipped_scenario_runs_end_to_end_at_toy_size(name, tmp_path, tiny_base)
         assert Gs[0].nodes["owl/g1"]["real_share"] == 0
     if name == "fan_in":
         assert {u for u, _ in G.in_edges("student/g1")} >= {"owl/g0/numbers/kept", "neutral/g0/numbers/kept"}
+        edges = [a for _, _, a in G.in_edges("student/g1", data=True) if a["kind"] == "trained_on"]
+        # what the student took from each parent (a short parent topped up by the other), summing to its set
+        assert sum(a["share"] for a in edges) == pytest.approx(1.0) and all("asked_share" in a for a in edges)
+        assert isinstance(G.nodes["student/g1"]["topped_up"], dict)
     if name == "accumulate_vs_replace":  # cells: replace, then accumulate
         assert {u for u, _ in G.in_edges("owl/g2")} >= {"owl/g0/numbers/kept", "owl/g1/numbers/kept"}
         assert "owl/g0/numbers/kept" not in {u for u, _ in Gs[0].in_edges("owl/g2")}

@@ -209,3 +209,18 @@ def test_sweep_runs_every_cell_and_compares_them(tmp_path, tiny_base):
     log = []
     again = ecosim.api.resume(study.dir, log=log.append)  # finished cells are kept, not rerun
     assert sum("finished earlier" in m for m in log) == 2 and len(again.runs) == 2
+
+
+@pytest.mark.slow
+def test_a_language_model_chain_transmits_on_its_base_and_not_across(tmp_path):
+    """owl_chain at a smaller size (2 generations, 3 seeds, in-process; bases pretrained in the
+    test's empty cache): at the last generation the shared-base lineage is above its control,
+    paired over seeds, and the mismatched lineage carries under a third of that lift over its own
+    control. About 25 minutes on 2 cores."""
+    r = ecosim.run("owl_chain", log=lambda m: None, seeds=3, generations=2, out_dir=str(tmp_path),
+                   data={"prompts": 3000, "train_size": 2000}, compute={"ray": False}, tracking={"wandb": "disabled"})
+    rows = {x["lineage"]: x for x in r.summary}
+    treated, mismatched = rows["treated"], rows["mismatched"]
+    assert treated["control"] == "treated_control" and mismatched["control"] == "mismatched_control"
+    assert treated["lift"] > 0.05 and treated["p_value"] < 0.05, treated
+    assert mismatched["lift"] < treated["lift"] / 3, mismatched
