@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 
 from . import EcosimError
 from .lineage import Lineage
@@ -116,9 +117,14 @@ class RayPool:
         return getattr(self.actors[lineage], method).remote(*args)
 
     def wait(self, refs: list):
-        """Some finished refs; none when nothing finished within ``compute.stall_s``."""
-        ready, _ = self.ray.wait(refs, num_returns=1, timeout=self.stall_s)
-        return ready
+        """Some finished refs; none when nothing finished within ``compute.stall_s``. Waits in
+        slices of a second: a Ctrl-C reaches the driver only between them (one long ray.wait
+        would keep it until a task finished)."""
+        t0 = time.time()
+        while True:
+            ready, _ = self.ray.wait(refs, num_returns=1, timeout=1.0)
+            if ready or (self.stall_s is not None and time.time() - t0 >= self.stall_s):
+                return ready
 
     def get(self, ref):
         return self.ray.get(ref)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import EcosimError, substrates
+from . import EcosimError, Interrupted, substrates
 from . import graph as lg
 from .bases import BaseConfig
 from .filters import FilterConfig
@@ -235,7 +235,12 @@ def run_seed(cfg: TransmitConfig, seed: int, run_dir: Path, log=print) -> dict:
             raise EcosimError(f"out_dir: {run_dir} holds a run with another config; remove it or choose another out_dir")
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(sc)))  # this run's compute
     log(f"seed {seed}: {'resuming' if resume else 'running'} {run_dir}")
-    run_scenario(sc, run_dir=run_dir, resume=resume, log=log)
+    try:
+        run_scenario(sc, run_dir=run_dir, resume=resume, log=log)
+    except Interrupted:  # the engine's message names `ecosim run --resume`; transmit resumes itself
+        again = (f"run the same ecosim transmit command again (out_dir={cfg.out_dir}): finished seeds and nodes "
+                 "are kept" if cfg.out_dir else "nothing is kept without out_dir=DIR")
+        raise Interrupted(f"interrupted in seed {seed}: {again}") from None
     G = lg.load(run_dir)
     name = trait_name(cfg.trait)
     sub = substrates.of(sc)
