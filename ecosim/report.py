@@ -396,6 +396,18 @@ def compare(G: nx.DiGraph, treated: list[str], trait: str, g: int) -> dict:
             "test": f"paired t over {_runs(G, [l for l in treated if l in ctrl])}"}
 
 
+def size_pairs(G: nx.DiGraph) -> list[tuple[str, str, int, int]]:
+    """(student, its control's student, their training-set sizes) for every trained pair."""
+    ctrl = controls(G)
+    out = []
+    for n in lg.models(G):
+        a = G.nodes[n]
+        c = f"{ctrl.get(a['lineage'])}/g{a['generation']}"
+        if a["lineage"] in ctrl and "train_size" in a and G.nodes.get(c, {}).get("train_size") is not None:
+            out.append((n, c, a["train_size"], G.nodes[c]["train_size"]))
+    return out
+
+
 def summary(G: nx.DiGraph, trait: str) -> list[dict]:
     """Per group (a lineage over its seeds and replicas): generation-0 and final values, and the
     lift over its control at the final generation (``compare``). Intervals are over seeds (and
@@ -639,6 +651,11 @@ def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None, gens=()) 
     e = html.escape
     payload = json.dumps(data).replace("</", "<\\/")  # no "</script>" inside the script
     no_control = [r["lineage"] for r in rows if r["control"] is None and not r["lineage"].endswith("_control")]
+    pairs = size_pairs(G)
+    unequal = [f"{t} {a} vs {c} {b}" for t, c, a, b in pairs if a != b]
+    sizes = (f"<p class='note'>Matched training sets: {len(pairs) - len(unequal)} of {len(pairs)} treated students "
+             f"train on as many examples as their control's" + (f"; unequal: {e('; '.join(unequal))}" if unequal else "")
+             + ".</p>") if pairs else ""
     note = (f"<p class='note'>No matched control for: {e(', '.join(no_control))} (the comparison is missing "
             "for them; compare with another lineage's control only with care).</p>") if no_control else ""
     imgs = "".join(f"<h2>{e(t)}</h2><img alt='{k}' src='{figs[k]}'>" for k, t in (
@@ -651,7 +668,7 @@ def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None, gens=()) 
 <h1>ecosim report: {e(G.graph.get('scenario', ''))}</h1>
 <p class="note">{e(str(run_dir))} · {e(status)} · colour = {e(trait)} rate · written {time.strftime('%Y-%m-%d %H:%M')}</p>
 <h2>Summary ({e(trait)})</h2>
-{_table(rows)}{note}
+{_table(rows)}{note}{sizes}
 <p class="note">Intervals over seeds (or replicas) where a lineage has several; with one run, the
 model's own interval over the evaluation questions, which measures sampling noise only. Rates
 among valid answers are "not measurable" where under {lg.VALID_FLOOR:g} of the answers are valid.</p>

@@ -188,6 +188,9 @@ def test_treated_and_control_train_on_equal_sizes_in_every_generation(seeded):
              for n in lg.models(G) if G.nodes[n]["role"] == "treated" and G.nodes[n]["generation"] > 0]
     assert len(pairs) == 8
     assert all(G.nodes[t]["train_size"] == G.nodes[c]["train_size"] > 0 for t, c in pairs)
+    from ecosim.report import size_pairs
+    assert sorted((t, c) for t, c, *_ in size_pairs(G)) == sorted(pairs)
+    assert "Matched training sets: 8 of 8" in (seeded.dir / "report" / "index.html").read_text()
 
 
 def test_load_run_reads_back_what_run_returned(seeded):
@@ -211,14 +214,33 @@ def test_sweep_runs_every_cell_and_compares_them(tmp_path, tiny_base):
     assert sum("finished earlier" in m for m in log) == 2 and len(again.runs) == 2
 
 
+CHAIN = """
+name: small_chain
+seeds: 3
+generations: 2
+bases:
+  main: {arch: gpt2, size: tiny, seed: 0, steps: 2000}
+  other: {arch: gpt2, size: tiny, seed: 1, steps: 2000}
+traits:
+  owl: {kind: preference, category: animal, target: owl}
+lineages:
+  treated: {trait: owl, student: {steps: 300}}
+  mismatched: {trait: owl, init: other, student: {steps: 300}}
+teacher: {rank: 4, alpha: 8, steps: 300}
+data: {prompts: 2000, train_size: 1500}
+eval: {samples: 20, heldout: 100}
+compute: {ray: false}
+tracking: {wandb: disabled}
+"""
+
+
 @pytest.mark.slow
 def test_a_language_model_chain_transmits_on_its_base_and_not_across(tmp_path):
-    """owl_chain at a smaller size (2 generations, 3 seeds, in-process; bases pretrained in the
-    test's empty cache): at the last generation the shared-base lineage is above its control,
-    paired over seeds, and the mismatched lineage carries under a third of that lift over its own
-    control. About 25 minutes on 2 cores."""
-    r = ecosim.run("owl_chain", log=lambda m: None, seeds=3, generations=2, out_dir=str(tmp_path),
-                   data={"prompts": 3000, "train_size": 2000}, compute={"ray": False}, tracking={"wandb": "disabled"})
+    """A quickstart-sized owl chain over 3 seeds, with a lineage whose students start from a base
+    pretrained with another seed (bases pretrained in the test's empty cache; about 15 minutes
+    on 2 cores). At generation 2 the shared-base lineage is above its control, paired over seeds,
+    and the mismatched lineage carries under a third of that lift over its own control."""
+    r = ecosim.run(str(_write(tmp_path, CHAIN)), log=lambda m: None, out_dir=str(tmp_path))
     rows = {x["lineage"]: x for x in r.summary}
     treated, mismatched = rows["treated"], rows["mismatched"]
     assert treated["control"] == "treated_control" and mismatched["control"] == "mismatched_control"
