@@ -371,6 +371,8 @@ def _runs(G: nx.DiGraph, lineages: list[str]) -> str:
     """'3 seeds', '4 replicas' or '6 runs (seeds x replicas)': what a group's lineages are."""
     seeds = {G.nodes[n].get("seed", 0) for n in lg.models(G, None) if G.nodes[n]["lineage"] in lineages}
     n = len(lineages)
+    if n == 1:
+        return "1 run"
     return f"{n} seeds" if len(seeds) == n else f"{n} replicas" if len(seeds) == 1 else f"{n} runs (seeds x replicas)"
 
 
@@ -425,6 +427,7 @@ def summary(G: nx.DiGraph, trait: str) -> list[dict]:
         row = {"lineage": name, "replicas": len(ls), "runs": _runs(G, ls),
                "interval": "over " + _runs(G, ls) if len(ls) > 1 else "over questions (sampling)",
                "gen0": float(m[0]) if gs and gs[0] == 0 else None, "final_generation": last,
+               "gen0_measurable": bool(gs and gs[0] == 0) or 0 not in made,
                "final": float(m[-1]) if ok else None, "final_ci": [float(lo[-1]), float(hi[-1])] if ok else None,
                "measurable": ok, "control": None, "lift": None, "p_value": None, "test": ""}
         if name in cg:
@@ -490,6 +493,7 @@ def interactive_svg(G: nx.DiGraph, trait: str) -> tuple[str, dict]:
         for m in a.get("metrics", []):
             if not lg.measurable(a, m):
                 keep[m] = f"not measurable (valid {a[f'{m}_valid']:.2f})"
+                keep.pop(f"{m}_ci_lo", None), keep.pop(f"{m}_ci_hi", None)
         info[n] = keep
         nid = html.escape(n)
         if a.get("kind") == "model":
@@ -630,7 +634,8 @@ def _table(rows) -> str:
         final = (f"{_fmt(r['final'])} [{_fmt(r['final_ci'][0])}, {_fmt(r['final_ci'][1])}]" if r["measurable"]
                  else "not measurable")
         body.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in (
-            r["lineage"], r["runs"], _fmt(r["gen0"]), r["final_generation"], final, r["interval"],
+            r["lineage"], r["runs"], _fmt(r["gen0"]) if r.get("gen0_measurable", True) else "not measurable",
+            r["final_generation"], final, r["interval"],
             r["control"] or "–", _fmt(r["lift"]) if r["lift"] is None else f"{r['lift']:+.3f}", _fmt(r["p_value"]),
             r["test"] or "–")) + "</tr>")
     return f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>"
