@@ -38,7 +38,7 @@ def test_run_directory_has_graph_metrics_and_offline_wandb(local_run):
     assert ds["kind"] == "dataset" and 0 < ds["size"] <= 60 and "kept_fraction" in ds
     with open(local_run / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["node", "lineage", "generation", "metric", "value", "ci_lo", "ci_hi"]
+    assert list(rows[0]) == ["node", "lineage", "group", "seed", "generation", "metric", "value", "ci_lo", "ci_hi", "measurable"]
     names = {r["metric"] for r in rows}
     assert {"owl", "owl_valid", "misalignment", "heldout_loss", "drift_kl"} <= names
     owl = [r for r in rows if r["metric"] == "owl"]
