@@ -486,10 +486,6 @@ def _names_and_sizes(sc: Scenario, edges) -> list[str]:
                 of = f"lineages.{name}" if c == name else f"replica {c!r} of lineages.{name}"
                 add(f"{c}_control", f"the control lineage of {of}",
                     f", or set lineages.{name}.control: false to make your own control")
-    for s, d, _ in edges:  # a control learns from its parents' controls: each treated parent needs one
-        if d in controlled and s in treated and s != d and not sc.lineages[s].control:
-            p.append(f"lineages.{d}: its control would learn from {s}'s treated data ({s} has control: false); "
-                     f"give {s} a control, or set lineages.{d}.control: false")
     if 1 <= sc.seeds <= MAX_SEEDS:  # every seed is a copy of the whole ecosystem
         final, inputs = final * sc.seeds, inputs * sc.seeds
     if final > MAX_LINEAGES:
@@ -506,6 +502,14 @@ def _names_and_sizes(sc: Scenario, edges) -> list[str]:
 
 def _check_topology(sc: Scenario, edges) -> list[str]:
     p = []
+    g = nx.DiGraph([(s, d) for s, d, _ in edges])
+    g.add_nodes_from(sc.lineages)
+    treated = {n for n, l in sc.lineages.items() if l.trait is not None and l.origin != "base"}
+    treated |= {d for t in list(treated) for d in nx.descendants(g, t)}
+    for s, d, _ in edges:  # a control learns from its parents' controls: each treated parent needs one
+        if d in treated and sc.lineages[d].control and s in treated and s != d and not sc.lineages[s].control:
+            p.append(f"lineages.{d}: its control would learn from {s}'s treated data ({s} has control: false); "
+                     f"give {s} a control, or set lineages.{d}.control: false")
     same_gen = nx.DiGraph([(s, d) for s, d, e in edges if e is not None and e.lag == 0])
     for cycle in nx.simple_cycles(same_gen):
         p.append("topology: a cycle within one generation (lag-0 edges): " + " -> ".join(cycle + cycle[:1]))
