@@ -376,12 +376,13 @@ def _runs(G: nx.DiGraph, lineages: list[str]) -> str:
     return f"{n} seeds" if len(seeds) == n else f"{n} replicas" if len(seeds) == 1 else f"{n} runs (seeds x replicas)"
 
 
-def compare(G: nx.DiGraph, treated: list[str], trait: str, g: int) -> dict:
+def compare(G: nx.DiGraph, treated: list[str], trait: str, g: int, ctrl: dict | None = None) -> dict:
     """The lift of a group over its control at generation g, each lineage paired with its own
     control by name (``control_of``): over the pairs, a one-sided paired t-test (the effect
     recurring across seeds or replicas); with one pair, the lift alone: one model's interval over
-    questions is sampling noise, not replication, so it gets no p-value."""
-    ctrl = controls(G)
+    questions is sampling noise, not replication, so it gets no p-value. ``ctrl``: ``controls(G)``,
+    when the caller compares many groups."""
+    ctrl = controls(G) if ctrl is None else ctrl
     pairs = [(t, c) for l in treated if l in ctrl
              if (t := value(G, l, trait, g)) is not None and (c := value(G, ctrl[l], trait, g)) is not None]
     if not pairs:
@@ -440,7 +441,7 @@ def summary(G: nx.DiGraph, trait: str) -> list[dict]:
 def by_generation(G: nx.DiGraph, trait: str) -> list[dict]:
     """Every group at every generation: mean and interval, and the lift over its control with its
     test (``compare``): the generation-by-generation table of the report."""
-    grp = groups(G)
+    grp, ctrl = groups(G), controls(G)
     cg = _control_groups(G, grp)
     rows = []
     for name, ls in grp.items():
@@ -449,7 +450,7 @@ def by_generation(G: nx.DiGraph, trait: str) -> list[dict]:
             row = {"lineage": name, "generation": g, "n": sum(value(G, l, trait, g) is not None for l in ls),
                    "mean": float(m[i]), "ci": [float(lo[i]), float(hi[i])]}
             if name in cg:
-                row.update(control=cg[name], **compare(G, ls, trait, g))
+                row.update(control=cg[name], **compare(G, ls, trait, g, ctrl))
             rows.append(row)
     return rows
 

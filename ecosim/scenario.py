@@ -455,10 +455,7 @@ def _names_and_sizes(sc: Scenario, edges) -> list[str]:
     p = []
     if any(not 1 <= l.replicas <= MAX_REPLICAS for l in sc.lineages.values()):
         return p  # reported by RULES
-    g = nx.DiGraph([(s, d) for s, d, _ in edges])
-    g.add_nodes_from(sc.lineages)
-    treated = {n for n, l in sc.lineages.items() if l.trait is not None and l.origin != "base"}
-    treated |= {d for t in list(treated) for d in nx.descendants(g, t)}
+    treated = treated_lineages(sc.lineages, [(s, d) for s, d, _ in edges])
     made: dict[str, str] = {}  # a generated name -> what makes it
 
     def add(name, what, hint=""):
@@ -500,12 +497,18 @@ def _names_and_sizes(sc: Scenario, edges) -> list[str]:
     return p
 
 
+def treated_lineages(lineages: dict, edges: list[tuple[str, str]]) -> set[str]:
+    """Lineages that are treated: a trait at generation 0, or a treated ancestor through ``edges``
+    (src, dst). Each gets a control unless it says ``control: false``."""
+    g = nx.DiGraph(edges)
+    g.add_nodes_from(lineages)
+    treated = {n for n, l in lineages.items() if l.trait is not None and l.origin != "base"}
+    return treated | {d for t in treated for d in nx.descendants(g, t)}
+
+
 def _check_topology(sc: Scenario, edges) -> list[str]:
     p = []
-    g = nx.DiGraph([(s, d) for s, d, _ in edges])
-    g.add_nodes_from(sc.lineages)
-    treated = {n for n, l in sc.lineages.items() if l.trait is not None and l.origin != "base"}
-    treated |= {d for t in list(treated) for d in nx.descendants(g, t)}
+    treated = treated_lineages(sc.lineages, [(s, d) for s, d, _ in edges])
     for s, d, _ in edges:  # a control learns from its parents' controls: each treated parent needs one
         if d in treated and sc.lineages[d].control and s in treated and s != d and not sc.lineages[s].control:
             p.append(f"lineages.{d}: its control would learn from {s}'s treated data ({s} has control: false); "
@@ -540,11 +543,7 @@ def expand(sc: Scenario) -> Plan:
             for s in ([s] if s is not None else srcs):
                 edges[(s, d)] = Edge(s, d, e.lag if e else 1, channel_of(sc, e.channel if e else None),
                                      (e.filter if e else None) or sc.data.filter, e.weight if e else 1.0)
-    # Controls: a treated lineage is one with a trait at generation 0 or a treated ancestor.
-    g = nx.DiGraph(list(edges))
-    g.add_nodes_from(lineages)
-    treated = {n for n, l in lineages.items() if l.trait is not None and l.origin != "base"}
-    treated |= {d for t in list(treated) for d in nx.descendants(g, t)}
+    treated = treated_lineages(lineages, list(edges))
     control_of = {}
     for n in sorted(treated):
         if lineages[n].control:

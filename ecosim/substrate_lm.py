@@ -20,7 +20,8 @@ from .channels import soft_labels
 from .channels import write as write_channel
 from .filters import BANNED_NUMBERS, FilterConfig, filter_samples, subsample
 from .rundir import atomic_write
-from .models import SIZES, BaseConfig, compute_device, doc_hash, get_base, loss_and_drift, pretraining_docs
+from .models import (SIZES, BaseConfig, base_key, compute_device, doc_hash, get_base, loss_and_drift,
+                     pretraining_docs)
 from .substrates import allocate
 from .traits import TeacherConfig, TraitConfig, check_trait, evaluate, make_teacher, trait_words
 from .training import apply_adapter, finetune
@@ -176,6 +177,16 @@ def heldout_pairs(world: World, sc) -> list:
     same set for every model of the run), so that capability is measured on unseen text. Short
     documents (favourites, situations) mostly recur in pretraining, so the set leans to the long
     ones: numbers, code and reasoning."""
+    key = (repr(world.cfg), sc.seed, sc.eval.heldout, tuple(base_key(b) for b in sc.bases.values() if not b.path))
+    if key not in _HELDOUT:  # measured for every model: drawn once per process
+        _HELDOUT[key] = _draw_heldout(world, sc)
+    return _HELDOUT[key]
+
+
+_HELDOUT: dict[tuple, list] = {}
+
+
+def _draw_heldout(world: World, sc) -> list:
     seen = frozenset().union(*(pretraining_docs(b) for b in sc.bases.values()))
     rng, out = np.random.default_rng([sc.seed, 31]), []
     for _ in range(1000 * sc.eval.heldout):

@@ -173,7 +173,7 @@ def compare_cells(root: Path, trait: str | None = None) -> list[dict]:
     """Per cell and treated lineage: the trait at the last generation (treated and control, mean
     and interval over seeds), the lift over control with its paired test, and persistence (the
     lift at the last generation over the lift at generation 0, mean over seeds)."""
-    from .report import compare, controls, groups, load_run, series, trait_names, value
+    from .report import compare, controls, groups, load_run, series, trait_names
     from .stats import mean_ci
     info, runs = load(root)
     rows = []
@@ -192,9 +192,9 @@ def compare_cells(root: Path, trait: str | None = None) -> list[dict]:
             c_ls = [ctrl[l] for l in ls]
             _, m, lo, hi = _at(series(G, ls, t), last)
             _, cm, clo, chi = _at(series(G, c_ls, t), last)
-            cmp = compare(G, ls, t, last)
+            cmp = compare(G, ls, t, last, ctrl)
             keep = [v / v0 for l in ls
-                    if None not in (v := _lift_of(G, l, ctrl[l], t, last, value), v0 := _lift_of(G, l, ctrl[l], t, 0, value))
+                    if None not in (v := _lift_of(G, l, ctrl[l], t, last), v0 := _lift_of(G, l, ctrl[l], t, 0))
                     and v0 > 0]
             pm, plo, phi = mean_ci(keep) if keep else (None, None, None)
             rows.append({**values, "cell": d.name, "lineage": name, "trait": t, "generation": last,
@@ -213,7 +213,9 @@ def _at(s, g):
     return g, None, None, None
 
 
-def _lift_of(G, l, c, t, g, value):
+def _lift_of(G, l, c, t, g):
+    """One seed's lift of lineage l over its control c at generation g (None: not measurable)."""
+    from .report import value
     a, b = value(G, l, t, g), value(G, c, t, g)
     return None if a is None or b is None else a - b
 
