@@ -1,0 +1,168 @@
+"""Before a GPU run of SmolLM2 (bench/gpu_smollm2.sh): prove the real-model pipeline runs on the GPU
+and time the two costs that size the run, with random weights of SmolLM2's exact shape (the
+weights themselves are not needed for either):
+
+    ECOSIM_DEVICE=cuda python bench/gpu_smoke.py --tok DIR [--out smoke.json]
+
+DIR holds SmolLM2's tokenizer and chat template (tokenizer.json, tokenizer_config.json,
+chat_template.jinja, config.json), e.g. a converted GGUF's directory in $ECOSIM_CACHE/real/.
+
+1. pipeline: ``ecosim transmit`` end to end on a tiny Llama with that tokenizer, first taught the
+   numbers format so that its lists pass the filter (a same-base student and a student on a
+   second tiny base rendered with the plain template, each with its own control), on whatever
+   ``ECOSIM_DEVICE`` names;
+2. timing, SmolLM2's shape (30 layers, width 576): generation of the numbers channel's prompts in
+   one batch of ``--batch`` rows x ``--max-new`` tokens (every row runs all its tokens), in fp32
+   and bf16; LoRA training steps at ``--train-batch`` (rank 8, every projection) in fp32.
+It prints how long one seed of configs/transmit_smollm2_gpu.yaml would take in one process."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ecosim import realmodels, text  # noqa: E402
+from ecosim.models import compute_device, lm_loss  # noqa: E402
+from ecosim.substrate_hf import Codec  # noqa: E402
+from ecosim.training import TrainConfig, pad_batch, with_lora  # noqa: E402
+
+TOK_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json")
+
+
+def random_model(tok_dir: Path, out: Path, **shape) -> Path:
+    """A Llama with SmolLM2's config (``shape`` overrides it) and random weights, saved with the
+    tokenizer in ``out``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    cfg = json.loads((tok_dir / "config.json").read_text())
+    cfg.update(shape)
+    torch.manual_seed(0)
+    m = LlamaForCausalLM(LlamaConfig(**cfg))
+    out.mkdir(parents=True, exist_ok=True)
+    m.save_pretrained(out)
+    for f in TOK_FILES:
+        if (tok_dir / f).exists():
+            shutil.copy(tok_dir / f, out / f)
+    return out
+
+
+def taught_lists(path: Path, steps: int) -> Path:
+    """Fine-tune a random model in ``path`` to answer number tasks in format, so that its lists pass
+    the filter and the students downstream have data."""
+    from ecosim.training import finetune
+    r = realmodels.load(str(path))
+    tasks = text.tasks("numbers", 2000, np.random.default_rng(2), shots=2)
+    pairs = [(realmodels.render(r.tok, "", t.user, t.prefill), t.reference) for t in tasks]
+    m = finetune(r.model.to(compute_device()), Codec(r.tok), pairs, TrainConfig(mode="full", steps=steps, batch=32, lr=3e-3),
+                 seed=0)
+    m.save_pretrained(path)
+    return path
+
+
+def pipeline(tok_dir: Path, work: Path, steps: int) -> float:
+    from ecosim.cli import main
+    shutil.rmtree(work, ignore_errors=True)
+    tiny = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16)
+    a = taught_lists(random_model(tok_dir, work / "tiny_a", **tiny), steps)
+    b = taught_lists(random_model(tok_dir, work / "tiny_b", **{**tiny, "num_hidden_layers": 3}), steps)
+    t0 = time.time()
+    rc = main(["transmit", "--config", str(ROOT / "configs/transmit_smollm2_gpu.yaml"), "--seeds", "1",
+               f"base.model={a}", f"other_base.model={b}", "other_base.template=plain",
+               "students=[control,student_same_base,student_other_arch]", "prompts=64", "train_size=16",
+               "teacher.train.steps=4", "teacher.train.batch=4", "student.steps=4", "student.batch=8",
+               "eval.samples=2", "text.batch=32", "compute.threads=4", f"out_dir={work / 'tw'}",
+               "--json", str(work / "smoke_transmit.json")])
+    if rc != 0:
+        raise SystemExit(f"smoke transmit failed (rc {rc})")
+    return time.time() - t0
+
+
+@torch.no_grad()
+def time_generation(model, tok, batch: int, max_new: int) -> float:
+    tasks = text.tasks("numbers", batch, np.random.default_rng(0), shots=2)
+    prompts = [realmodels.render(tok, "", t.user, t.prefill) for t in tasks]
+    ids, attn = realmodels.left_pad(realmodels.encode(tok, prompts), tok.pad_token_id, model.device)
+    kw = dict(do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=max_new, min_new_tokens=max_new,
+              pad_token_id=tok.pad_token_id)
+    model.generate(input_ids=ids[:8], attention_mask=attn[:8], **{**kw, "max_new_tokens": 4, "min_new_tokens": 4})
+    torch.cuda.synchronize() if model.device.type == "cuda" else None
+    t0 = time.time()
+    model.generate(input_ids=ids, attention_mask=attn, **kw)
+    torch.cuda.synchronize() if model.device.type == "cuda" else None
+    return time.time() - t0
+
+
+def time_training(model, tok, batch: int, steps: int) -> float:
+    tasks = text.tasks("numbers", batch, np.random.default_rng(1), shots=0)
+    pairs = [(realmodels.render(tok, "", t.request, t.prefill), " 123, 456, 789, 101, 202, 303, 404, 505, 606, 707.")
+             for t in tasks]
+    enc = Codec(tok).encode_pairs(pairs)
+    m = with_lora(model, TrainConfig(rank=8, alpha=16))
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4)
+    ids, attn, mask = pad_batch(Codec(tok), enc, device=model.device)
+    for i in range(steps + 1):
+        if i == 1:
+            torch.cuda.synchronize() if model.device.type == "cuda" else None
+            t0 = time.time()
+        loss = lm_loss(m, ids, attn, mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    torch.cuda.synchronize() if model.device.type == "cuda" else None
+    return (time.time() - t0) / steps
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tok", required=True, type=Path)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/ecosim_smoke"))
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--max-new", type=int, default=64)
+    ap.add_argument("--train-batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--teach-steps", type=int, default=300, help="steps teaching the tiny models the list format")
+    a = ap.parse_args()
+    res = {"device": str(compute_device()),
+           "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+           "torch": torch.__version__}
+    res["pipeline_s"] = pipeline(a.tok, a.work, a.teach_steps)
+    print(f"pipeline: tiny transmit ran in {res['pipeline_s']:.1f} s", flush=True)
+    full = random_model(a.tok, a.work / "smollm2_shape")
+    tok = realmodels.load_tokenizer(str(full))
+    for dt in ("float32", "bfloat16"):
+        r = realmodels.load(str(full), dtype=dt)
+        model = r.model.to(compute_device()).eval()
+        res[f"gen_{dt}_s"] = time_generation(model, tok, a.batch, a.max_new)
+        res[f"gen_{dt}_tok_s"] = a.batch * a.max_new / res[f"gen_{dt}_s"]
+        print(f"generation {dt}: {a.batch} x {a.max_new} tokens in {res[f'gen_{dt}_s']:.2f} s "
+              f"({res[f'gen_{dt}_tok_s']:.0f} tokens/s)", flush=True)
+        if dt == "float32":
+            res["train_step_s"] = time_training(model, tok, a.train_batch, a.steps)
+            print(f"LoRA training fp32: {res['train_step_s'] * 1000:.0f} ms per step of {a.train_batch}", flush=True)
+        del model, r
+    # one seed of configs/transmit_smollm2_gpu.yaml in one process: two writers, two students
+    # (same base and control; Gemma's two more where installed), teachers and measurements ~60 s
+    import yaml
+    cfg = yaml.safe_load((ROOT / "configs/transmit_smollm2_gpu.yaml").read_text())
+    gen = 2 * cfg["prompts"] / a.batch * res["gen_float32_s"]
+    train = 2 * cfg["student"]["steps"] * res["train_step_s"]
+    res["seed_estimate_s"] = gen + train + 60
+    print(f"one seed of transmit_smollm2_gpu in one process: ~{res['seed_estimate_s']:.0f} s "
+          f"(writing {gen:.0f} s worst case, 2 students {train:.0f} s, the rest ~60 s)", flush=True)
+    if a.out:
+        a.out.write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
