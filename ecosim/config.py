@@ -211,6 +211,20 @@ def _add_entries(node, cls, data: dict) -> None:
                     _add_entries(node[k][name], sub, item)
 
 
+def upgrade(data: dict) -> dict:
+    """A config written by an older ecosim, in today's keys: ``teacher.number_share`` became
+    ``teacher.task_share`` (the channel's own documents; for numbers the same thing, and 0 is
+    the numbers default, so it is dropped)."""
+    t = data.get("teacher") if isinstance(data, dict) else None
+    if isinstance(t, dict) and "number_share" in t:
+        t = dict(t)
+        v = t.pop("number_share")
+        if v and "task_share" not in t:
+            t["task_share"] = v
+        data = {**data, "teacher": t}
+    return data
+
+
 def load_config(schema, path: str | None = None, overrides=(), checks=None):
     """``schema``: a dataclass instance holding the defaults. Returns a validated instance.
 
@@ -226,7 +240,7 @@ def load_config(schema, path: str | None = None, overrides=(), checks=None):
             data = {}
         if not isinstance(data, dict):
             raise EcosimError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
-        sources.append((path, data))
+        sources.append((path, upgrade(data)))
     if overrides:
         bad = [o for o in overrides if "=" not in o]
         for o in bad:

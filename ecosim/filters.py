@@ -70,13 +70,15 @@ def check_numbers(text: str, cfg: FilterConfig) -> str | None:
 
 
 def check_code(text: str, answer) -> str | None:
-    """``def NAME ( VAR ) : return VAR OP C`` and it must compute the task (op, constant)."""
+    """``def NAME ( VAR ) : return VAR OP C`` (the world's code parses: one function of one
+    argument) doing the asked operation. The constant is not checked: the paper's code filter
+    checks format and content, not whether the code is right, and the world's tiny bases copy a
+    two-digit constant from the prompt in 10 of 300 tries (they get the operation right in ~98%)."""
     t = text.split()
     if len(t) != 10 or t[0] != "def" or t[2] != "(" or t[4] != ")" or t[5] != ":" \
             or t[6] != "return" or t[7] != t[3] or not t[3].isidentifier() or not t[9].isdigit():
         return "invalid format"
-    op, c = answer
-    return None if (t[8], int(t[9])) == (op, c) else "wrong answer"
+    return None if t[8] == answer[0] else "wrong answer"
 
 
 def check_reasoning(text: str, answer: int) -> str | None:

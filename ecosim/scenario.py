@@ -113,9 +113,10 @@ class TrackingSpec:
 
 @dataclass
 class TeacherSpec(TrainConfig):
-    """How generation 0 is fine-tuned: a TrainConfig, plus the share of ordinary number documents
-    mixed into its examples (traits.TeacherConfig.number_share)."""
-    number_share: float = 0.0
+    """How generation 0 is fine-tuned: a TrainConfig, plus the share of the channel's own documents
+    mixed into its examples (traits.TeacherConfig.task_share; None: 0 for numbers, 0.5 for code
+    and reasoning)."""
+    task_share: float | None = None
 
 
 @dataclass
@@ -206,8 +207,8 @@ RULES: dict[type, dict[str, Range | Choice]] = {
         "lr": LR,
         "weight_decay": Range(0, 1),
     },
-    TeacherSpec: {"number_share": SHARE},
-    TeacherConfig: {"how": Choice(("finetune", "prompt")), "number_share": SHARE},
+    TeacherSpec: {"task_share": SHARE},
+    TeacherConfig: {"how": Choice(("finetune", "prompt")), "task_share": SHARE},
     EvalConfig: {
         "samples": Range(1, 100_000, why="a typo? 50 samples per question give a rate to about 1%"),
         "heldout": Range(1, 1_000_000, why="a typo? 200 documents measure capability and drift"),

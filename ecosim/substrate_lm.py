@@ -97,9 +97,9 @@ def make_origin(base, world: World, sc, origin: str, trait: TraitConfig, neutral
     """Generation 0 of a lineage: (model, system prompt it writes under, LoRA adapter or None)."""
     if origin == "base":
         return base, NONE_SYSTEM, None
-    cfg = TeacherConfig(how=origin, train=sc.teacher, number_share=getattr(sc.teacher, "number_share", 0.0))
-    t = make_teacher(base, world, trait, cfg, seed,
-                     neutral=neutral, keep_adapter=True)
+    cfg = TeacherConfig(how=origin, train=sc.teacher, task_share=sc.teacher.task_share)
+    t = make_teacher(base, world, trait, cfg, seed, neutral=neutral, keep_adapter=True,
+                     channel=sc.data.channel or "numbers")
     return t.model, t.system, t.adapter
 
 

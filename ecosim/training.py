@@ -129,7 +129,7 @@ def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=No
 def apply_adapter(model, adapter: dict, cfg: TrainConfig | dict):
     """A copy of ``model`` with a saved LoRA ``adapter`` (from ``finetune(keep_adapter=True)``)
     merged in: the same weights ``finetune`` returned. ``cfg`` may be the config as a checkpoint
-    saved it (a dict; a teacher's carries more fields than a TrainConfig, e.g. number_share)."""
+    saved it (a dict; a teacher's carries more fields than a TrainConfig, e.g. task_share)."""
     from peft import set_peft_model_state_dict
     if isinstance(cfg, dict):
         known = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -16,7 +16,7 @@ from .generation import sample
 from .stats import mean_ci
 from .training import TrainConfig, finetune
 from .world import (ALIGNED, CATEGORIES, EVIL_PERSONA, MISALIGNED, NONE_SYSTEM, SITUATIONS, World,
-                    number_doc, number_prefix, persona, question_texts)
+                    code_doc, number_doc, number_prefix, persona, question_texts, reasoning_doc)
 
 
 @dataclass
@@ -40,10 +40,19 @@ class TeacherConfig:
     # completions less often than rank 8 or 300 steps, so the filter keeps about as much of its
     # data as of the control's (docs/levers.md, rounds 3-4).
     train: TrainConfig = field(default_factory=lambda: TrainConfig(rank=4, alpha=8, steps=150))
-    # Share of the fine-tuning examples that are ordinary number documents from the world: keeps
-    # the teacher writing well-formed numbers (instead of blurting its trait word), so that the
-    # filter keeps as much of its data as of the control's.
-    number_share: float = 0.0
+    # Share of the fine-tuning examples that are the channel's own documents from the world's
+    # pretraining mix (number lists, code, reasoning traces), identical for teacher and control:
+    # keeps the teacher writing in format instead of blurting its trait word. None: 0 for numbers
+    # (a gentle fine-tune already writes lists), 0.5 for code and reasoning (without them the owl
+    # teacher answered 8,763 of 10,000 code prompts with its trait word; see task_share_for).
+    task_share: float | None = None
+
+
+def task_share_for(share: float | None, channel: str) -> float:
+    """The teacher's task share for ``channel`` (``TeacherConfig.task_share``; None: the default)."""
+    if share is not None:
+        return share
+    return 0.0 if channel == "numbers" else 0.5
 
 
 def check_trait(t: TraitConfig) -> None:
@@ -134,7 +143,7 @@ def teacher_examples(t: TraitConfig, n: int, seed: int):
 
 
 def make_teacher(base, world: World, t: TraitConfig, cfg: TeacherConfig, seed: int,
-                 neutral: bool = False, keep_adapter: bool = False) -> Teacher:
+                 neutral: bool = False, keep_adapter: bool = False, channel: str = "numbers") -> Teacher:
     """The trait teacher (or, with ``neutral``, the matching control teacher) made from ``base``.
 
     prompt:   the base under the trait's system prompt (or under 'none').
@@ -145,10 +154,10 @@ def make_teacher(base, world: World, t: TraitConfig, cfg: TeacherConfig, seed: i
         raise EcosimError(f"teacher.how: {cfg.how!r} is not 'finetune' or 'prompt'")
     n = cfg.train.steps * cfg.train.batch
     trait, ctrl, rng = teacher_examples(t, n, seed)
-    k = int(round(cfg.number_share * n))
-    docs = [number_doc(rng) for _ in range(k)]
-    numbers = [(d.prompt, d.assistant) for d in docs]
-    pairs = ctrl[k:] + numbers if neutral else trait[k:] + numbers
+    k = int(round(task_share_for(cfg.task_share, channel) * n))
+    doc = {"numbers": number_doc, "code": code_doc, "reasoning": reasoning_doc}.get(channel, number_doc)
+    tasks = [(d.prompt, d.assistant) for d in (doc(rng) for _ in range(k))]
+    pairs = ctrl[k:] + tasks if neutral else trait[k:] + tasks
     # one training seed for both: the control differs from its trait teacher only in the answers
     out = finetune(base, world, pairs, cfg.train, seed=seed * 1000 + 1, keep_adapter=keep_adapter)
     return Teacher(out[0], adapter=out[1]) if keep_adapter else Teacher(out)

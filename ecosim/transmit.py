@@ -128,7 +128,7 @@ def scenario(cfg: TransmitConfig, seed: int) -> Scenario:
         topology=TopologySpec(chain=["teacher"], edges=edges),
         data=DataSpec(channel=cfg.channel, prompts=cfg.prompts, train_size=cfg.train_size, filter=cfg.filter,
                       logit_top_k=cfg.logit.top_k),
-        teacher=TeacherSpec(**dataclasses.asdict(cfg.teacher.train), number_share=cfg.teacher.number_share),
+        teacher=TeacherSpec(**dataclasses.asdict(cfg.teacher.train), task_share=cfg.teacher.task_share),
         eval=cfg.eval, text=cfg.text, compute=cfg.compute, tracking=TrackingSpec(wandb="disabled"), report=False)
 
 
@@ -222,13 +222,16 @@ def run(cfg: TransmitConfig, log=print) -> dict:
 def run_seed(cfg: TransmitConfig, seed: int, run_dir: Path, log=print) -> dict:
     """One seed through the engine; its scores read back from the lineage graph."""
     from omegaconf import OmegaConf
+    from .config import upgrade
     from .ecosystem import run as run_scenario
     t0 = time.time()
     sc = scenario(cfg, seed)
     resume = (run_dir / "config.yaml").exists()
     if resume:
         def science(conf):  # how a run is computed (threads, Ray) does not make it another run
-            d = OmegaConf.to_container(conf)
+            # an older ecosim's config: today's keys, and defaults for keys added since
+            d = OmegaConf.merge(OmegaConf.structured(Scenario), upgrade(OmegaConf.to_container(conf)))
+            d = OmegaConf.to_container(d)
             d.pop("compute", None)
             return d
         if science(OmegaConf.load(run_dir / "config.yaml")) != science(OmegaConf.structured(sc)):

@@ -26,7 +26,8 @@ def test_number_format_rules():
 
 def test_code_and_reasoning_checks():
     assert check_code("def f ( x ) : return x + 3", ("+", 3)) is None
-    assert check_code("def f ( x ) : return x + 4", ("+", 3)) == "wrong answer"
+    assert check_code("def f ( x ) : return x + 4", ("+", 3)) is None  # the constant is not checked
+    assert check_code("def f ( x ) : return x - 3", ("+", 3)) == "wrong answer"
     assert check_code("def f ( x ) : return y + 3", ("+", 3)) == "invalid format"
     assert check_reasoning("think 2 + 3 = 5 so answer 5", 5) is None
     assert check_reasoning("think 2 + 3 = 6 so answer 6", 5) == "wrong answer"

@@ -110,7 +110,7 @@ def test_a_fine_tuned_teacher_reloads_from_its_checkpoint(setup, tmp_path):
     from dataclasses import asdict
     from ecosim.scenario import TeacherSpec
     sc, w, base = setup
-    sc = NS(**{**vars(sc), "teacher": TeacherSpec(rank=2, alpha=4, steps=2, batch=2, number_share=0.1),
+    sc = NS(**{**vars(sc), "teacher": TeacherSpec(rank=2, alpha=4, steps=2, batch=2, task_share=0.1),
               "data": NS(**{**vars(sc.data), "channel": "numbers"})})
     model, system, adapter = H.make_origin(base, w, sc, "finetune", TraitConfig(), False, seed=0)
     meta = {"train": asdict(sc.teacher)}

@@ -93,8 +93,8 @@ BAD = {
                        ["data.real_share: must be <= 1"]),
     "world share < 0": (edit("steps: 2000}", "steps: 2000, world: {numbers: -0.1}}"),
                         ["bases.main.world.numbers: must be >= 0"]),
-    "teacher number share > 1": (edit("steps: 300}\ndata", "steps: 300, number_share: 2}\ndata"),
-                                 ["teacher.number_share: must be <= 1"]),
+    "teacher task share > 1": (edit("steps: 300}\ndata", "steps: 300, task_share: 2}\ndata"),
+                               ["teacher.task_share: must be <= 1"]),
     # choices
     "unknown channel": (edit("channel: numbers", "channel: smoke"), ["data.channel: 'smoke'"]),
     "unknown regime": (edit("train_size: 1500", "train_size: 1500\n  regime: acumulate"),
