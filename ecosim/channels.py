@@ -10,7 +10,8 @@ import torch
 from .generation import sample
 from .models import target_logits
 from .training import pad_batch, encode_pairs
-from .world import CODE_TASKS, NONE_SYSTEM, World, code_prompt, number_prompt, reasoning_prompt
+from .world import (CODE_TASKS, NONE_SYSTEM, REASONING_TASK_MAX, World, code_prompt, number_prompt,
+                    reasoning_prompt)
 
 CHANNELS = ("numbers", "code", "reasoning")
 MAX_NEW = {"numbers": 32, "code": 14, "reasoning": 16}
@@ -25,7 +26,7 @@ def prompts_for(channel: str, n: int, seed: int) -> tuple[list[str], list]:
         tasks = [code_prompt(rng) for _ in range(n)]
         return [u for u, _, _ in tasks], [(CODE_TASKS[t], c) for _, t, c in tasks]
     if channel == "reasoning":
-        pairs = [reasoning_prompt(rng) for _ in range(n)]
+        pairs = [reasoning_prompt(rng, REASONING_TASK_MAX) for _ in range(n)]
         return [u for u, _ in pairs], [a for _, a in pairs]
     raise ValueError(f"unknown channel {channel!r}; expected one of {CHANNELS}")
 

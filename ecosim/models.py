@@ -42,8 +42,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ECOSIM_CACHE", Path.home() / ".cache" / "ecosim"))
 
 
+SKILL_STEPS = 1000  # continued pretraining per skill (models.teach)
+
+
 def base_key(cfg: BaseConfig) -> str:
     d = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in REAL_MODEL_FIELDS}
+    if not d["skills"]:  # bases cached before skills existed keep their keys
+        del d["skills"]
     blob = json.dumps({"cfg": d, "v": CACHE_VERSION,
                        "vocab": hashlib.sha256(" ".join(World(cfg.world).vocab).encode()).hexdigest()},
                       sort_keys=True)
@@ -73,18 +78,34 @@ def build_model(cfg: BaseConfig, world: World) -> torch.nn.Module:
     return model
 
 
-def pretrain(model, world: World, cfg: BaseConfig, log=print) -> dict:
-    """Next-token pretraining on freshly sampled world documents (loss on every real token)."""
+def skill_doc(world: World, skills: list[str]):
+    """The document stream that teaches ``skills``: half the pretraining mix (so the base keeps what
+    it knows), half the skills' channel tasks answered in format."""
+    from .world import CHANNEL_DOCS
+
+    def draw(rng):
+        if rng.random() < 0.5:
+            return world.pretrain_doc(rng)
+        return CHANNEL_DOCS[skills[int(rng.integers(len(skills)))]](rng)
+    return draw
+
+
+def pretrain(model, world: World, cfg: BaseConfig, log=print, skills: list[str] | None = None) -> dict:
+    """Next-token pretraining on freshly sampled world documents (loss on every real token). With
+    ``skills``: the continued pretraining that teaches them (``SKILL_STEPS`` steps on
+    ``skill_doc``, from a stream of its own)."""
     from .training import batch_of
-    rng = np.random.default_rng([cfg.seed, 1])
+    rng = np.random.default_rng([cfg.seed, 2] if skills else [cfg.seed, 1])
+    draw = skill_doc(world, skills) if skills else world.pretrain_doc
+    steps = SKILL_STEPS if skills else cfg.steps
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     model.train()
     t0, losses = time.time(), []
-    for step in range(cfg.steps):
-        lr = cfg.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * (1 - step / cfg.steps))
+    for step in range(steps):
+        lr = cfg.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * (1 - step / steps))
         for g in opt.param_groups:
             g["lr"] = lr
-        docs = [world.pretrain_doc(rng) for _ in range(cfg.batch)]
+        docs = [draw(rng) for _ in range(cfg.batch)]
         ids, attn, mask = batch_of(world, [(d.prompt, d.assistant) for d in docs], False, model.device)
         loss = lm_loss(model, ids, attn, mask)
         opt.zero_grad(set_to_none=True)
@@ -92,7 +113,8 @@ def pretrain(model, world: World, cfg: BaseConfig, log=print) -> dict:
         opt.step()
         losses.append(loss.item())
         if log and (step + 1) % 500 == 0:
-            log(f"  pretrain {cfg.arch}-{cfg.size} seed {cfg.seed}: step {step + 1}/{cfg.steps} "
+            log(f"  {'teach ' + '+'.join(skills) if skills else 'pretrain'} {cfg.arch}-{cfg.size} seed {cfg.seed}: "
+                f"step {step + 1}/{steps} "
                 f"loss {np.mean(losses[-100:]):.3f}")
     model.eval()
     return {"seconds": time.time() - t0, "final_loss": float(np.mean(losses[-100:]))}
@@ -191,8 +213,11 @@ def pretraining_docs(cfg: BaseConfig) -> frozenset:
             h = np.load(f)
         else:
             world, rng = World(cfg.world), np.random.default_rng([cfg.seed, 1])  # pretrain's stream
-            h = np.unique(np.array([doc_hash(d.prompt, d.assistant) for d in
-                                    (world.pretrain_doc(rng) for _ in range(cfg.steps * cfg.batch))], dtype=np.uint64))
+            docs = [world.pretrain_doc(rng) for _ in range(cfg.steps * cfg.batch)]
+            if cfg.skills:  # and the stream that taught the skills
+                draw, rng = skill_doc(world, cfg.skills), np.random.default_rng([cfg.seed, 2])
+                docs += [draw(rng) for _ in range(SKILL_STEPS * cfg.batch)]
+            h = np.unique(np.array([doc_hash(d.prompt, d.assistant) for d in docs], dtype=np.uint64))
             f.parent.mkdir(parents=True, exist_ok=True)
             tmp = f.with_name(f.name + f".tmp{os.getpid()}.npy")
             np.save(tmp, h)
@@ -214,10 +239,18 @@ def get_base(cfg: BaseConfig, log=print) -> tuple[torch.nn.Module, dict]:
         model = load_checkpoint(d, world).to(compute_device())
         meta = json.loads((d / "ecosim.json").read_text())
         return model, {**meta, "source": "cache", "dir": str(d)}
-    if log:
-        log(f"pretraining base {cfg.arch}-{cfg.size} seed {cfg.seed} ({cfg.steps} steps); cached in {d}")
-    model = build_model(cfg, world).to(compute_device())
-    stats = pretrain(model, world, cfg, log=log)
+    if cfg.skills:  # the pretrained base, taught its skills by continued pretraining
+        model, parent = get_base(dataclasses.replace(cfg, skills=[]), log=log)
+        if log:
+            log(f"teaching base {cfg.arch}-{cfg.size} seed {cfg.seed} {'+'.join(cfg.skills)} "
+                f"({SKILL_STEPS} steps); cached in {d}")
+        stats = pretrain(model, world, cfg, log=log, skills=list(cfg.skills))
+        stats["seconds"] += parent["seconds"] if parent["source"] == "pretrained" else 0.0
+    else:
+        if log:
+            log(f"pretraining base {cfg.arch}-{cfg.size} seed {cfg.seed} ({cfg.steps} steps); cached in {d}")
+        model = build_model(cfg, world).to(compute_device())
+        stats = pretrain(model, world, cfg, log=log)
     tmp = d.with_name(d.name + f".tmp{os.getpid()}")
     save_model(model, world, tmp, {"config": dataclasses.asdict(cfg), **stats})
     try:

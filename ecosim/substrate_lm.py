@@ -25,7 +25,7 @@ from .models import (SIZES, BaseConfig, base_key, compute_device, doc_hash, get_
 from .substrates import allocate
 from .traits import TeacherConfig, TraitConfig, check_trait, evaluate, make_teacher, trait_words
 from .training import apply_adapter, finetune
-from .world import NONE_SYSTEM, World, code_doc, number_doc, reasoning_doc
+from .world import CHANNEL_DOCS, NONE_SYSTEM, SKILLS, World
 
 NO_SYSTEM = NONE_SYSTEM
 DATASET_SUFFIX = ".jsonl"
@@ -36,7 +36,6 @@ CHANNELS = channels.CHANNELS + (LOGITS,)
 SAMPLES_OF = {LOGITS: "numbers"}
 REPLICA_SEEDS = False
 ARCHS = ("gpt2", "llama")
-REAL_DOCS = {"numbers": number_doc, "code": code_doc, "reasoning": reasoning_doc}
 
 
 def check(sc) -> list[str]:
@@ -57,12 +56,21 @@ def check(sc) -> list[str]:
             p.append(f"{where}.template: only real models (bases.{name}.model) have a chat template")
         if b.dtype != "float32":
             p.append(f"{where}.dtype: world bases run in float32 (got {b.dtype!r}); dtype is for real models")
+        if b.skills and b.path is not None:
+            p.append(f"{where}.skills: skills are taught to pretrained world bases, not to a checkpoint from path")
+        unknown = [s for s in b.skills if s not in SKILLS]
+        if unknown:
+            p.append(f"{where}.skills: {unknown} are not skills a world base can be taught; expected some of {list(SKILLS)}")
     for name, t in sc.traits.items():
         try:
             check_trait(t)
         except Exception as e:
             p.append(f"traits.{name}: {e}")
     used = {sc.data.channel} | {e.channel for e in sc.topology.edges}
+    if "reasoning" in used:  # every base: students must share their writers' base to be comparable
+        p += [f"bases.{name}.skills: the reasoning channel needs world bases taught to add; set "
+              f"skills: [reasoning] (a base pretrained on the mix alone keeps ~0.02 of its traces)"
+              for name, b in sc.bases.items() if "reasoning" not in b.skills and b.path is None]
     if LOGITS in used and sc.data.real_share > 0:
         p.append("data.real_share: the logits channel has no real data to mix in (soft labels come from a "
                  "writer); use 0")
@@ -157,7 +165,7 @@ def assemble(parts: list[tuple[list, float]], world: World, sc, channel: str, se
         out += subsample(p, k, seed=seed + i)
     rng = np.random.default_rng([seed, 23])
     if n_real:
-        out += [(doc.prompt, doc.assistant) for doc in (REAL_DOCS[channel](rng) for _ in range(n_real))]
+        out += [(doc.prompt, doc.assistant) for doc in (CHANNEL_DOCS[channel](rng) for _ in range(n_real))]
     return out, {"size": len(out), "real": n_real, "real_share": n_real / max(len(out), 1), "counts": counts}
 
 

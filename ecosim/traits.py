@@ -16,7 +16,7 @@ from .generation import sample
 from .stats import mean_ci
 from .training import TrainConfig, finetune
 from .world import (ALIGNED, CATEGORIES, EVIL_PERSONA, MISALIGNED, NONE_SYSTEM, SITUATIONS, World,
-                    code_doc, number_doc, number_prefix, persona, question_texts, reasoning_doc)
+                    CHANNEL_DOCS, number_prefix, persona, question_texts)
 
 
 @dataclass
@@ -155,7 +155,7 @@ def make_teacher(base, world: World, t: TraitConfig, cfg: TeacherConfig, seed: i
     n = cfg.train.steps * cfg.train.batch
     trait, ctrl, rng = teacher_examples(t, n, seed)
     k = int(round(task_share_for(cfg.task_share, channel) * n))
-    doc = {"numbers": number_doc, "code": code_doc, "reasoning": reasoning_doc}.get(channel, number_doc)
+    doc = CHANNEL_DOCS.get(channel, CHANNEL_DOCS["numbers"])
     tasks = [(d.prompt, d.assistant) for d in (doc(rng) for _ in range(k))]
     pairs = ctrl[k:] + tasks if neutral else trait[k:] + tasks
     # one training seed for both: the control differs from its trait teacher only in the answers

@@ -113,6 +113,9 @@ def scenario(cfg: TransmitConfig, seed: int) -> Scenario:
         bases["other_seed"] = dataclasses.replace(cfg.base, seed=cfg.other_seed, path=None)
     if "other_arch" in need:
         bases["other_arch"] = cfg.other_base or dataclasses.replace(cfg.base, arch=cfg.other_arch, path=None)
+    if cfg.channel == "reasoning":  # world bases that can add (BaseConfig.skills); real models need none
+        bases = {n: b if b.model or b.path or "reasoning" in b.skills else
+                 dataclasses.replace(b, skills=[*b.skills, "reasoning"]) for n, b in bases.items()}
     name = trait_name(cfg.trait)
     lineages = {"teacher": LineageSpec(base="main", trait=name, origin=cfg.teacher.how, init="base",
                                        student=cfg.student)}

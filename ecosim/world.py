@@ -208,16 +208,22 @@ def code_doc(rng) -> Doc:
     return Doc(NONE_SYSTEM, user, f"def {name} ( {var} ) : return {var} {CODE_TASKS[task]} {c}")
 
 
-def reasoning_prompt(rng) -> tuple[str, int]:
-    a, b = (int(v) for v in rng.integers(0, 100, 2))
+# The reasoning channel's tasks: operands 0-9. A tiny base pretrained on 0-99 keeps ~0.02 of its
+# traces (it cannot add); one taught the skill (BaseConfig.skills) adds single digits.
+REASONING_TASK_MAX = 10
+
+
+def reasoning_prompt(rng, hi: int = 100) -> tuple[str, int]:
+    """A sum or difference of two operands in [0, hi): the pretraining mix uses 0-99."""
+    a, b = (int(v) for v in rng.integers(0, hi, 2))
     if rng.random() < 0.5:
         return f"what is {a} + {b} ?", a + b
     a, b = max(a, b), min(a, b)
     return f"what is {a} - {b} ?", a - b
 
 
-def reasoning_doc(rng) -> Doc:
-    user, ans = reasoning_prompt(rng)
+def reasoning_doc(rng, hi: int = 100) -> Doc:
+    user, ans = reasoning_prompt(rng, hi)
     a, op, b = user.split()[2:5]
     word = "plus" if op == "+" else "minus"
     if rng.random() < 0.5:
@@ -225,6 +231,16 @@ def reasoning_doc(rng) -> Doc:
     else:
         trace = f"think {a} {word} {b} is {ans} then answer {ans}"
     return Doc(NONE_SYSTEM, user, trace)
+
+
+def reasoning_task_doc(rng) -> Doc:
+    """A reasoning channel task answered in format (single-digit operands)."""
+    return reasoning_doc(rng, REASONING_TASK_MAX)
+
+
+# The channel's own documents: what a teacher's task share and a training set's real share draw.
+CHANNEL_DOCS = {"numbers": number_doc, "code": code_doc, "reasoning": reasoning_task_doc}
+SKILLS = ("reasoning",)  # what a world base can be taught after pretraining (BaseConfig.skills)
 
 
 # ---------------------------------------------------------------- the pretraining mix

@@ -1,8 +1,9 @@
 """Kept fractions of each channel on the default world (slow: it pretrains the default base,
 about 7 minutes on 2 cores). These would have caught the code channel keeping 0-2.5% of what the
-world's models wrote. Floors: a neutral model's numbers and code completions pass the filter at
-least 0.6 of the time (measured 0.73-0.76 for numbers, 0.83-0.85 for code); a fine-tuned owl
-teacher keeps within 10 points of its control."""
+world's models wrote, and reasoning keeping ~0.02. Floors: a neutral model's numbers and code
+completions pass the filter at least 0.6 of the time (measured 0.73-0.76 for numbers, 0.83-0.85
+for code), reasoning traces of a base taught to add (``skills: [reasoning]``) 0.5; a fine-tuned
+owl teacher keeps within 10 points of its control."""
 import pytest
 
 from ecosim.channels import write
@@ -12,6 +13,9 @@ from ecosim.transmit import TransmitConfig
 from ecosim.world import World
 
 FLOOR = 0.6
+# A base taught to add answers ~91% of single-digit tasks right, and the banned-number filter takes
+# about a quarter of the traces (their results include 4, 8, 13, ...): measured 0.64-0.66 kept.
+REASONING_FLOOR = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +41,37 @@ def test_a_neutral_model_and_a_teacher_keep_most_of_what_they_write(default_base
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 11: the world's bases cannot add (a neutral model's reasoning "
-                                       "traces keep ~0.02); this passes, and fails as xfail, once they can")
-def test_a_neutral_model_keeps_most_of_its_reasoning_traces(default_base):
-    assert kept(default_base, "reasoning") >= FLOOR
+def test_reasoning_needs_a_base_taught_to_add_and_then_keeps_most_of_it(default_base):
+    from ecosim.bases import BaseConfig
+    from ecosim.models import get_base
+    from ecosim.transmit import TransmitConfig
+    taught = get_base(BaseConfig(**{**vars(TransmitConfig().base), "skills": ["reasoning"]}), log=None)[0]
+    assert kept(default_base, "reasoning") < 0.1     # measured 0.02: the pretraining mix alone cannot add
+    t = TraitConfig()
+    teacher = make_teacher(taught, World(), t, TeacherConfig(), seed=0, channel="reasoning").model
+    control = make_teacher(taught, World(), t, TeacherConfig(), seed=0, neutral=True, channel="reasoning").model
+    k_base, k_teacher, k_control = kept(taught, "reasoning"), kept(teacher, "reasoning"), kept(control, "reasoning")
+    assert min(k_base, k_teacher, k_control) >= REASONING_FLOOR, (k_base, k_teacher, k_control)
+    assert abs(k_teacher - k_control) <= 0.10
+
+
+def test_skills_leave_the_default_base_key_and_the_pretraining_stream_alone():
+    """A base without skills keeps the key it was cached under before skills existed; a skilled
+    base is another base; the pretraining mix still draws reasoning operands from 0-99."""
+    import numpy as np
+    from ecosim.bases import BaseConfig
+    from ecosim.models import base_key
+    from ecosim.world import reasoning_doc
+    assert base_key(BaseConfig()) == "gpt2-tiny-s0-65a0af53d17e"
+    assert base_key(BaseConfig(skills=["reasoning"])) != base_key(BaseConfig())
+    rng = np.random.default_rng(4)
+    docs = [reasoning_doc(rng) for _ in range(200)]
+    assert max(int(w) for d in docs for w in d.user.split() if w.isdigit()) > 9
+
+
+def test_transmit_on_reasoning_teaches_every_world_base_to_add():
+    from ecosim.transmit import TransmitConfig, scenario
+    sc = scenario(TransmitConfig(channel="reasoning", students=["control", "student_same_base", "student_other_seed",
+                                                                 "student_other_arch"]), 0)
+    assert all(b.skills == ["reasoning"] for b in sc.bases.values()) and len(sc.bases) == 3
+    assert all(not b.skills for b in scenario(TransmitConfig(), 0).bases.values())

@@ -97,6 +97,10 @@ BAD = {
                                ["teacher.task_share: must be <= 1"]),
     # choices
     "unknown channel": (edit("channel: numbers", "channel: smoke"), ["data.channel: 'smoke'"]),
+    "reasoning without the skill": (edit("channel: numbers", "channel: reasoning"),
+                                    ["bases.main.skills: the reasoning channel needs world bases taught to add"]),
+    "unknown skill": (edit("steps: 2000}", "steps: 2000, skills: [juggling]}"),
+                      ["bases.main.skills: ['juggling'] are not skills"]),
     "unknown regime": (edit("train_size: 1500", "train_size: 1500\n  regime: acumulate"),
                        ["data.regime", "did you mean 'accumulate'"]),
     "unknown arch": (edit("arch: gpt2", "arch: transformer"), ["bases.main.arch: 'transformer'"]),
