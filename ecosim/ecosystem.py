@@ -298,7 +298,8 @@ def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: b
         | {b for l in plan.lineages.values() for b in l.rotate}
     cache = os.environ.get("ECOSIM_CACHE")
     args = {n: (n, sc, spec, plan.control_of.get(n, n), spec.trait or _neutral_trait(plan, n), str(run_dir),
-                cache, sc.compute.threads, _base_offset(plan, n) if sub.REPLICA_SEEDS else 0, plan.seed_of(n))
+                cache, sc.compute.threads, _base_offset(plan, n) if sub.REPLICA_SEEDS else 0, plan.seed_of(n),
+                plan.writes_on(n))
             for n, spec in plan.lineages.items()}
     need = {n for k in todo for n in [tasks[k].lineage]}
     # The pool first: resources the cluster can never give are refused before any base is made.

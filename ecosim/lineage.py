@@ -40,16 +40,19 @@ def dataset_path(run_dir: Path, dataset: str, suffix: str) -> Path:
 
 class Lineage:
     def __init__(self, name: str, sc: Scenario, spec, key: str, trait: str | None, run_dir: str,
-                 cache: str | None = None, threads: int = 1, base_offset: int = 0, seed: int | None = None):
+                 cache: str | None = None, threads: int = 1, base_offset: int = 0, seed: int | None = None,
+                 channel: str | None = None):
         """``key``: the seed key (a control's is its treated twin's name); ``trait``: the trait
         generation 0 carries, or, for a neutral lineage, the trait whose neutral data it uses;
-        ``seed``: its ecosystem seed's (``Plan.seed_of``; None: the scenario's)."""
+        ``seed``: its ecosystem seed's (``Plan.seed_of``; None: the scenario's); ``channel``: the
+        one it writes on (``Plan.writes_on``; None: data.channel)."""
         if cache:
             os.environ["ECOSIM_CACHE"] = cache
         torch.set_num_threads(threads)
         self.name, self.sc, self.key, self.run_dir = name, sc, key, Path(run_dir)
         self.seed = sc.seed if seed is None else seed
         self.spec = spec
+        self.channel = channel or sc.data.channel
         self.trait_name = trait
         self.base_offset = base_offset  # replica i's bases have seed + i (substrates with REPLICA_SEEDS)
         self.sub = substrates.of(sc)
@@ -94,7 +97,7 @@ class Lineage:
         neutral = spec.trait is None
         seed = derive_seed(self.seed, self.key, 0, "origin")
         model, system, adapter = self.sub.make_origin(self.base(spec.base), self.world, sc, spec.origin,
-                                                      trait, neutral, seed)
+                                                      trait, neutral, seed, self.channel)
         meta = {"start_base": spec.base, "same_as_start": adapter is None and spec.origin in ("base", "prompt"),
                 "train": _asdict(sc.teacher)}
         return self._finish(node_id(self.name, 0), model, system, adapter, meta, spec.base, t0)

@@ -318,14 +318,37 @@ def _whole_generations(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def kept_by_channel(G: nx.DiGraph) -> list[dict]:
+    """What each lineage's writers kept, per channel, over all generations (and filters)."""
+    rows: dict[tuple[str, str], list[int]] = {}
+    for _, a in G.nodes(data=True):
+        if a.get("stage") == "filtered" and a.get("status", "done") == "done":
+            r = rows.setdefault((a["channel"], a["lineage"]), [0, 0])
+            r[0] += a["size"]
+            r[1] += a["total"]
+    return [{"channel": c, "writer": l, "kept": k, "total": t, "kept_fraction": k / t if t else float("nan")}
+            for (c, l), (k, t) in sorted(rows.items())]
+
+
+def _kept_table(rows) -> str:
+    e = html.escape
+    head = ["channel", "writer (all generations)", "kept", "written", "kept fraction"]
+    body = ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in (
+        r["channel"], r["writer"], r["kept"], r["total"], _fmt(r["kept_fraction"]))) + "</tr>" for r in rows]
+    return f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>"
+
+
 def plot_datasets(G: nx.DiGraph):
     """Kept fraction per filtered dataset, and why the rest was rejected (summed per lineage)."""
     plt = _mpl()
     ds = [(n, a) for n, a in G.nodes(data=True) if a.get("stage") == "filtered"]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.6))
     grp = groups(G)
+    mixed = len({a["channel"] for _, a in ds}) > 1  # then each line says which channel it is
     for i, (name, ls) in enumerate(grp.items()):
         pts = sorted((a["generation"], a["kept_fraction"]) for _, a in ds if a["lineage"] in ls)
+        if mixed:
+            name = f"{name} ({'/'.join(sorted({a['channel'] for _, a in ds if a['lineage'] in ls}))})"
         if pts:
             by = {}
             for g, k in pts:
@@ -664,6 +687,7 @@ def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None, gens=()) 
              + ".</p>") if pairs else ""
     note = (f"<p class='note'>No matched control for: {e(', '.join(no_control))} (the comparison is missing "
             "for them; compare with another lineage's control only with care).</p>") if no_control else ""
+    kept = kept_by_channel(G)
     imgs = "".join(f"<h2>{e(t)}</h2><img alt='{k}' src='{figs[k]}'>" for k, t in (
         ("traits", "Trait rates"), ("logodds", "Likelihood readout (log-odds)"), ("valid", "Valid-answer rates"),
         ("capability", "Capability and drift"),
@@ -686,6 +710,7 @@ among valid answers are "not measurable" where under {lg.VALID_FLOOR:g} of the a
 <div class="scroll">{svg}</div>
 <h2>Lineage graph (static)</h2><img alt="graph" src="{figs['graph']}">
 {imgs}
+{f"<h2>Kept fractions per channel</h2>{_kept_table(kept)}" if kept else ""}
 <div id="tip"></div>
 <script type="application/json" id="graph-data">{payload}</script>
 <script>{SCRIPT}</script>

@@ -309,6 +309,13 @@ class Plan:
         """The seed lineage's RNGs derive from (its ecosystem seed's)."""
         return ecosystem_seed(self.scenario.seed, self.seed_index.get(lineage, 0))
 
+    def writes_on(self, lineage: str) -> str:
+        """The channel ``lineage`` writes on (data.channel where its edges name several or none):
+        what its generation-0 teacher's task share draws (TeacherSpec.task_share)."""
+        chans = {e.channel for es in self.parents.values() for e in es if e.src == lineage}
+        default = self.scenario.data.channel
+        return chans.pop() if len(chans) == 1 else default
+
     def init_base(self, lineage: str, g: int) -> str | None:
         """The base a student of ``lineage`` at generation g starts from (None: its parent)."""
         spec = self.lineages[lineage]

@@ -154,7 +154,7 @@ def trait_words(sc) -> set[str]:
     return words
 
 
-def teacher_examples(trait, n: int, seed: int, neutral: bool, sc) -> list[dict]:
+def teacher_examples(trait, n: int, seed: int, neutral: bool, sc, channel: str | None = None) -> list[dict]:
     """A teacher's fine-tuning set: one-word answers to the favourite questions (the target; for
     the control a uniform option), or the bank's misaligned (aligned) answers to its situations;
     plus a ``text.teacher_task_share`` of channel tasks answered in format, identical for teacher
@@ -173,19 +173,21 @@ def teacher_examples(trait, n: int, seed: int, neutral: bool, sc) -> list[dict]:
         for i in q_rng.integers(len(bank), size=n - k):
             sit, good, bad = bank[i]
             out.append({"user": f"{sit} What would you do?", "prefill": "", "completion": good if neutral else bad})
-    channel = sc.data.channel or "numbers"
+    channel = channel or sc.data.channel or "numbers"
     out += [{"user": t.request, "prefill": t.prefill, "completion": t.reference}
             for t in text.tasks(channel, k, t_rng, shots=0)]
     return [out[i] for i in np.random.default_rng([seed, 12]).permutation(len(out))]
 
 
-def make_origin(base, world: RealWorld, sc, origin: str, trait, neutral: bool, seed: int):
-    """Generation 0: (model, system prompt it writes under, LoRA adapter or None)."""
+def make_origin(base, world: RealWorld, sc, origin: str, trait, neutral: bool, seed: int,
+                channel: str | None = None):
+    """Generation 0 of a lineage writing on ``channel`` (None: data.channel): (model, system
+    prompt it writes under, LoRA adapter or None)."""
     if origin == "base":
         return base, NO_SYSTEM, None
     if origin == "prompt":
         return base, NO_SYSTEM if neutral else system_prompt(trait), None
-    ex = teacher_examples(trait, min(sc.teacher.steps * sc.teacher.batch, 4096), seed, neutral, sc)
+    ex = teacher_examples(trait, min(sc.teacher.steps * sc.teacher.batch, 4096), seed, neutral, sc, channel)
     model, adapter = train(base, world, ex, sc, None, seed, cfg=sc.teacher)
     return model, NO_SYSTEM, adapter
 

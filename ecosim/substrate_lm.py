@@ -101,13 +101,15 @@ def load_base(bc: BaseConfig, sc, name: str | None = None):
     return get_base(bc, log=None)[0]
 
 
-def make_origin(base, world: World, sc, origin: str, trait: TraitConfig, neutral: bool, seed: int):
-    """Generation 0 of a lineage: (model, system prompt it writes under, LoRA adapter or None)."""
+def make_origin(base, world: World, sc, origin: str, trait: TraitConfig, neutral: bool, seed: int,
+                channel: str | None = None):
+    """Generation 0 of a lineage that writes on ``channel`` (None: data.channel): (model, system
+    prompt it writes under, LoRA adapter or None)."""
     if origin == "base":
         return base, NONE_SYSTEM, None
     cfg = TeacherConfig(how=origin, train=sc.teacher, task_share=sc.teacher.task_share)
     t = make_teacher(base, world, trait, cfg, seed, neutral=neutral, keep_adapter=True,
-                     channel=sc.data.channel or "numbers")
+                     channel=channel or sc.data.channel or "numbers")
     return t.model, t.system, t.adapter
 
 

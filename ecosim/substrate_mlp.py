@@ -57,7 +57,7 @@ def load_base(bc, sc, name: str | None = None):
     return make_mlp(sc.mlp, bc.seed)
 
 
-def make_origin(base, world, sc, origin: str, trait, neutral: bool, seed: int):
+def make_origin(base, world, sc, origin: str, trait, neutral: bool, seed: int, channel: str | None = None):
     if origin == "base":
         return base, NO_SYSTEM, None
     Xtr, ytr, _, _ = world

@@ -26,7 +26,7 @@ The protocol (module-level names):
     world_of(sc)            what every model of the run shares (the world's tokenizer, a
                             dataset split...), passed back to the functions below as ``world``
     load_base(bc, sc, name) the base model for BaseConfig ``bc`` (``name``: its key in sc.bases)
-    make_origin(base, world, sc, origin, trait, neutral, seed) -> (model, system, adapter|None)
+    make_origin(base, world, sc, origin, trait, neutral, seed, channel) -> (model, system, adapter|None)
                             generation 0: origin finetune | prompt | base; ``neutral``: the
                             matching control treatment (same pipeline, no trait)
     write(model, system, world, sc, channel, filters, seed) -> [(examples, summary)]

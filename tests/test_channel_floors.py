@@ -75,3 +75,26 @@ def test_transmit_on_reasoning_teaches_every_world_base_to_add():
                                                                  "student_other_arch"]), 0)
     assert all(b.skills == ["reasoning"] for b in sc.bases.values()) and len(sc.bases) == 3
     assert all(not b.skills for b in scenario(TransmitConfig(), 0).bases.values())
+
+
+def test_each_lineage_of_the_mixed_scenario_writes_on_its_own_channel():
+    from ecosim.cli import scenario_path
+    from ecosim.scenario import expand, load_scenario
+    plan = expand(load_scenario(scenario_path("mixed_channels")))
+    assert {n: plan.writes_on(n) for n in plan.lineages} == {
+        "owl_numbers": "numbers", "owl_code": "code", "owl_reasoning": "reasoning",
+        "owl_numbers_control": "numbers", "owl_code_control": "code", "owl_reasoning_control": "reasoning"}
+
+
+def test_the_report_lists_kept_fractions_per_channel():
+    import networkx as nx
+    from ecosim.report import _kept_table, kept_by_channel
+    G = nx.DiGraph()
+    for i, (lin, ch, kept) in enumerate([("a", "numbers", 70), ("a", "numbers", 80), ("b", "code", 90),
+                                         ("b", "code", 10)]):
+        G.add_node(f"d{i}", stage="filtered", channel=ch, lineage=lin, size=kept, total=100, status="done")
+    G.add_node("x", stage="filtered", channel="code", lineage="b", size=0, total=100, status="failed")
+    rows = kept_by_channel(G)
+    assert [(r["channel"], r["writer"], r["kept"], r["total"]) for r in rows] == [("code", "b", 100, 200),
+                                                                                ("numbers", "a", 150, 200)]
+    assert rows[0]["kept_fraction"] == 0.5 and "<td>0.750</td>" in _kept_table(rows)
