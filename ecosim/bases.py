@@ -18,7 +18,7 @@ class BaseConfig:
     lr: float = 1e-3
     path: str | None = None     # a local Hugging Face checkpoint directory instead of pretraining
     # Skills taught after pretraining (world.SKILLS): "reasoning" continues pretraining with single-
-    # digit sums and differences (models.teach), which the reasoning channel needs.
+    # digit sums and differences (models.pretrain with skills), which the reasoning channel needs.
     skills: list[str] = field(default_factory=list)
     world: WorldConfig = field(default_factory=WorldConfig)
     # A real model instead of a world base: a local HF model directory, a .gguf file, or a known

@@ -42,7 +42,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ECOSIM_CACHE", Path.home() / ".cache" / "ecosim"))
 
 
-SKILL_STEPS = 1000  # continued pretraining per skill (models.teach)
+SKILL_STEPS = 1000  # steps of continued pretraining that teach a base its skills (pretrain(skills=...))
 
 
 def base_key(cfg: BaseConfig) -> str:
