@@ -225,19 +225,18 @@ def run(cfg: TransmitConfig, log=print) -> dict:
 def run_seed(cfg: TransmitConfig, seed: int, run_dir: Path, log=print) -> dict:
     """One seed through the engine; its scores read back from the lineage graph."""
     from omegaconf import OmegaConf
-    from .config import upgrade
     from .ecosystem import run as run_scenario
+    from .scenario import load_scenario
     t0 = time.time()
     sc = scenario(cfg, seed)
     resume = (run_dir / "config.yaml").exists()
     if resume:
-        def science(conf):  # how a run is computed (threads, Ray) does not make it another run
-            # an older ecosim's config: today's keys, and defaults for keys added since
-            d = OmegaConf.merge(OmegaConf.structured(Scenario), upgrade(OmegaConf.to_container(conf)))
-            d = OmegaConf.to_container(d)
+        def science(s: Scenario):  # how a run is computed (threads, Ray) does not make it another run
+            d = OmegaConf.to_container(OmegaConf.structured(s))
             d.pop("compute", None)
             return d
-        if science(OmegaConf.load(run_dir / "config.yaml")) != science(OmegaConf.structured(sc)):
+        # read as the engine's --resume reads it: an older ecosim's keys upgraded, later ones defaulted
+        if science(load_scenario(str(run_dir / "config.yaml"))) != science(sc):
             raise EcosimError(f"out_dir: {run_dir} holds a run with another config; remove it or choose another out_dir")
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(sc)))  # this run's compute
     log(f"seed {seed}: {'resuming' if resume else 'running'} {run_dir}")
