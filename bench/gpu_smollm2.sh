@@ -17,6 +17,9 @@
 # while the control students trained: 5 parallel seeds took ~10 s per teacher, ~175 s per writer and
 # ~110 s per student (docs/transmit_results/transmit_smollm2_gpu_incomplete.log). With the same
 # lease, run setup without the smoke (the pipeline is proven) and 3 seeds, or fewer prompts.
+# 2026-11-26, second lease: `setup --no-smoke` (18 s), then `run 3 text.batch=1024 compute.threads=4`
+# finished in 381 s: no lift (docs/transmit_results/transmit_smollm2_gpu_seeds3.json, docs/real_models.md).
+# A run that reuses the machine needs its own out_dir=/tmp/... (transmit refuses a dir of another config).
 # Elsewhere, with the models installed, the run is just:
 #   ECOSIM_DEVICE=cuda ecosim transmit --config configs/transmit_smollm2_gpu.yaml --seeds 5
 set -u
@@ -48,6 +51,7 @@ run)
   done
   wait
   echo "seeds done in $(( $(date +%s) - t0 )) s"
+  ls "$OUT"/seed*.json >/dev/null 2>&1 || { echo "no seed finished: see $OUT/log.txt"; tail -5 "$OUT/log.txt"; exit 1; }
   python3 -c "
 import json, sys, glob
 from ecosim.transmit import merge, table
