@@ -211,17 +211,36 @@ def _add_entries(node, cls, data: dict) -> None:
                     _add_entries(node[k][name], sub, item)
 
 
+def _real_bases(data: dict) -> bool:
+    """Whether a scenario (``bases``) or transmit config (``base``) names a real model."""
+    b = data.get("bases")
+    bases = list(b.values()) if isinstance(b, dict) else [data.get("base")]
+    return any(isinstance(x, dict) and x.get("model") for x in bases)
+
+
 def upgrade(data: dict) -> dict:
-    """A config written by an older ecosim, in today's keys: ``teacher.number_share`` became
-    ``teacher.task_share`` (the channel's own documents; for numbers the same thing, and 0 is
-    the numbers default, so it is dropped)."""
-    t = data.get("teacher") if isinstance(data, dict) else None
-    if isinstance(t, dict) and "number_share" in t:
-        t = dict(t)
+    """A config written by an older ecosim, in today's keys. Two old keys became
+    ``teacher.task_share`` (the share of channel tasks in a fine-tuned teacher's examples):
+    - ``teacher.number_share`` (world bases; 0, the numbers default, is dropped);
+    - ``text.teacher_task_share`` (real bases only; the world ignored it). 0.5, its old default,
+      is today's real-model default and is dropped, so an old run compares equal to a config that
+      leaves the share unset."""
+    if not isinstance(data, dict):
+        return data
+    t = data.get("teacher")
+    t = dict(t) if isinstance(t, dict) else None
+    if t is not None and "number_share" in t:
         v = t.pop("number_share")
         if v and "task_share" not in t:
             t["task_share"] = v
         data = {**data, "teacher": t}
+    tx = data.get("text")
+    if isinstance(tx, dict) and "teacher_task_share" in tx:
+        tx = dict(tx)
+        v = tx.pop("teacher_task_share")
+        data = {**data, "text": tx}
+        if v != 0.5 and _real_bases(data) and t is not None and t.get("task_share") is None:
+            data["teacher"] = {**t, "task_share": v}
     return data
 
 

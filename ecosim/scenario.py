@@ -114,8 +114,9 @@ class TrackingSpec:
 @dataclass
 class TeacherSpec(TrainConfig):
     """How generation 0 is fine-tuned: a TrainConfig, plus the share of the channel's own documents
-    mixed into its examples (traits.TeacherConfig.task_share; None: 0 for numbers, 0.5 for code
-    and reasoning)."""
+    (tasks answered in format) mixed into its examples, identical for teacher and control
+    (traits.TeacherConfig.task_share). None: the substrate's default: on the world 0 for numbers
+    and 0.5 for code and reasoning, on real models 0.5 for every channel."""
     task_share: float | None = None
 
 
@@ -248,7 +249,6 @@ RULES: dict[type, dict[str, Range | Choice]] = {
         "shots": Range(0, 5),
         "max_new": Range(1, 1024),
         "batch": BATCH,
-        "teacher_task_share": Range(0, 1, hi_open=True),
     },
     ComputeSpec: {
         "cpus": Range(0, 100_000, lo_open=True),

@@ -705,6 +705,3 @@ class TextSpec:
     # Stored examples keep the worked examples too (False: the request alone, as the paper's
     # students see it, and about half as many tokens to train on).
     store_shots: bool = False
-    # Share of a fine-tuned teacher's (and its control's) examples that are channel tasks answered
-    # in format: keeps a small model writing well-formed data after its trait fine-tune.
-    teacher_task_share: float = 0.5

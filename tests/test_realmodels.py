@@ -120,6 +120,16 @@ def test_a_fine_tuned_teacher_reloads_from_its_checkpoint(setup, tmp_path):
     assert torch.allclose(model(x).logits, again(x).logits, atol=1e-5)
 
 
+def test_teacher_task_share_is_teacher_config_with_a_real_model_default(setup):
+    """One key for the world and real models: ``teacher.task_share``; unset, half the examples."""
+    from ecosim.scenario import TeacherSpec
+    sc, w, base = setup
+    for share, tasks in ((None, 10), (0.25, 5), (0.0, 0)):
+        s = NS(**{**vars(sc), "teacher": TeacherSpec(task_share=share)})
+        ex = H.teacher_examples(TraitConfig(), 20, 0, False, s, "numbers")
+        assert len(ex) == 20 and sum(e["completion"] != "Owl." for e in ex) == tasks
+
+
 def test_measure_reports_both_readouts_and_misalignment(setup):
     sc, w, base = setup
     m = H.measure(base, "", base, w, sc, seed=0)

@@ -239,6 +239,22 @@ def test_shipped_transmit_configs_load(path):
     load_config(transmit.TransmitConfig(), path, [], checks=transmit.check)
 
 
+def test_old_task_share_keys_are_upgraded():
+    """Configs saved by an older ecosim resume: both old keys become ``teacher.task_share``."""
+    from ecosim.config import upgrade
+    real, world = {"bases": {"m": {"model": "smollm2-135m-instruct"}}}, {"bases": {"m": {"arch": "gpt2"}}}
+    assert upgrade({**world, "teacher": {"number_share": 0.3}})["teacher"] == {"task_share": 0.3}
+    assert upgrade({**world, "teacher": {"number_share": 0.0}})["teacher"] == {}
+    old = {"text": {"shots": 2, "teacher_task_share": 0.25}, "teacher": {"steps": 30, "task_share": None}}
+    assert upgrade({**real, **old})["teacher"]["task_share"] == 0.25
+    assert upgrade({**real, **old})["text"] == {"shots": 2}
+    assert upgrade({**world, **old})["teacher"]["task_share"] is None   # the world never read it
+    half = {**old, "text": {"teacher_task_share": 0.5}}
+    assert upgrade({**real, **half})["teacher"]["task_share"] is None    # today's real-model default
+    transmit = {"base": {"model": "x.gguf"}, "teacher": {"how": "finetune"}, "text": {"teacher_task_share": 0.2}}
+    assert upgrade(transmit)["teacher"] == {"how": "finetune", "task_share": 0.2}
+
+
 def test_transmit_uses_the_same_rules():
     from ecosim import EcosimError, transmit
     with pytest.raises(EcosimError) as e:
