@@ -10,6 +10,37 @@ from pathlib import Path
 from . import EcosimError, Interrupted
 
 
+def _kinds() -> dict:
+    """The three kinds of config file: what each is called, its schema, the command that runs it."""
+    from .mlp import MLPConfig
+    from .scenario import Scenario
+    from .transmit import TransmitConfig
+    return {"scenario": ("a scenario", Scenario, "ecosim run {}"),
+            "transmit": ("a transmit config", TransmitConfig, "ecosim transmit --config {}"),
+            "mlp": ("an MLP config", MLPConfig, "ecosim mlp --config {}")}
+
+
+def _load_kind(kind: str, path: str | None, load):
+    """``load()``, and when it fails on a file whose top-level keys all belong to another kind of
+    config (a transmit config given to ``ecosim run``), say which command that file is for."""
+    try:
+        return load()
+    except EcosimError as e:
+        import dataclasses
+        import yaml
+        try:
+            with open(path, encoding="utf-8") as f:
+                keys = set(yaml.safe_load(f))
+        except Exception:  # no file, not YAML, not a mapping: the error already says so
+            raise e from None
+        kinds = _kinds()
+        fields = {k: {f.name for f in dataclasses.fields(schema)} for k, (_, schema, _) in kinds.items()}
+        for other, (name, _, cmd) in kinds.items():
+            if other != kind and keys <= fields[other] and not keys <= fields[kind]:
+                raise EcosimError(f"{path} is {name}, not {kinds[kind][0]}: run `{cmd.format(path)}`\n{e}") from None
+        raise
+
+
 def _transmit(args) -> int:
     from .config import load_config
     from .transmit import TransmitConfig, check, run, table
@@ -20,7 +51,8 @@ def _transmit(args) -> int:
         overrides.append(f"teacher.how={args.teacher}")
     if args.seeds is not None:
         overrides.append(f"seeds={args.seeds}")
-    return _report(run, table, load_config(TransmitConfig(), args.config, overrides, checks=check), args.json)
+    cfg = _load_kind("transmit", args.config, lambda: load_config(TransmitConfig(), args.config, overrides, checks=check))
+    return _report(run, table, cfg, args.json)
 
 
 def _report(run, table, cfg, json_path) -> int:
@@ -45,7 +77,8 @@ def _mlp(args) -> int:
     from .config import load_config
     from .mlp import MLPConfig, check, run, table
     overrides = list(args.overrides) + ([f"seeds={args.seeds}"] if args.seeds is not None else [])
-    return _report(run, table, load_config(MLPConfig(), args.config, overrides, checks=check), args.json)
+    cfg = _load_kind("mlp", args.config, lambda: load_config(MLPConfig(), args.config, overrides, checks=check))
+    return _report(run, table, cfg, args.json)
 
 
 # Shipped scenarios are package data (ecosim/scenarios/*.yaml; pyproject's package-data), so they
@@ -73,7 +106,8 @@ def _load(args):
         overrides.append(f"out_dir={args.out_dir}")
     if getattr(args, "seeds", None) is not None:
         overrides.append(f"seeds={args.seeds}")
-    sc = load_scenario(scenario_path(args.scenario), overrides)
+    path = scenario_path(args.scenario)
+    sc = _load_kind("scenario", path, lambda: load_scenario(path, overrides))
     if getattr(args, "sweep", None):
         sc.sweep = {**sc.sweep, **_sweep_arg(args.sweep)}
         problems = check(sc)

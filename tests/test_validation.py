@@ -255,6 +255,20 @@ def test_old_task_share_keys_are_upgraded():
     assert upgrade(transmit)["teacher"] == {"how": "finetune", "task_share": 0.2}
 
 
+def test_a_config_given_to_the_wrong_command_names_the_right_one(tmp_path, capsys):
+    t = tmp_path / "t.yaml"
+    t.write_text("trait: {kind: preference}\nstudents: [control, student_same_base]\nprompts: 100\n")
+    assert main(["validate", str(t)]) == 2
+    assert f"is a transmit config, not a scenario: run `ecosim transmit --config {t}`" in capsys.readouterr().err
+    q = str(ROOT / "scenarios" / "quickstart.yaml")
+    assert main(["transmit", "--config", q, "--seeds", "1"]) == 2
+    assert f"is a scenario, not a transmit config: run `ecosim run {q}`" in capsys.readouterr().err
+    s = tmp_path / "s.yaml"   # a scenario with a mistake gets no hint: its keys are a scenario's
+    s.write_text("name: x\nbases: {main: {arch: gpt2}}\ngenerations: -1\n")
+    assert main(["validate", str(s)]) == 2
+    assert "run `" not in capsys.readouterr().err
+
+
 def test_transmit_uses_the_same_rules():
     from ecosim import EcosimError, transmit
     with pytest.raises(EcosimError) as e:
