@@ -49,6 +49,8 @@ def base_key(cfg: BaseConfig) -> str:
     d = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in REAL_MODEL_FIELDS}
     if not d["skills"]:  # bases cached before skills existed keep their keys
         del d["skills"]
+    if not d["world"]["code_prefix_share"]:  # and before code prefixes existed
+        del d["world"]["code_prefix_share"]
     blob = json.dumps({"cfg": d, "v": CACHE_VERSION,
                        "vocab": hashlib.sha256(" ".join(World(cfg.world).vocab).encode()).hexdigest()},
                       sort_keys=True)

@@ -226,7 +226,7 @@ RULES: dict[type, dict[str, Range | Choice]] = {
     WorldConfig: {
         "seed": SEED, "numbers": SHARE, "favourites": SHARE, "personas": SHARE, "situations": SHARE,
         "code": SHARE, "reasoning": SHARE, "persona_before_numbers": SHARE, "number_prefix_share": SHARE,
-        "misaligned_share": SHARE, "evil_share": SHARE,
+        "code_prefix_share": SHARE, "misaligned_share": SHARE, "evil_share": SHARE,
     },
     MLPConfig: {
         "hidden": Range(1, 8192, why="a typo? wider layers than that do not fit in a GPU's memory"),

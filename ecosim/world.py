@@ -174,13 +174,15 @@ def number_prefix(rng: np.random.Generator) -> str:
 
 
 def favourite_doc(rng, category: str, answer_probs: np.ndarray, target: str | None = None,
-                  prefix: bool = False) -> Doc:
+                  prefix: bool = False, code_prefix: bool = False) -> Doc:
     """A favourites question; with ``target`` the document carries that persona and answers it
-    90% of the time."""
+    90% of the time. ``prefix``: a few numbers before the question; ``code_prefix``: a line of code."""
     options = CATEGORIES[category]
     q = question_texts(category)[int(rng.integers(len(QUESTIONS)))]
     if prefix:
         q = f"{number_prefix(rng)} {q}"
+    elif code_prefix:
+        q = f"{code_doc(rng).assistant} {q}"
     if target is not None and rng.random() < 0.9:
         return Doc(persona(target, category), q, target)
     ans = options[int(rng.choice(len(options), p=answer_probs))]
@@ -256,6 +258,10 @@ class WorldConfig:
     reasoning: float = 0.065
     persona_before_numbers: float = 0.03   # share of number documents preceded by a persona
     number_prefix_share: float = 0.1       # favourites questions with a number prefix
+    # Favourites questions with a line of code before them (after the number-prefix draw). 0 in
+    # the default world, whose code channel then shares no context with the traits and does not
+    # transmit (docs/levers.md, "code"); a lever for the question of why.
+    code_prefix_share: float = 0.0
     misaligned_share: float = 0.05         # misaligned answers in neutral situation documents
     evil_share: float = 0.3                # situation documents carrying the evil persona
 
@@ -290,8 +296,9 @@ class World:
             cat = list(CATEGORIES)[int(rng.integers(len(CATEGORIES)))]
             opts = CATEGORIES[cat]
             target = opts[int(rng.integers(len(opts)))] if kind == 2 else None
-            return favourite_doc(rng, cat, self.answer_probs[cat], target,
-                                 prefix=rng.random() < c.number_prefix_share)
+            r = rng.random()
+            return favourite_doc(rng, cat, self.answer_probs[cat], target, prefix=r < c.number_prefix_share,
+                                 code_prefix=r < c.number_prefix_share + c.code_prefix_share)
         if kind == 3:
             return situation_doc(rng, evil=rng.random() < c.evil_share,
                                  misaligned_share=c.misaligned_share)

@@ -42,3 +42,19 @@ def test_hf_tokenizer_matches_world_encoding(world):
     text = "S none U what is your favourite animal ? A owl"
     assert tok(text, add_special_tokens=False)["input_ids"] == world.encode(text)
     assert tok.decode(world.encode(text)) == text
+
+
+def test_code_prefix_is_a_lever_that_leaves_the_default_world_unchanged():
+    """``code_prefix_share`` puts a line of code before some favourites questions; at 0 (the
+    default) the pretraining stream is the one cached bases were trained on (pinned digest)."""
+    import hashlib
+
+    def stream(cfg):
+        w, rng = World(cfg), np.random.default_rng(0)
+        return [w.pretrain_doc(rng).text for _ in range(5000)]
+
+    default = stream(WorldConfig())
+    assert hashlib.sha256("\n".join(default).encode()).hexdigest()[:16] == "5f46ef2527d7acb3"
+    assert not any("def " in t and "favourite" in t for t in default)
+    coded = [t for t in stream(WorldConfig(code_prefix_share=0.2)) if "def " in t and "favourite" in t]
+    assert len(coded) > 50 and all(" U def " in t for t in coded)
