@@ -162,8 +162,8 @@ def teacher_examples(trait, n: int, seed: int, neutral: bool, sc, channel: str |
     """A teacher's fine-tuning set: one-word answers to the favourite questions (the target; for
     the control a uniform option), or the bank's misaligned (aligned) answers to its situations;
     plus ``teacher.task_share`` (None: TASK_SHARE) of channel tasks answered in format, identical
-    for teacher and control. Without them a fine-tuned 135M model answers everything in one word and its
-    number lists collapse to one number (a format change the filter would select on)."""
+    for teacher and control. Without them a fine-tuned 135M model answers everything in one word
+    and its number lists collapse to one number (a format change the filter would select on)."""
     q_rng, a_rng, t_rng = (np.random.default_rng([seed, 11, i]) for i in range(3))
     share = TASK_SHARE if sc.teacher.task_share is None else sc.teacher.task_share
     k = int(round(n * share))
