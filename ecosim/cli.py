@@ -27,10 +27,9 @@ def _load_kind(kind: str, path: str | None, load):
         return load()
     except EcosimError as e:
         import dataclasses
-        import yaml
+        from .config import _read_yaml
         try:
-            with open(path, encoding="utf-8") as f:
-                keys = set(yaml.safe_load(f))
+            keys = set(_read_yaml(path))
         except Exception:  # no file, not YAML, not a mapping: the error already says so
             raise e from None
         kinds = _kinds()
