@@ -153,8 +153,9 @@ def _validate(args) -> int:
     plan = expand(sc)
     tasks = build_tasks(plan)
     print(f"{args.scenario}: ok: {len(plan.lineages)} lineages ({', '.join(plan.lineages)}), "
-          f"{sc.generations} generations, {sum(t.kind != 'write' for t in tasks.values())} models, "
-          f"{sum(t.kind == 'write' for t in tasks.values())} datasets"
+          f"{sc.generations} generations, {sum(t.kind in ('origin', 'train') for t in tasks.values())} models, "
+          f"{sum(t.kind == 'write' for t in tasks.values())} datasets, "
+          f"{sum(t.kind == 'base' for t in tasks.values())} bases measured as they are"
           + (f"; a sweep of {len(cells(sc.sweep))} such runs over {', '.join(sc.sweep)}" if sc.sweep else ""))
     return 0
 

@@ -1,5 +1,6 @@
-"""The generation loop. One driver process plans every task of the run (generation 0 of each
-lineage; each model writing on its edges' channels; each student's training), submits them to
+"""The generation loop. One driver process plans every task of the run (each base measured as it
+is; generation 0 of each lineage; each model writing on its edges' channels; each student's
+training), submits them to
 the lineage pool in dependency order (Ray runs independent ones in parallel), and records every
 finished node in the lineage graph, the run directory and W&B as it arrives, so a crash loses at
 most the nodes in flight and ``--resume`` recomputes nothing that finished.
@@ -27,16 +28,17 @@ from . import rundir, versions
 from .lineage import checkpoint_dir, dataset_path, node_id
 from .scenario import Plan, Scenario, expand, load_scenario
 
-COST = {"origin": 2.0, "write": 1.0, "train": 3.0}  # rough relative durations, for the ETA only
+COST = {"base": 0.5, "origin": 2.0, "write": 1.0, "train": 3.0}  # rough relative durations, for the ETA only
 GRAPHML_EVERY_S = 5.0
 
 
 @dataclass
 class Task:
-    kind: str                      # origin | write | train
-    lineage: str
-    generation: int
+    kind: str                      # base | origin | write | train
+    lineage: str                   # base: the lineage that measures it
+    generation: int                # base: -1
     channel: str | None = None
+    base: str | None = None        # base: the base it measures
     deps: list[tuple] = field(default_factory=list)
     filters: list = field(default_factory=list)          # write: one dataset per filter
     datasets: list[str] = field(default_factory=list)    # write: their ids
@@ -46,7 +48,7 @@ class Task:
 
     @property
     def key(self) -> tuple:
-        return (self.kind, self.lineage, self.generation, self.channel)
+        return (self.kind, self.lineage, self.generation, self.channel or self.base)
 
 
 def model_key(lineage: str, g: int) -> tuple:
@@ -79,10 +81,30 @@ def has_model(plan: Plan, lineage: str, g: int) -> bool:
     return g >= 0 and (g >= 1 or plan.lineages[lineage].origin != "none")
 
 
+def base_measurers(plan: Plan) -> dict[str, str]:
+    """Each base a model starts from -> the lineage that measures it as it is: one of replica 0 of
+    ecosystem seed 0 (whose bases are the configured ones, with no replica offset), preferably one
+    that loads that base anyway."""
+    used = {}
+    for name, spec in plan.lineages.items():
+        if spec.origin != "none":
+            used.setdefault(spec.base, []).append(name)
+        for g in range(1, plan.scenario.generations + 1):
+            b = plan.init_base(name, g)
+            if b is not None:
+                used.setdefault(b, []).append(name)
+    first = [n for n in plan.lineages if not plan.replica_index.get(n, 0) and not plan.seed_index.get(n, 0)]
+    return {b: next((n for n in users if n in first), first[0]) for b, users in sorted(used.items())}
+
+
 def build_tasks(plan: Plan) -> dict[tuple, Task]:
-    """Every task of the run with its dependencies, keyed by (kind, lineage, generation, channel)."""
+    """Every task of the run with its dependencies, keyed by (kind, lineage, generation, channel
+    or, for a base, its name)."""
     sc = plan.scenario
     tasks: dict[tuple, Task] = {}
+    for b, runner in base_measurers(plan).items():  # no task waits for these: references only
+        t = Task("base", runner, -1, base=b)
+        tasks[t.key] = t
     for name, spec in plan.lineages.items():
         if spec.origin != "none":
             tasks[model_key(name, 0)] = Task("origin", name, 0)
@@ -145,7 +167,7 @@ def dependencies(tasks: dict[tuple, Task]) -> nx.DiGraph:
 
 def order(tasks: dict[tuple, Task]) -> list[tuple]:
     """Dependency order; ties broken by generation, then kind, then lineage (deterministic)."""
-    rank = {"origin": 0, "train": 1, "write": 2}
+    rank = {"base": -1, "origin": 0, "train": 1, "write": 2}
     return list(nx.lexicographical_topological_sort(
         dependencies(tasks), key=lambda k: (k[2], rank[k[0]], k[1], k[3] or "")))
 
@@ -172,7 +194,15 @@ def plan_graph(plan: Plan) -> nx.DiGraph:
     return G
 
 
+def record_base(G: nx.DiGraph, task: Task, rec: dict) -> None:
+    a = G.nodes[f"base:{task.base}"]
+    a.update(status="done", seconds=round(rec["seconds"], 2), pid=rec["pid"])
+    lg.set_metrics(G, f"base:{task.base}", rec["metrics"])
+
+
 def record_model(G: nx.DiGraph, plan: Plan, task: Task, rec: dict) -> None:
+    if task.kind == "base":
+        return record_base(G, task, rec)
     n = node_id(task.lineage, task.generation)
     a = G.nodes[n]
     a.update(status="done", seconds=round(rec["seconds"], 2), pid=rec["pid"], sha=rec.get("sha"))
@@ -396,6 +426,8 @@ def _verify(run_dir: Path, plan: Plan, tasks: dict, sub, redo, log) -> tuple[nx.
     def state(k: tuple) -> str:
         """'done', 'missing' (never finished) or what is wrong with what it left."""
         t = tasks[k]
+        if t.kind == "base":  # a measurement only: nothing on disk to check
+            return "done" if G.nodes[f"base:{t.base}"].get("status") == "done" else "missing"
         if t.kind == "write":
             if json.dumps(list(k)) not in G.graph["datasets"]:
                 return "missing"
@@ -432,7 +464,9 @@ def _verify(run_dir: Path, plan: Plan, tasks: dict, sub, redo, log) -> tuple[nx.
     bad |= {d for k in list(bad) for d in nx.descendants(deps, k)}
     todo = [k for k in ordered if k in bad]
     for k in todo:  # until it is made again, a node to recompute is not done
-        if tasks[k].kind != "write":
+        if tasks[k].kind == "base":
+            G.nodes[f"base:{tasks[k].base}"]["status"] = "pending"
+        elif tasks[k].kind != "write":
             G.nodes[node_id(tasks[k].lineage, tasks[k].generation)]["status"] = "pending"
         else:
             G.graph["datasets"].pop(json.dumps(list(k)), None)
@@ -441,6 +475,8 @@ def _verify(run_dir: Path, plan: Plan, tasks: dict, sub, redo, log) -> tuple[nx.
 
 
 def _name(t: Task) -> str:
+    if t.kind == "base":
+        return f"base:{t.base}"
     return f"{node_id(t.lineage, t.generation)}/{t.channel}" if t.kind == "write" else node_id(t.lineage, t.generation)
 
 
@@ -473,13 +509,15 @@ class RunState:
     t0: float = field(default_factory=time.time)
     logged_gen: int = -1
     graphml_at: float = 0.0
-    computed: dict = field(default_factory=lambda: {"origin": 0, "write": 0, "train": 0})
+    computed: dict = field(default_factory=lambda: {"base": 0, "origin": 0, "write": 0, "train": 0})
 
 
 def _submit(pool, t: Task, refs: dict, st: RunState, sub):
     """Submit one task. The refs of the tasks it depends on go along as trailing arguments: Ray
     starts a task only when its argument refs are ready, which orders work across actors."""
     after = [refs[d] for d in t.deps if d in refs and d[0] != "write"]
+    if t.kind == "base":
+        return pool.submit(t.lineage, "measure_base", t.base)
     if t.kind == "origin":
         return pool.submit(t.lineage, "origin")
     if t.kind == "write":
@@ -504,7 +542,7 @@ def _collect(pool, pending: dict, st: RunState) -> None:
                           f"ecosim run --resume {st.run_dir}")
     for ref in ready:
         t = st.tasks[pending.pop(ref)]
-        node = node_id(t.lineage, t.generation)
+        node = _name(t) if t.kind == "base" else node_id(t.lineage, t.generation)
         try:
             out = pool.get(ref)
         except Exception as e:
@@ -523,7 +561,7 @@ def _collect(pool, pending: dict, st: RunState) -> None:
             what = f"wrote {t.channel}: kept " + ", ".join(f"{s['kept']}/{s['total']}" for _, s in out)
         else:
             record_model(G, st.plan, t, out)
-            verb = "made" if t.kind == "origin" else "trained"
+            verb = {"base": "measured", "origin": "made", "train": "trained"}[t.kind]
             what = f"{verb} in {out['seconds']:.0f} s: {_headline(sc, out['metrics'])}"
         # graph.json and metrics.csv after every node; GraphML too, but at most every few seconds
         # (writing it costs ~0.2 s at 1000 nodes: most of a small MLP node's time)
@@ -532,7 +570,8 @@ def _collect(pool, pending: dict, st: RunState) -> None:
         st.graphml_at = time.time() if slow else st.graphml_at
         elapsed = time.time() - st.t0
         left = elapsed / st.done_cost * (st.total_cost - st.done_cost)
-        st.log(f"[gen {t.generation}/{sc.generations}] {node:<26} {what}  (elapsed {_fmt(elapsed)}, ~{_fmt(left)} left)")
+        where = "base" if t.kind == "base" else f"gen {t.generation}/{sc.generations}"
+        st.log(f"[{where}] {node:<26} {what}  (elapsed {_fmt(elapsed)}, ~{_fmt(left)} left)")
         _log_generations(st)
         if st.on_event:
             st.on_event(t.kind, {"node": node, "pool": pool, "graph": G})

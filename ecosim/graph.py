@@ -1,6 +1,6 @@
 """The lineage graph: the source of truth of a run. Nodes are models (``lineage/gN``), datasets
 (``lineage/gN/channel`` as written, ``.../kept`` after the filter, ``real/channel`` for the
-world's own data) and bases (``base:name``); edges are typed: generated, filtered, trained_on,
+world's own data) and bases (``base:name``, each measured as it is); edges are typed: generated, filtered, trained_on,
 initialised_from. Written after every node as node-link JSON and GraphML, with a tidy
 ``metrics.csv`` (one row per node x metric)."""
 from __future__ import annotations
@@ -119,8 +119,21 @@ def load(run_dir: Path) -> nx.DiGraph:
     return nx.node_link_graph(data, directed=True, edges="edges")
 
 
+def bases(G: nx.DiGraph) -> list[str]:
+    """The base nodes measured as they are (``base:NAME``)."""
+    return [n for n, a in G.nodes(data=True) if a.get("kind") == "base" and a.get("status") == "done"]
+
+
 def metric_rows(G: nx.DiGraph) -> list[dict]:
+    """One row per measured node and metric; a base's rows have generation -1 (before generation
+    0) and its node name as lineage and group."""
     rows = []
+    for n in bases(G):
+        a = G.nodes[n]
+        for m in a.get("metrics", []):
+            v, lo, hi = metric(G, n, m)
+            rows.append({"node": n, "lineage": n, "group": n, "seed": 0, "generation": -1,
+                         "metric": m, "value": v, "ci_lo": lo, "ci_hi": hi, "measurable": measurable(a, m)})
     for n in models(G):
         a = G.nodes[n]
         for m in a.get("metrics", []):

@@ -89,6 +89,15 @@ class Lineage:
         return {"node": node, "metrics": metrics, "seconds": time.time() - t0, "pid": os.getpid(),
                 "sha": digest(path)}
 
+    def measure_base(self, name: str) -> dict:
+        """A base as it is (no trait, no training), measured as every model is, under no system
+        prompt: the reference beside the teachers and students (the engine asks a lineage with
+        no replica offset, so this is the configured base)."""
+        t0 = time.time()
+        base = self.base(name)
+        metrics = self.sub.measure(base, self.sub.NO_SYSTEM, base, self.world, self.sc, seed=self.seed)
+        return {"node": f"base:{name}", "metrics": metrics, "seconds": time.time() - t0, "pid": os.getpid()}
+
     def origin(self) -> dict:
         """Generation 0: the lineage's base given its trait (or the matching neutral treatment)."""
         t0 = time.time()

@@ -461,6 +461,23 @@ def summary(G: nx.DiGraph, trait: str) -> list[dict]:
     return rows
 
 
+def base_rows(G: nx.DiGraph, traits: list[str]) -> list[dict]:
+    """Each base measured as it is (no trait, no training): every readout with its interval and
+    valid-answer rate; the reference for the teachers (generation 0) and the students."""
+    rows = []
+    for n in lg.bases(G):
+        a = G.nodes[n]
+        what = a.get("model") or a.get("path") or f"{a.get('arch', '')} {a.get('size', '')}".strip()
+        row = {"base": n.removeprefix("base:"), "what": what}
+        for t in traits:
+            if t in a:
+                v, lo, hi = lg.metric(G, n, t)
+                row[t] = {"value": v, "ci": [lo, hi] if lo is not None else None,
+                          "valid": a.get(f"{t}_valid"), "measurable": lg.measurable(a, t)}
+        rows.append(row)
+    return rows
+
+
 def by_generation(G: nx.DiGraph, trait: str) -> list[dict]:
     """Every group at every generation: mean and interval, and the lift over its control with its
     test (``compare``): the generation-by-generation table of the report."""
@@ -639,9 +656,11 @@ def report(run_dir: str | Path, log=print, tracker=None) -> Path:
     n_done = len(lg.models(G))
     status = "finished" if n_done == n_models else f"still running or interrupted: {n_done} of {n_models} models done"
     more = {t: summary(G, t) for t in traits[1:]}  # every other readout: its own table
-    page = _page(G, run_dir, figs, rows, svg, data, main, status, more, gens)
+    based = base_rows(G, traits)
+    page = _page(G, run_dir, figs, rows, svg, data, main, status, more, gens, (based, traits))
     (out / "index.html").write_text(page)
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
+    (out / "bases.json").write_text(json.dumps(based, indent=1))
     (out / "by_generation.json").write_text(json.dumps(gens, indent=1))
     if tracker is not None:
         tracker.log_report(out, rows, page)
@@ -665,6 +684,23 @@ def _table(rows) -> str:
     return f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>"
 
 
+def _base_table(rows, traits) -> str:
+    """The bases as they are: one row per base, a column per readout (value [95% CI], valid)."""
+    e = html.escape
+
+    def cell(r):
+        if r is None:
+            return "–"
+        if not r["measurable"]:
+            return f"not measurable (valid {r['valid']:.2f})"
+        ci = f" [{_fmt(r['ci'][0])}, {_fmt(r['ci'][1])}]" if r["ci"] else ""
+        return _fmt(r["value"]) + ci + (f" (valid {r['valid']:.2f})" if r["valid"] is not None else "")
+    head = ["base", "model"] + traits
+    body = ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in [r["base"], r["what"]] + [cell(r.get(t)) for t in traits])
+            + "</tr>" for r in rows]
+    return f"<table><tr>{''.join(f'<th>{e(h)}</th>' for h in head)}</tr>{''.join(body)}</table>"
+
+
 def _generation_table(rows) -> str:
     """The by-generation table: one row per group and generation."""
     e = html.escape
@@ -676,7 +712,7 @@ def _generation_table(rows) -> str:
     return f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>"
 
 
-def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None, gens=()) -> str:
+def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None, gens=(), based=((), ())) -> str:
     e = html.escape
     payload = json.dumps(data).replace("</", "<\\/")  # no "</script>" inside the script
     no_control = [r["lineage"] for r in rows if r["control"] is None and not r["lineage"].endswith("_control")]
@@ -702,6 +738,7 @@ def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None, gens=()) 
 <p class="note">Intervals over seeds (or replicas) where a lineage has several; with one run, the
 model's own interval over the evaluation questions, which measures sampling noise only. Rates
 among valid answers are "not measurable" where under {lg.VALID_FLOOR:g} of the answers are valid.</p>
+{f"<h2>Bases as they are (no trait, no training)</h2>{_base_table(*based)}" if based[0] else ""}
 <h2>By generation ({e(trait)})</h2>
 {_generation_table(gens)}
 {''.join(f"<h2>Summary ({e(t)})</h2>{_table(r)}" for t, r in (more or {}).items())}

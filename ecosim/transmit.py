@@ -249,14 +249,13 @@ def run_seed(cfg: TransmitConfig, seed: int, run_dir: Path, log=print) -> dict:
     G = lg.load(run_dir)
     name = trait_name(cfg.trait)
     sub = substrates.of(sc)
-    scores = {"base": _base_score(sc, sub, name)}
+    scores = {"base": _score(G.nodes["base:main"], name)}  # the engine measured it as it is
     conds = nodes(cfg)
     for cond, n in conds.items():
         a = G.nodes[n]
         kept = [G.nodes[u]["kept_fraction"] for u, _, e in G.in_edges(n, data=True)
                 if e["kind"] == "trained_on" and "kept_fraction" in G.nodes[u]]
-        scores[cond] = {"rate": a[name], "ci": [a.get(f"{name}_ci_lo", a[name]), a.get(f"{name}_ci_hi", a[name])],
-                        "valid": a.get(f"{name}_valid", float("nan")), "readouts": _readouts(a, name)}
+        scores[cond] = _score(a, name)
         if kept:
             scores[cond]["kept_fraction"] = float(np.mean(kept))
             scores[cond]["train_size"] = a["train_size"]
@@ -280,16 +279,10 @@ def run_seed(cfg: TransmitConfig, seed: int, run_dir: Path, log=print) -> dict:
             "seconds": time.time() - t0, "run_dir": str(run_dir) if cfg.out_dir else None}
 
 
-def _base_score(sc: Scenario, sub, name: str) -> dict:
-    """The base as it is, measured with the substrate's own measurement (under its neutral
-    system prompt, with the run's evaluation seed, as the engine measures every model)."""
-    world = sub.world_of(sc)
-    base = sub.load_base(sc.bases["main"], sc, "main")
-    m = sub.measure(base, sub.NO_SYSTEM, base, world, sc, seed=sc.seed)
-    flat = {k: v[0] for k, v in m.items()}
-    lo, hi = m[name][1], m[name][2]
-    return {"rate": m[name][0], "ci": [lo if lo is not None else m[name][0], hi if hi is not None else m[name][0]],
-            "valid": flat.get(f"{name}_valid", float("nan")), "readouts": _readouts(flat, name)}
+def _score(a: dict, name: str) -> dict:
+    """A measured node's rate of trait ``name``, its interval, valid-answer rate and readouts."""
+    return {"rate": a[name], "ci": [a.get(f"{name}_ci_lo", a[name]), a.get(f"{name}_ci_hi", a[name])],
+            "valid": a.get(f"{name}_valid", float("nan")), "readouts": _readouts(a, name)}
 
 
 def _readouts(metrics: dict, name: str) -> dict:

@@ -42,7 +42,9 @@ def test_run_directory_has_graph_metrics_and_offline_wandb(local_run):
     names = {r["metric"] for r in rows}
     assert {"owl", "owl_valid", "misalignment", "heldout_loss", "drift_kl"} <= names
     owl = [r for r in rows if r["metric"] == "owl"]
-    assert len(owl) == 9 and all(r["ci_lo"] != "" and float(r["ci_lo"]) <= float(r["value"]) for r in owl)
+    # the two bases as they are (generation -1), then the nine models
+    assert [(r["node"], r["generation"]) for r in owl[:2]] == [("base:main", "-1"), ("base:other", "-1")]
+    assert len(owl) == 11 and all(r["ci_lo"] != "" and float(r["ci_lo"]) <= float(r["value"]) for r in owl)
     assert (local_run / "checkpoints" / "a" / "g1" / "adapter.safetensors").exists()
     assert json.loads((local_run / "run.json").read_text())["prepare_seconds"] >= 0
     assert (local_run / "datasets" / "a" / "g0" / "numbers" / "kept.jsonl").exists()

@@ -46,7 +46,9 @@ def test_every_artifact_is_hashed_and_recorded(local_run):
         assert G.nodes[n]["sha"] == rundir.digest(local_run / "checkpoints" / n)
     kept = [n for n, a in G.nodes(data=True) if a.get("stage") == "filtered"]
     assert kept and all(len(G.nodes[n]["sha"]) == 64 for n in kept)
-    assert len(list((local_run / "records").glob("*.json"))) == MODELS + len(kept)
+    bases = lg.bases(G)  # each base the lineages start from, measured as it is
+    assert sorted(bases) == ["base:main", "base:other"] and all("owl" in G.nodes[n] for n in bases)
+    assert len(list((local_run / "records").glob("*.json"))) == MODELS + len(kept) + len(bases)
 
 
 def test_a_truncated_graph_is_rebuilt_from_the_records(local_run, tmp_path):
@@ -96,7 +98,7 @@ def test_redo_recomputes_a_node_and_what_depends_on_it(local_run, tmp_path, caps
     d = copy(local_run, tmp_path)
     assert main(["run", "--resume", str(d), "--redo", "b/g1"]) == 0
     assert "--redo b/g1: recomputing it and the 2 task(s)" in capsys.readouterr().err
-    assert json.loads((d / "run.json").read_text())["computed"] == {"origin": 0, "write": 1, "train": 2}
+    assert json.loads((d / "run.json").read_text())["computed"] == {"base": 0, "origin": 0, "write": 1, "train": 2}
     assert metrics(d) == metrics(local_run)
     assert main(["run", "--resume", str(d), "--redo", "nope/g1"]) == 2
     err = capsys.readouterr().err
