@@ -128,19 +128,15 @@ def metric_rows(G: nx.DiGraph) -> list[dict]:
     """One row per measured node and metric; a base's rows have generation -1 (before generation
     0) and its node name as lineage and group."""
     rows = []
-    for n in bases(G):
+    for n in bases(G) + models(G):
         a = G.nodes[n]
+        where = {"lineage": n, "group": n, "seed": 0, "generation": -1} if a["kind"] == "base" else {
+            "lineage": a["lineage"], "group": a.get("replica_of") or a["lineage"], "seed": a.get("seed", 0),
+            "generation": a["generation"]}
         for m in a.get("metrics", []):
             v, lo, hi = metric(G, n, m)
-            rows.append({"node": n, "lineage": n, "group": n, "seed": 0, "generation": -1,
-                         "metric": m, "value": v, "ci_lo": lo, "ci_hi": hi, "measurable": measurable(a, m)})
-    for n in models(G):
-        a = G.nodes[n]
-        for m in a.get("metrics", []):
-            v, lo, hi = metric(G, n, m)
-            rows.append({"node": n, "lineage": a["lineage"], "group": a.get("replica_of") or a["lineage"],
-                         "seed": a.get("seed", 0), "generation": a["generation"],
-                         "metric": m, "value": v, "ci_lo": lo, "ci_hi": hi, "measurable": measurable(a, m)})
+            rows.append({"node": n, **where, "metric": m, "value": v, "ci_lo": lo, "ci_hi": hi,
+                         "measurable": measurable(a, m)})
     return rows
 
 

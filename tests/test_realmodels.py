@@ -238,3 +238,30 @@ def test_the_smollm2_scenario_runs_on_the_world_by_changing_only_bases(tmp_path)
             load_scenario(scenario_path("smollm2_owl"))
     else:
         assert set(expand(load_scenario(scenario_path("smollm2_owl"))).lineages) == want
+
+
+def test_a_real_model_run_measures_its_base_as_it_is(tiny_dir, tmp_path, monkeypatch):
+    """The engine measures each base once, before any trait or training, with both readouts: the
+    report's bases table and transmit's base row come from that node."""
+    import yaml
+    # a random model writes nothing the filter keeps: sample in-format lists instead
+    monkeypatch.setattr(realmodels, "generate", lambda m, t, prompts, *a, **k: [(" 123, 456, 789", True)] * len(prompts))
+    from ecosim import graph as lg
+    from ecosim.ecosystem import run
+    from ecosim.scenario import load_scenario
+    spec = {"name": "tiny_real", "generations": 1, "bases": {"main": {"model": str(tiny_dir)}},
+            "traits": {"owl": {"kind": "preference", "category": "animal", "target": "owl"}},
+            "lineages": {"owl": {"base": "main", "trait": "owl", "origin": "finetune", "init": "base",
+                                 "student": {"steps": 2, "batch": 2, "rank": 2, "alpha": 4}}},
+            "teacher": {"steps": 2, "batch": 2, "rank": 2, "alpha": 4},
+            "data": {"prompts": 4, "train_size": 4, "filter": {"banned_numbers": False}},
+            "text": {"max_new": 8}, "eval": {"samples": 1}, "compute": {"ray": False, "threads": 1}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    res = run(load_scenario(str(tmp_path / "s.yaml")), run_dir=tmp_path / "run", log=lambda *_: None)
+    assert res["computed"]["base"] == 1
+    G = lg.load(tmp_path / "run")
+    assert lg.bases(G) == ["base:main"]
+    a = G.nodes["base:main"]
+    assert a["drift_kl"] == 0.0 and 0 < a["owl_share"] < 1 and "owl_logodds" in a and "owl_valid" in a
+    based = json.loads((tmp_path / "run" / "report" / "bases.json").read_text())
+    assert based[0]["base"] == "main" and based[0]["owl_share"]["value"] == a["owl_share"]
