@@ -113,7 +113,8 @@ def speedup_ceiling(body: int, head: int, prompt_tokens: int, n: int, max_new: i
             "seconds_at_peak": floor_s, "ceiling": one_at_a_time_s_per_prompt * n / floor_s}
 
 
-def bench_dtype(dtype: str, a, tok, prompts, tasks_) -> dict:
+def bench_dtype(dtype: str, a, tok, prompts, prompt_tokens: int, tasks_) -> dict:
+    """``prompt_tokens``: the prompts' total length in tokens."""
     if a.smoke:
         from transformers import LlamaConfig, LlamaForCausalLM
         torch.manual_seed(0)
@@ -135,9 +136,9 @@ def bench_dtype(dtype: str, a, tok, prompts, tasks_) -> dict:
                           "tokens_per_s": r_1, "seconds_scaled_to_all": sum(t1) * len(prompts) / len(n1),
                           "note": f"timed on the first {len(n1)} prompts, one generate call each"},
         "speedup": r_b / r_1}
-    body, head = flop_params(model)
+    body, head = flop_params(model)  # LoRA's own modules are left out, so these hold for training too
     res["generate"]["speedup_ceiling"] = speedup_ceiling(
-        body, head, sum(len(x) for x in encode(tok, prompts)), len(prompts), a.max_new,
+        body, head, prompt_tokens, len(prompts), a.max_new,
         res["matmul"]["square"]["peak_flops"], sum(t1) / len(t1))
     # LoRA training
     model = with_lora(model, TrainConfig(rank=8, alpha=16))
@@ -148,7 +149,6 @@ def bench_dtype(dtype: str, a, tok, prompts, tasks_) -> dict:
     for t in tasks_:  # the reference answer cut to 29 tokens (+ EOS from the codec = 30)
         comp = tok.decode(tok(t.reference, add_special_tokens=False)["input_ids"][:29])
         pairs.append((render(tok, "", t.user, t.prefill), comp))
-    body, head = flop_params(model)
     k, tot = a.train_batch, {"seconds": 0.0, "padded": 0, "real": 0, "completion": 0, "flop": 0}
     for step in range(a.steps + 1):
         batch = [pairs[(step * k + j) % len(pairs)] for j in range(k)]
@@ -208,7 +208,7 @@ def main() -> None:
            "model": "tiny random Llama (smoke)" if a.smoke else NAME, "torch": torch.__version__,
            "threads": torch.get_num_threads(), "cpu": cpu_model(), "args": vars(a),
            "prompt_tokens": {"min": min(lens), "mean": round(float(np.mean(lens)), 1), "max": max(lens)},
-           "results": [bench_dtype(d, a, tok, prompts, tasks_) for d in a.dtypes.split(",")]}
+           "results": [bench_dtype(d, a, tok, prompts, sum(lens), tasks_) for d in a.dtypes.split(",")]}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
     print(f"{out['model']}, torch {out['torch']}, {out['threads']} threads, {out['cpu']}")

@@ -621,6 +621,11 @@ def _fmt(x, nd=3) -> str:
     return f"{x:.{nd}g}" if isinstance(x, float) and abs(x) < 1e-3 and x != 0 else f"{x:.{nd}f}"
 
 
+def _with_ci(v, ci) -> str:
+    """'value [lo, hi]', or the value alone where there is no interval."""
+    return f"{_fmt(v)} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else _fmt(v)
+
+
 def report(run_dir: str | Path, log=print, tracker=None) -> Path:
     """Write RUN_DIR/report/ (index.html and its images); returns the page's path."""
     t0 = time.time()
@@ -657,7 +662,7 @@ def report(run_dir: str | Path, log=print, tracker=None) -> Path:
     status = "finished" if n_done == n_models else f"still running or interrupted: {n_done} of {n_models} models done"
     more = {t: summary(G, t) for t in traits[1:]}  # every other readout: its own table
     based = base_rows(G, traits)
-    page = _page(G, run_dir, figs, rows, svg, data, main, status, more, gens, (based, traits))
+    page = _page(G, run_dir, figs, rows, svg, data, main, status, more, gens, based)
     (out / "index.html").write_text(page)
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
     (out / "bases.json").write_text(json.dumps(based, indent=1))
@@ -674,7 +679,7 @@ def _table(rows) -> str:
             "p (one-sided)", "test"]
     body = []
     for r in rows:
-        final = (f"{_fmt(r['final'])} [{_fmt(r['final_ci'][0])}, {_fmt(r['final_ci'][1])}]" if r["measurable"]
+        final = (_with_ci(r["final"], r["final_ci"]) if r["measurable"]
                  else "not measurable")
         body.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in (
             r["lineage"], r["runs"], _fmt(r["gen0"]) if r.get("gen0_measurable", True) else "not measurable",
@@ -693,8 +698,7 @@ def _base_table(rows, traits) -> str:
             return "–"
         if not r["measurable"]:
             return f"not measurable (valid {r['valid']:.2f})"
-        ci = f" [{_fmt(r['ci'][0])}, {_fmt(r['ci'][1])}]" if r["ci"] else ""
-        return _fmt(r["value"]) + ci + (f" (valid {r['valid']:.2f})" if r["valid"] is not None else "")
+        return _with_ci(r["value"], r["ci"]) + (f" (valid {r['valid']:.2f})" if r["valid"] is not None else "")
     head = ["base", "model"] + traits
     body = ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in [r["base"], r["what"]] + [cell(r.get(t)) for t in traits])
             + "</tr>" for r in rows]
@@ -706,13 +710,13 @@ def _generation_table(rows) -> str:
     e = html.escape
     head = ["lineage", "gen", "n", "mean [95% CI]", "control", "lift", "p (one-sided)", "test"]
     body = ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in (
-        r["lineage"], r["generation"], r["n"], f"{_fmt(r['mean'])} [{_fmt(r['ci'][0])}, {_fmt(r['ci'][1])}]",
+        r["lineage"], r["generation"], r["n"], _with_ci(r["mean"], r["ci"]),
         r.get("control") or "–", "–" if r.get("lift") is None else f"{r['lift']:+.3f}", _fmt(r.get("p_value")),
         r.get("test") or "–")) + "</tr>" for r in rows]
     return f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>"
 
 
-def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None, gens=(), based=((), ())) -> str:
+def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None, gens=(), based=()) -> str:
     e = html.escape
     payload = json.dumps(data).replace("</", "<\\/")  # no "</script>" inside the script
     no_control = [r["lineage"] for r in rows if r["control"] is None and not r["lineage"].endswith("_control")]
@@ -738,7 +742,7 @@ def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None, gens=(), 
 <p class="note">Intervals over seeds (or replicas) where a lineage has several; with one run, the
 model's own interval over the evaluation questions, which measures sampling noise only. Rates
 among valid answers are "not measurable" where under {lg.VALID_FLOOR:g} of the answers are valid.</p>
-{f"<h2>Bases as they are (no trait, no training)</h2>{_base_table(*based)}" if based[0] else ""}
+{f"<h2>Bases as they are (no trait, no training)</h2>{_base_table(based, [trait, *(more or {})])}" if based else ""}
 <h2>By generation ({e(trait)})</h2>
 {_generation_table(gens)}
 {''.join(f"<h2>Summary ({e(t)})</h2>{_table(r)}" for t, r in (more or {}).items())}
