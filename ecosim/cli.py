@@ -27,9 +27,9 @@ def _load_kind(kind: str, path: str | None, load):
         return load()
     except EcosimError as e:
         import dataclasses
-        from .config import _read_yaml
+        from .config import read_yaml
         try:
-            keys = set(_read_yaml(path))
+            keys = set(read_yaml(path))
         except Exception:  # no file, not YAML, not a mapping: the error already says so
             raise e from None
         kinds = _kinds()

@@ -97,7 +97,7 @@ def _mark(m) -> str:
     return f"line {m.line + 1}, column {m.column + 1}"
 
 
-def _read_yaml(path: str):
+def read_yaml(path: str):
     """The file's data (OmegaConf's YAML reading: ``1e-3`` is a float), after PyYAML has parsed
     it once to name the line and column of a syntax error and every duplicate key."""
     try:
@@ -254,7 +254,7 @@ def load_config(schema, path: str | None = None, overrides=(), checks=None):
     if path is not None:
         if not os.path.isfile(path):
             raise EcosimError(f"{path}: config file not found")
-        data = _read_yaml(path)
+        data = read_yaml(path)
         if data is None:
             data = {}
         if not isinstance(data, dict):
