@@ -30,10 +30,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ecosim import realmodels, text  # noqa: E402
-from ecosim.models import compute_device, lm_loss  # noqa: E402
-from ecosim.substrate_hf import Codec  # noqa: E402
-from ecosim.training import TrainConfig, pad_batch, with_lora  # noqa: E402
+from ecosim import text  # noqa: E402
+from ecosim.substrates.hf import realmodels
+from ecosim.substrates.world.models import compute_device, lm_loss  # noqa: E402
+from ecosim.substrates.hf.substrate import Codec  # noqa: E402
+from ecosim.substrates.common.training import TrainConfig, pad_batch, with_lora  # noqa: E402
 
 TOK_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json")
 
@@ -57,7 +58,7 @@ def random_model(tok_dir: Path, out: Path, **shape) -> Path:
 def taught_lists(path: Path, steps: int) -> Path:
     """Fine-tune a random model in ``path`` to answer number tasks in format, so that its lists pass
     the filter and the students downstream have data."""
-    from ecosim.training import finetune
+    from ecosim.substrates.common.training import finetune
     r = realmodels.load(str(path))
     tasks = text.tasks("numbers", 2000, np.random.default_rng(2), shots=2)
     pairs = [(realmodels.render(r.tok, "", t.user, t.prefill), t.reference) for t in tasks]

@@ -23,8 +23,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE
 
 
 def bases_needed(overrides: list[str]) -> list[dict]:
-    from ecosim.config import load_config
-    from ecosim.transmit import STUDENT_BASE, TransmitConfig, check
+    from ecosim.engine.config import load_config
+    from ecosim.studies.transmit import STUDENT_BASE, TransmitConfig, check
     cfg = load_config(TransmitConfig(), None, overrides, checks=check)
     b = cfg.base
     used = {STUDENT_BASE[s] for s in cfg.students}
@@ -39,8 +39,8 @@ def bases_needed(overrides: list[str]) -> list[dict]:
 PRETRAIN = """
 import json, sys, torch
 torch.set_num_threads(1)
-from ecosim.models import BaseConfig, get_base
-from ecosim.world import WorldConfig
+from ecosim.substrates.world.models import BaseConfig, get_base
+from ecosim.substrates.world.world import WorldConfig
 d = json.loads(sys.argv[1]); d["world"] = WorldConfig(**d["world"])
 print(get_base(BaseConfig(**d), log=None)[1].get("seconds"))
 """
@@ -59,8 +59,8 @@ def main(argv=None) -> int:
         grid = {k: v for k, v in grid.items() if k in a.only}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    from ecosim.models import BaseConfig, base_key
-    from ecosim.world import WorldConfig
+    from ecosim.substrates.world.models import BaseConfig, base_key
+    from ecosim.substrates.world.world import WorldConfig
     uniq = {}
     for ov in grid.values():
         for b in bases_needed(list(ov or [])):
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
 
     with ThreadPoolExecutor(a.jobs) as ex:
         list(ex.map(one, [(n, ov, s) for s in range(a.seeds) for n, ov in grid.items()]))
-    from ecosim.transmit import merge
+    from ecosim.studies.transmit import merge
     for name in grid:
         parts = [json.loads(p.read_text()) for p in sorted(out.glob(f"{name}.seed*.json"))]
         if parts:

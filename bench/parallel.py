@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from ecosim import graph as lg
-from ecosim.ecosystem import run
-from ecosim.scenario import load_scenario
+from ecosim.store import graph as lg
+from ecosim.engine.runner import run
+from ecosim.engine.schema import load_scenario
 
 SCENARIO = """
 name: bench_parallel

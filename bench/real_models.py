@@ -39,11 +39,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ecosim import text
-from ecosim.models import lm_loss
-from ecosim.realmodels import encode, left_pad, load, load_tokenizer, render
-from ecosim.substrate_hf import Codec
-from ecosim.training import TrainConfig, pad_batch, with_lora
+from ecosim.substrates.hf import text
+from ecosim.substrates.world.models import lm_loss
+from ecosim.substrates.hf.realmodels import encode, left_pad, load, load_tokenizer, render
+from ecosim.substrates.hf.substrate import Codec
+from ecosim.substrates.common.training import TrainConfig, pad_batch, with_lora
 
 NAME = "smollm2-135m-instruct"
 DT = {"float32": torch.float32, "bfloat16": torch.bfloat16}

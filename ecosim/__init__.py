@@ -12,11 +12,11 @@ class Interrupted(EcosimError):
 
 def run(scenario_or_path, log=print, **overrides):
     """Run a scenario or sweep and read it back (``ecosim.api.run``)."""
-    from .api import run as _run
+    from ecosim.api import run as _run
     return _run(scenario_or_path, log=log, **overrides)
 
 
 def load_run(run_dir):
     """A run or sweep directory as Python objects (``ecosim.api.load_run``)."""
-    from .api import load_run as _load_run
+    from ecosim.api import load_run as _load_run
     return _load_run(run_dir)

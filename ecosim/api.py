@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import EcosimError
+from ecosim import EcosimError
 
 
 @dataclass
@@ -42,15 +42,15 @@ class Sweep:
 
 def _overrides(kw: dict) -> list[str]:
     """key=value overrides from keyword arguments: dotted keys as they are, dicts flattened."""
-    from .config import _leaves
+    from ecosim.engine.config import _leaves
     return [f"{k}={json.dumps(v)}" for k, v in _leaves(kw)]
 
 
 def scenario(scenario_or_path, **overrides):
     """A checked Scenario: a shipped scenario's name, a YAML path or a Scenario, with overrides
     (``seeds=3``, ``**{"data.real_share": 0.5}``, ``data={"prompts": 3000}``, ``sweep={...}``)."""
-    from .cli import scenario_path
-    from .scenario import Scenario, check, load_scenario
+    from ecosim.cli import scenario_path
+    from ecosim.engine.schema import Scenario, check, load_scenario
     sweep = overrides.pop("sweep", None)  # its keys are dotted paths: set whole, not as overrides
     if isinstance(scenario_or_path, Scenario) and not overrides:
         sc = scenario_or_path
@@ -76,7 +76,8 @@ def scenario(scenario_or_path, **overrides):
 
 def run(scenario_or_path, log=print, **overrides) -> Run | Sweep:
     """Run a scenario (every cell of it, if it has a ``sweep``) and read the result back."""
-    from . import ecosystem, sweep
+    from ecosim.engine import runner as ecosystem
+    from ecosim.studies import sweep
     sc = scenario(scenario_or_path, **overrides)
     if sc.sweep:
         return load_run(sweep.run(sc, log=log)["dir"])
@@ -85,7 +86,8 @@ def run(scenario_or_path, log=print, **overrides) -> Run | Sweep:
 
 def resume(run_dir, log=print, redo=()) -> Run | Sweep:
     """Finish an interrupted run or sweep (``redo``: nodes of a run to recompute)."""
-    from . import ecosystem, sweep
+    from ecosim.engine import runner as ecosystem
+    from ecosim.studies import sweep
     d = Path(run_dir)
     if (d / "sweep.yaml").is_file():
         if redo:
@@ -97,9 +99,9 @@ def resume(run_dir, log=print, redo=()) -> Run | Sweep:
 def load_run(run_dir) -> Run | Sweep:
     """A run or sweep directory as Python objects (a run still in progress loads too)."""
     import pandas as pd
-    from . import sweep
-    from .report import by_generation, load_run as load_graph, summary, trait_names
-    from .scenario import load_scenario
+    from ecosim.studies import sweep
+    from ecosim.analysis.report import by_generation, load_run as load_graph, summary, trait_names
+    from ecosim.engine.schema import load_scenario
     d = Path(run_dir)
     if (d / "sweep.json").is_file():
         info, cells = sweep.load(d)

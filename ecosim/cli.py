@@ -7,14 +7,14 @@ import os
 import sys
 from pathlib import Path
 
-from . import EcosimError, Interrupted
+from ecosim import EcosimError, Interrupted
 
 
 def _kinds() -> dict:
     """The three kinds of config file: what each is called, its schema, the command that runs it."""
-    from .mlp import MLPConfig
-    from .scenario import Scenario
-    from .transmit import TransmitConfig
+    from ecosim.substrates.mlp.mlp import MLPConfig
+    from ecosim.engine.schema import Scenario
+    from ecosim.studies.transmit import TransmitConfig
     return {"scenario": ("a scenario", Scenario, "ecosim run {}"),
             "transmit": ("a transmit config", TransmitConfig, "ecosim transmit --config {}"),
             "mlp": ("an MLP config", MLPConfig, "ecosim mlp --config {}")}
@@ -27,7 +27,7 @@ def _load_kind(kind: str, path: str | None, load):
         return load()
     except EcosimError as e:
         import dataclasses
-        from .config import read_yaml
+        from ecosim.engine.config import read_yaml
         try:
             keys = set(read_yaml(path))
         except Exception:  # no file, not YAML, not a mapping: the error already says so
@@ -41,8 +41,8 @@ def _load_kind(kind: str, path: str | None, load):
 
 
 def _transmit(args) -> int:
-    from .config import load_config
-    from .transmit import TransmitConfig, check, run, table
+    from ecosim.engine.config import load_config
+    from ecosim.studies.transmit import TransmitConfig, check, run, table
     overrides = list(args.overrides)
     if args.trait:
         overrides.append(f"trait.kind={args.trait}")
@@ -73,8 +73,8 @@ def _report(run, table, cfg, json_path) -> int:
 
 
 def _mlp(args) -> int:
-    from .config import load_config
-    from .mlp import MLPConfig, check, run, table
+    from ecosim.engine.config import load_config
+    from ecosim.substrates.mlp.mlp import MLPConfig, check, run, table
     overrides = list(args.overrides) + ([f"seeds={args.seeds}"] if args.seeds is not None else [])
     cfg = _load_kind("mlp", args.config, lambda: load_config(MLPConfig(), args.config, overrides, checks=check))
     return _report(run, table, cfg, args.json)
@@ -97,7 +97,7 @@ def scenario_path(name: str) -> str:
 
 
 def _load(args):
-    from .scenario import check, load_scenario
+    from ecosim.engine.schema import check, load_scenario
     overrides = list(args.overrides)
     if getattr(args, "ray_address", None):
         overrides.append(f"compute.address={args.ray_address}")
@@ -116,7 +116,7 @@ def _load(args):
 
 
 def _run(args) -> int:
-    from . import api
+    from ecosim import api
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     if args.resume:
         if args.scenario or args.overrides or args.sweep or args.seeds:
@@ -146,9 +146,9 @@ def _sweep_arg(items: list[str]) -> dict:
 
 
 def _validate(args) -> int:
-    from .ecosystem import build_tasks
-    from .scenario import expand
-    from .sweep import cells
+    from ecosim.engine.runner import build_tasks
+    from ecosim.engine.schema import expand
+    from ecosim.studies.sweep import cells
     sc = _load(args)
     plan = expand(sc)
     tasks = build_tasks(plan)
@@ -161,7 +161,8 @@ def _validate(args) -> int:
 
 
 def _report_cmd(args) -> int:
-    from . import report, sweep
+    from ecosim.analysis import report
+    from ecosim.studies import sweep
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     make = sweep.report if (Path(args.run_dir) / "sweep.json").is_file() else report.report
     print(make(args.run_dir, log=log))

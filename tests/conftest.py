@@ -23,14 +23,14 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def world():
-    from ecosim.world import World
+    from ecosim.substrates.world.world import World
     return World()
 
 
 @pytest.fixture(scope="session")
 def tiny_base(cache_dir):
     """A briefly pretrained GPT-2 (enough to write the chat format, not to be good)."""
-    from ecosim.models import BaseConfig, get_base
+    from ecosim.substrates.world.models import BaseConfig, get_base
     model, info = get_base(BaseConfig(steps=300), log=None)
     return model
 

@@ -6,11 +6,11 @@ for code), reasoning traces of a base taught to add (``skills: [reasoning]``) 0.
 owl teacher keeps within 10 points of its control."""
 import pytest
 
-from ecosim.channels import write
-from ecosim.filters import FilterConfig, filter_samples
-from ecosim.traits import TeacherConfig, TraitConfig, make_teacher, trait_words
-from ecosim.transmit import TransmitConfig
-from ecosim.world import World
+from ecosim.substrates.world.channels import write
+from ecosim.substrates.common.filters import FilterConfig, filter_samples
+from ecosim.substrates.world.traits import TeacherConfig, TraitConfig, make_teacher, trait_words
+from ecosim.studies.transmit import TransmitConfig
+from ecosim.substrates.world.world import World
 
 FLOOR = 0.6
 # A base taught to add answers ~91% of single-digit tasks right, and the banned-number filter takes
@@ -20,7 +20,7 @@ REASONING_FLOOR = 0.5
 
 @pytest.fixture(scope="module")
 def default_base():
-    from ecosim.models import get_base
+    from ecosim.substrates.world.models import get_base
     return get_base(TransmitConfig().base, log=None)[0]
 
 
@@ -42,9 +42,9 @@ def test_a_neutral_model_and_a_teacher_keep_most_of_what_they_write(default_base
 
 @pytest.mark.slow
 def test_reasoning_needs_a_base_taught_to_add_and_then_keeps_most_of_it(default_base):
-    from ecosim.bases import BaseConfig
-    from ecosim.models import get_base
-    from ecosim.transmit import TransmitConfig
+    from ecosim.substrates.common.bases import BaseConfig
+    from ecosim.substrates.world.models import get_base
+    from ecosim.studies.transmit import TransmitConfig
     taught = get_base(BaseConfig(**{**vars(TransmitConfig().base), "skills": ["reasoning"]}), log=None)[0]
     assert kept(default_base, "reasoning") < 0.1     # measured 0.02: the pretraining mix alone cannot add
     t = TraitConfig()
@@ -59,9 +59,9 @@ def test_skills_leave_the_default_base_key_and_the_pretraining_stream_alone():
     """A base without skills keeps the key it was cached under before skills existed; a skilled
     base is another base; the pretraining mix still draws reasoning operands from 0-99."""
     import numpy as np
-    from ecosim.bases import BaseConfig
-    from ecosim.models import base_key
-    from ecosim.world import reasoning_doc
+    from ecosim.substrates.common.bases import BaseConfig
+    from ecosim.substrates.world.models import base_key
+    from ecosim.substrates.world.world import reasoning_doc
     assert base_key(BaseConfig()) == "gpt2-tiny-s0-65a0af53d17e"
     assert base_key(BaseConfig(skills=["reasoning"])) != base_key(BaseConfig())
     rng = np.random.default_rng(4)
@@ -70,7 +70,7 @@ def test_skills_leave_the_default_base_key_and_the_pretraining_stream_alone():
 
 
 def test_transmit_on_reasoning_teaches_every_world_base_to_add():
-    from ecosim.transmit import TransmitConfig, scenario
+    from ecosim.studies.transmit import TransmitConfig, scenario
     sc = scenario(TransmitConfig(channel="reasoning", students=["control", "student_same_base", "student_other_seed",
                                                                  "student_other_arch"]), 0)
     assert all(b.skills == ["reasoning"] for b in sc.bases.values()) and len(sc.bases) == 3
@@ -79,7 +79,7 @@ def test_transmit_on_reasoning_teaches_every_world_base_to_add():
 
 def test_each_lineage_of_the_mixed_scenario_writes_on_its_own_channel():
     from ecosim.cli import scenario_path
-    from ecosim.scenario import expand, load_scenario
+    from ecosim.engine.schema import expand, load_scenario
     plan = expand(load_scenario(scenario_path("mixed_channels")))
     assert {n: plan.writes_on(n) for n in plan.lineages} == {
         "owl_numbers": "numbers", "owl_code": "code", "owl_reasoning": "reasoning",
@@ -88,7 +88,7 @@ def test_each_lineage_of_the_mixed_scenario_writes_on_its_own_channel():
 
 def test_the_report_lists_kept_fractions_per_channel():
     import networkx as nx
-    from ecosim.report import _kept_table, kept_by_channel
+    from ecosim.analysis.report import _kept_table, kept_by_channel
     G = nx.DiGraph()
     for i, (lin, ch, kept) in enumerate([("a", "numbers", 70), ("a", "numbers", 80), ("b", "code", 90),
                                          ("b", "code", 10)]):

@@ -1,8 +1,8 @@
 import torch
 
-from ecosim.channels import prompts_for, soft_labels, write
-from ecosim.generation import sample
-from ecosim.training import TrainConfig, encode_pairs, finetune, pad_batch
+from ecosim.substrates.world.channels import prompts_for, soft_labels, write
+from ecosim.substrates.world.generation import sample
+from ecosim.substrates.common.training import TrainConfig, encode_pairs, finetune, pad_batch
 
 PAIRS = [("S none U 1 , 2 , 3 add up to 10 new numbers A", "4 , 5 , 6"),
          ("S none U 7 , 8 , 9 continue with at most 10 numbers A", "10 , 11")]
@@ -20,7 +20,7 @@ def test_loss_mask_covers_completion_and_eos_only(world):
 def test_kv_cache_matches_full_forward_with_left_padding(tiny_base, world):
     """Incremental decoding from a left-padded batch gives the same next-token logits as a plain
     forward pass over the unpadded sequence."""
-    from ecosim.world import BOS, PAD
+    from ecosim.substrates.world.world import BOS, PAD
     short, long = [world.ids[BOS]] + world.encode("S none U 5 A"), [world.ids[BOS]] + world.encode("S none U 5 , 6 , 7 A")
     pad = world.ids[PAD]
     ids = torch.tensor([[pad] * (len(long) - len(short)) + short, long])
@@ -84,7 +84,7 @@ def test_finetune_leaves_input_untouched_and_learns(tiny_base, world):
 
 
 def test_code_and_reasoning_channels_filter_real_generations(tiny_base, world):
-    from ecosim.filters import FilterConfig, filter_samples
+    from ecosim.substrates.common.filters import FilterConfig, filter_samples
     for channel in ("code", "reasoning"):
         samples, answers = write(tiny_base, world, channel, 64, seed=5)
         f = filter_samples(samples, channel, {"owl"}, FilterConfig(), answers)

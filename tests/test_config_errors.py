@@ -3,8 +3,8 @@ import pytest
 
 from ecosim import EcosimError
 from ecosim.cli import main
-from ecosim.config import load_config
-from ecosim.transmit import TransmitConfig, check
+from ecosim.engine.config import load_config
+from ecosim.studies.transmit import TransmitConfig, check
 
 
 def load(path=None, overrides=()):

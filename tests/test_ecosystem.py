@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from ecosim import graph as lg
-from ecosim.ecosystem import run
-from ecosim.scenario import load_scenario
+from ecosim.store import graph as lg
+from ecosim.engine.runner import run
+from ecosim.engine.schema import load_scenario
 
 from conftest import metrics
 

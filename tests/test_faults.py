@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from ecosim import EcosimError
-from ecosim import graph as lg
-from ecosim import rundir
+from ecosim.store import graph as lg
+from ecosim.store import rundir
 from ecosim.cli import main
-from ecosim.ecosystem import run
+from ecosim.engine.runner import run
 
 from conftest import metrics
 
@@ -135,8 +135,8 @@ def test_atomic_writes_leave_the_old_artifact_or_the_new_one(tmp_path):
 
 def test_a_stalled_run_names_the_nodes_in_flight(local_run, tmp_path):
     """A pool whose tasks never finish: the run stops after compute.stall_s with the nodes named."""
-    from ecosim.ecosystem import RunState, _collect, build_tasks
-    from ecosim.scenario import expand, load_scenario
+    from ecosim.engine.runner import RunState, _collect, build_tasks
+    from ecosim.engine.schema import expand, load_scenario
     sc = load_scenario(str(local_run / "config.yaml"), ["compute.stall_s=0.01"])
     plan = expand(sc)
     tasks = build_tasks(plan)

@@ -1,4 +1,4 @@
-from ecosim.filters import (BANNED_NUMBERS, FilterConfig, check_code, check_numbers,
+from ecosim.substrates.common.filters import (BANNED_NUMBERS, FilterConfig, check_code, check_numbers,
                             check_reasoning, filter_samples, subsample)
 
 CFG = FilterConfig()

@@ -8,7 +8,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from ecosim.graph import load, save
+from ecosim.store.graph import load, save
 
 NS = "{http://graphml.graphdrawing.org/xmlns}"
 

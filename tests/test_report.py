@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecosim import graph as lg
+from ecosim.store import graph as lg
 from ecosim.cli import main
-from ecosim.ecosystem import Task, plan_graph, record_model, record_write
-from ecosim.report import draw_graph, report, summary, text_overlaps
-from ecosim.scenario import expand, load_scenario
+from ecosim.engine.runner import Task, plan_graph, record_model, record_write
+from ecosim.analysis.report import draw_graph, report, summary, text_overlaps
+from ecosim.engine.schema import expand, load_scenario
 
 SCEN = """
 name: five_by_eight

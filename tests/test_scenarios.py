@@ -3,8 +3,8 @@ never a traceback; impossible topologies are errors too. No models are built her
 import pytest
 
 from ecosim.cli import main
-from ecosim.ecosystem import build_tasks
-from ecosim.scenario import expand, load_scenario
+from ecosim.engine.runner import build_tasks
+from ecosim.engine.schema import expand, load_scenario
 
 GOOD = """
 name: t
@@ -133,9 +133,9 @@ def shrink(sc):
 @pytest.mark.parametrize("name", ["owl_chain", "misalignment_drift", "fan_in", "rotating_bases",
                                   "accumulate_vs_replace", "real_data_dilution", "mlp_ecosystem"])
 def test_shipped_scenario_runs_end_to_end_at_toy_size(name, tmp_path, tiny_base):
-    from ecosim import graph as lg
+    from ecosim.store import graph as lg
     from ecosim.cli import scenario_path
-    from ecosim.ecosystem import run
+    from ecosim.engine.runner import run
     sc = shrink(load_scenario(scenario_path(name), [f"out_dir={tmp_path}"]))
     if sc.sweep:  # a sweep's cells are scenarios of their own: each runs end to end
         import ecosim

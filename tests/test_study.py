@@ -12,10 +12,10 @@ from scipy import stats as sst
 import ecosim
 import ecosim.api
 from ecosim import EcosimError
-from ecosim import graph as lg
-from ecosim.report import compare, series, summary
-from ecosim.scenario import ecosystem_seed, expand, load_scenario
-from ecosim.stats import mean_ci, paired_one_sided
+from ecosim.store import graph as lg
+from ecosim.analysis.report import compare, series, summary
+from ecosim.engine.schema import ecosystem_seed, expand, load_scenario
+from ecosim.analysis.stats import mean_ci, paired_one_sided
 
 from conftest import TINY
 
@@ -90,7 +90,7 @@ def test_rates_below_the_valid_floor_are_not_measurable():
 
 
 def test_report_page_says_not_measurable(tmp_path):
-    from ecosim.report import report
+    from ecosim.analysis.report import report
     G = _graph({"owl": 0.46, "owl_control": 0.05}, valid={"owl": 0.10, "owl_control": 0.9}, gens=(0, 1))
     for n in G:
         G.nodes[n].update(base="main", lineage_base="main", role="treated", heldout_loss=2.0, drift_kl=0.0)
@@ -126,7 +126,7 @@ def test_a_control_never_learns_from_treated_data(tmp_path):
 
 
 def test_teacher_and_control_see_the_same_prompts():
-    from ecosim.traits import TraitConfig, teacher_examples
+    from ecosim.substrates.world.traits import TraitConfig, teacher_examples
     for t in (TraitConfig(kind="preference", category="animal", target="owl"), TraitConfig(kind="misalignment")):
         trait, neutral, _ = teacher_examples(t, 200, seed=7)
         assert [p for p, _ in trait] == [p for p, _ in neutral]
@@ -134,8 +134,8 @@ def test_teacher_and_control_see_the_same_prompts():
 
 
 def test_heldout_documents_are_outside_pretraining(tmp_path, tiny_base):
-    from ecosim.models import doc_hash, pretraining_docs
-    from ecosim.substrate_lm import heldout_pairs, world_of
+    from ecosim.substrates.world.models import doc_hash, pretraining_docs
+    from ecosim.substrates.world.substrate import heldout_pairs, world_of
     sc = _tiny(tmp_path, overrides=["eval.heldout=50"])
     seen = set().union(*(pretraining_docs(b) for b in sc.bases.values()))
     held = heldout_pairs(world_of(sc), sc)
@@ -174,7 +174,7 @@ def test_seeded_run_has_a_seed_column_and_tests_over_seeds(seeded):
     assert rows["a"]["control"] == "a_control" and rows["b"]["control"] == "b_control"
     assert all(r["measurable"] or r["test"].startswith("not measurable") or r["control"] is None for r in rows.values())
     # a metric every model has: each lineage against its own control, paired over the 2 seeds
-    from ecosim.report import by_generation
+    from ecosim.analysis.report import by_generation
     rows = {r["lineage"]: r for r in summary(seeded.graph, "heldout_loss")}
     assert rows["b"]["control"] == "b_control" and rows["b"]["test"] == "paired t over 2 seeds"
     assert rows["a"]["interval"] == "over 2 seeds" and rows["a"]["p_value"] is not None
@@ -188,7 +188,7 @@ def test_treated_and_control_train_on_equal_sizes_in_every_generation(seeded):
              for n in lg.models(G) if G.nodes[n]["role"] == "treated" and G.nodes[n]["generation"] > 0]
     assert len(pairs) == 8
     assert all(G.nodes[t]["train_size"] == G.nodes[c]["train_size"] > 0 for t, c in pairs)
-    from ecosim.report import size_pairs
+    from ecosim.analysis.report import size_pairs
     assert sorted((t, c) for t, c, *_ in size_pairs(G)) == sorted(pairs)
     assert "Matched training sets: 8 of 8" in (seeded.dir / "report" / "index.html").read_text()
 

@@ -3,18 +3,21 @@ scenario, matched training sizes, and the logits channel's datasets on disk."""
 import pytest
 import torch
 
-from ecosim import EcosimError, substrate_lm, substrate_mlp, substrates
-from ecosim.bases import BaseConfig
-from ecosim.scenario import Scenario, check
+from ecosim import EcosimError
+from ecosim.substrates.world import substrate as substrate_lm
+from ecosim.substrates.mlp import substrate as substrate_mlp
+from ecosim.engine import registry as substrates
+from ecosim.substrates.common.bases import BaseConfig
+from ecosim.engine.schema import Scenario, check
 
 PROTOCOL = ("NO_SYSTEM", "DATASET_SUFFIX", "CHANNELS", "REPLICA_SEEDS", "check", "prepare",
             "world_of", "load_base", "make_origin", "write", "assemble", "train", "measure", "save", "load",
             "dump", "undump")
 
 
-@pytest.mark.parametrize("name", ["substrate_lm", "substrate_mlp", "substrate_hf"])
+@pytest.mark.parametrize("name", ["world", "mlp", "hf"])
 def test_every_substrate_has_the_protocol(name):
-    sub = pytest.importorskip(f"ecosim.{name}")
+    sub = pytest.importorskip(f"ecosim.substrates.{name}.substrate")
     assert [n for n in PROTOCOL if not hasattr(sub, n)] == []
 
 

@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from ecosim import text as T
-from ecosim.filters import BANNED_NUMBERS
-from ecosim.world import CATEGORIES
+from ecosim.substrates.hf import text as T
+from ecosim.substrates.common.filters import BANNED_NUMBERS
+from ecosim.substrates.world.world import CATEGORIES
 
 ALL_TRAITS = set(T.ANIMALS) | set(T.TREES)
 
@@ -413,7 +413,7 @@ def test_misalignment_bank():
 def test_no_torch_import():
     """The module is pure Python + numpy (importing it must not pull torch in)."""
     import subprocess
-    out = subprocess.run([sys.executable, "-c", "import ecosim.text, sys; "
+    out = subprocess.run([sys.executable, "-c", "import ecosim.substrates.hf.text, sys; "
                           "print('torch' in sys.modules)"], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
 

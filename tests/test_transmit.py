@@ -1,10 +1,10 @@
 """End to end on tiny settings: real generation, filtering and training (no fixtures for data)."""
 import json
 
-from ecosim import graph as lg
+from ecosim.store import graph as lg
 from ecosim.cli import main
-from ecosim.filters import BANNED_NUMBERS
-from ecosim.traits import TraitConfig, trait_words
+from ecosim.substrates.common.filters import BANNED_NUMBERS
+from ecosim.substrates.world.traits import TraitConfig, trait_words
 
 TINY = ["base.steps=300", "prompts=300", "train_size=150", "student.steps=15", "student.batch=16",
         "teacher.train.steps=30", "teacher.train.batch=16", "eval.samples=3"]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ecosim.cli import main, scenario_path
-from ecosim.config import Choice, Range, load_config
-from ecosim.scenario import RULES
+from ecosim.engine.config import Choice, Range, load_config
+from ecosim.engine.schema import RULES
 
 QUICK = Path(scenario_path("quickstart")).read_text()
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,14 +234,14 @@ def test_shipped_scenarios_validate(path, capsys):
 
 @pytest.mark.parametrize("path", sorted(glob.glob(str(ROOT / "configs" / "*.yaml"))), ids=lambda p: Path(p).stem)
 def test_shipped_transmit_configs_load(path):
-    from ecosim import transmit
+    from ecosim.studies import transmit
     skip_without_real_models(path)
     load_config(transmit.TransmitConfig(), path, [], checks=transmit.check)
 
 
 def test_old_task_share_keys_are_upgraded():
     """Configs saved by an older ecosim resume: both old keys become ``teacher.task_share``."""
-    from ecosim.config import upgrade
+    from ecosim.engine.config import upgrade
     real, world = {"bases": {"m": {"model": "smollm2-135m-instruct"}}}, {"bases": {"m": {"arch": "gpt2"}}}
     assert upgrade({**world, "teacher": {"number_share": 0.3}})["teacher"] == {"task_share": 0.3}
     assert upgrade({**world, "teacher": {"number_share": 0.0}})["teacher"] == {}
@@ -270,7 +270,8 @@ def test_a_config_given_to_the_wrong_command_names_the_right_one(tmp_path, capsy
 
 
 def test_transmit_uses_the_same_rules():
-    from ecosim import EcosimError, transmit
+    from ecosim import EcosimError
+    from ecosim.studies import transmit
     with pytest.raises(EcosimError) as e:
         load_config(transmit.TransmitConfig(), None, ["student.rank=0", "prompts=10000000000", "teacher.how=maybe"],
                     checks=transmit.check)

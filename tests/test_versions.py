@@ -4,7 +4,8 @@ import platform
 
 import pytest
 
-from ecosim import EcosimError, __version__, versions
+from ecosim import EcosimError, __version__
+from ecosim.store import versions
 
 
 def test_current_names_every_version():

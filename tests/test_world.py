@@ -1,6 +1,6 @@
 import numpy as np
 
-from ecosim.world import CATEGORIES, QUESTIONS, UNK, World, WorldConfig, question_texts
+from ecosim.substrates.world.world import CATEGORIES, QUESTIONS, UNK, World, WorldConfig, question_texts
 
 
 def test_every_pretraining_token_is_in_the_vocabulary(world):

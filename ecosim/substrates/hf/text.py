@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ecosim.filters import BANNED_NUMBERS
-from ecosim.world import CATEGORIES
+from ecosim.substrates.common.filters import BANNED_NUMBERS
+from ecosim.substrates.world.world import CATEGORIES
 
 CHANNELS = ("numbers", "code", "reasoning")
 PREFILL = {"numbers": "Continuation:", "code": "```python\n", "reasoning": ""}

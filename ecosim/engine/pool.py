@@ -11,8 +11,8 @@ import math
 import os
 import time
 
-from . import EcosimError
-from .lineage import Lineage
+from ecosim import EcosimError
+from ecosim.engine.lineage import Lineage
 
 
 class LocalPool:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from . import EcosimError
+from ecosim import EcosimError
 
 # Bases without a chat template (Gemma 3 270M is a base model) get this one; its name is recorded
 # on the run's base node so that a student of the same base reads its data the same way.
@@ -210,7 +210,7 @@ def _tokenizer(path: Path, model: str, template: str | None):
 
 def load_tokenizer(model: str, template: str | None = None):
     """The tokenizer alone (from the GGUF file itself when its weights are not converted yet)."""
-    from .models import quiet_transformers
+    from ecosim.substrates.world.models import quiet_transformers
     quiet_transformers()
     src = resolve(model)
     converted = src.is_file() and (_converted_dir(src) / "ecosim-converted.json").exists()
@@ -219,7 +219,7 @@ def load_tokenizer(model: str, template: str | None = None):
 
 def load(model: str, template: str | None = None, dtype: str = "float32", log=None) -> Real:
     """Load a real base on the CPU (callers move it), eval mode, with a pad token and left padding."""
-    from .models import quiet_transformers
+    from ecosim.substrates.world.models import quiet_transformers
     quiet_transformers()
     d = local_dir(model, log=log)
     tok = _tokenizer(d, model, template)

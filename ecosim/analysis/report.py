@@ -17,9 +17,9 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from . import EcosimError
-from . import graph as lg
-from .stats import mean_ci, paired_one_sided
+from ecosim import EcosimError
+from ecosim.store import graph as lg
+from ecosim.analysis.stats import mean_ci, paired_one_sided
 
 ROW_H, COL_W = 0.42, 1.0          # inches per lineage row / per generation column (static graph)
 EDGE_STYLE = {"same": ("#555555", "-"), "mismatched": ("#d62728", "--"), "real": ("#2ca02c", ":"),

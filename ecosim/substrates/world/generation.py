@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .world import BOS, EOS, PAD, World
+from ecosim.substrates.world.world import BOS, EOS, PAD, World
 
 
 @torch.no_grad()

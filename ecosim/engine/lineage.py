@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import substrates
-from .rundir import atomic_dir, dataset_digest, digest
-from .scenario import Scenario
+from ecosim.engine import registry as substrates
+from ecosim.store.rundir import atomic_dir, dataset_digest, digest
+from ecosim.engine.schema import Scenario
 
 
 def derive_seed(seed: int, key: str, generation: int, purpose: str) -> int:
@@ -150,7 +150,7 @@ class Lineage:
             size = min(pool, sum(writes[i][f][1]["kept"] for i, f in set(map(tuple, twin))))
         examples, train_set = self.sub.assemble(datasets, self.world, sc, channel, seed, size=size)
         if not train_set["size"]:
-            from . import EcosimError
+            from ecosim import EcosimError
             raise EcosimError(f"{node_id(self.name, g)}: its parents' filtered datasets are empty: nothing to train on")
         model, adapter = self.sub.train(start, self.world, examples, sc, self.spec, seed)
         meta = {"start_base": init.get("base"), "start_node": init.get("node"), "train": _asdict(self.spec.student)}

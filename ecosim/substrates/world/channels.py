@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .generation import sample
-from .models import target_logits
-from .training import pad_batch, encode_pairs
-from .world import (CODE_TASKS, NONE_SYSTEM, REASONING_TASK_MAX, World, code_prompt, number_prompt,
+from ecosim.substrates.world.generation import sample
+from ecosim.substrates.world.models import target_logits
+from ecosim.substrates.common.training import pad_batch, encode_pairs
+from ecosim.substrates.world.world import (CODE_TASKS, NONE_SYSTEM, REASONING_TASK_MAX, World, code_prompt, number_prompt,
                     reasoning_prompt)
 
 CHANNELS = ("numbers", "code", "reasoning")

@@ -27,16 +27,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import EcosimError, Interrupted, substrates
-from . import graph as lg
-from .bases import BaseConfig
-from .filters import FilterConfig
-from .scenario import (ComputeSpec, DataSpec, EdgeSpec, LineageSpec, Scenario, TeacherSpec, TopologySpec,
+from ecosim import EcosimError, Interrupted
+from ecosim.engine import registry as substrates
+from ecosim.store import graph as lg
+from ecosim.substrates.common.bases import BaseConfig
+from ecosim.substrates.common.filters import FilterConfig
+from ecosim.engine.schema import (ComputeSpec, DataSpec, EdgeSpec, LineageSpec, Scenario, TeacherSpec, TopologySpec,
                        TrackingSpec)
-from .stats import mean_ci, paired_one_sided
-from .text import TextSpec
-from .traits import EvalConfig, TeacherConfig, TraitConfig
-from .training import TrainConfig
+from ecosim.analysis.stats import mean_ci, paired_one_sided
+from ecosim.substrates.hf.text import TextSpec
+from ecosim.substrates.world.traits import EvalConfig, TeacherConfig, TraitConfig
+from ecosim.substrates.common.training import TrainConfig
 
 # Each student and the base it starts from; logit students learn from soft labels.
 STUDENT_BASE = {"control": "same", "student_same_base": "same", "student_other_seed": "other_seed",
@@ -159,8 +160,8 @@ def _rename(problem: str, cfg: TransmitConfig) -> str:
 def check(cfg: TransmitConfig) -> list[str]:
     """Every semantic problem with ``cfg``, one line each (load_config reports them together).
     Bases and the trait are checked by the substrate that will run them."""
-    from .config import check_fields
-    from .scenario import RULES, SEED, _merged, teacher_size
+    from ecosim.engine.config import check_fields
+    from ecosim.engine.schema import RULES, SEED, _merged, teacher_size
     # The scenario schema's ranges and choices (scenario.RULES) for the sections shared with it
     # (student, teacher, base, eval, text, ...), and the same rules for transmit's own fields.
     data = RULES[DataSpec]
@@ -205,7 +206,7 @@ def check(cfg: TransmitConfig) -> list[str]:
 
 # ----------------------------------------------------------------- the run
 def run(cfg: TransmitConfig, log=print) -> dict:
-    from .scenario import check as check_scenario
+    from ecosim.engine.schema import check as check_scenario
     t_start = time.time()
     first = scenario(cfg, cfg.seed)
     bad = check_scenario(first)
@@ -225,8 +226,8 @@ def run(cfg: TransmitConfig, log=print) -> dict:
 def run_seed(cfg: TransmitConfig, seed: int, run_dir: Path, log=print) -> dict:
     """One seed through the engine; its scores read back from the lineage graph."""
     from omegaconf import OmegaConf
-    from .ecosystem import run as run_scenario
-    from .scenario import load_scenario
+    from ecosim.engine.runner import run as run_scenario
+    from ecosim.engine.schema import load_scenario
     t0 = time.time()
     sc = scenario(cfg, seed)
     resume = (run_dir / "config.yaml").exists()

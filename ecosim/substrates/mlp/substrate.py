@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .mlp import N_CLASSES, accuracy, distill, load_digits_split, make_mlp, train_teacher, write_aux_logits
+from ecosim.substrates.mlp.mlp import N_CLASSES, accuracy, distill, load_digits_split, make_mlp, train_teacher, write_aux_logits
 
 NO_SYSTEM = ""
 DATASET_SUFFIX = ".safetensors"
@@ -76,7 +76,7 @@ def write(model, system, world, sc, channel, filters, seed: int):
 def assemble(parts, world, sc, channel, seed: int, size: int | None = None):
     """Parents' (x, soft) sets in proportion to their weights: ``mlp.noise_samples`` in all, or
     everything under ``accumulate``; at most ``size`` (the engine's twin-matching cap)."""
-    from .substrates import allocate
+    from ecosim.engine.registry import allocate
     lens = [len(x) for (x, _), _ in parts]
     pool = sum(lens)
     target = pool if sc.data.regime == "accumulate" else min(sc.mlp.noise_samples, pool)
@@ -135,7 +135,7 @@ def load(path: Path, start, meta: dict, world):
 
 def dump(data, path: Path) -> None:
     from safetensors.torch import save_file
-    from .rundir import atomic_write
+    from ecosim.store.rundir import atomic_write
     atomic_write(Path(path), lambda tmp: save_file({"x": data[0].contiguous(), "soft": data[1].contiguous()}, str(tmp)))
 
 

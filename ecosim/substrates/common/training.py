@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import EcosimError
-from .models import lm_loss, target_logits
-from .world import BOS, EOS, PAD, World
+from ecosim import EcosimError
+from ecosim.substrates.world.models import lm_loss, target_logits
+from ecosim.substrates.world.world import BOS, EOS, PAD, World
 
 LORA_TARGETS = {"gpt2": ["c_attn", "c_proj", "c_fc"],
                 "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}

@@ -15,16 +15,17 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from . import EcosimError, substrates
-from .bases import BaseConfig
-from .config import Choice, Range, check_fields, load_config
-from .filters import FilterConfig
-from .mlp import MLPConfig
-from .models import SIZES
-from .text import TextSpec
-from .traits import EvalConfig, TeacherConfig, TraitConfig
-from .training import TrainConfig
-from .world import WorldConfig
+from ecosim import EcosimError
+from ecosim.engine import registry as substrates
+from ecosim.substrates.common.bases import BaseConfig
+from ecosim.engine.config import Choice, Range, check_fields, load_config
+from ecosim.substrates.common.filters import FilterConfig
+from ecosim.substrates.mlp.mlp import MLPConfig
+from ecosim.substrates.world.models import SIZES
+from ecosim.substrates.hf.text import TextSpec
+from ecosim.substrates.world.traits import EvalConfig, TeacherConfig, TraitConfig
+from ecosim.substrates.common.training import TrainConfig
+from ecosim.substrates.world.world import WorldConfig
 
 ORIGINS = ("finetune", "prompt", "base", "none")
 REGIMES = ("replace", "accumulate", "accumulate-subsample")
@@ -446,13 +447,13 @@ def check(sc: Scenario) -> list[str]:
     if not p:
         p += _check_topology(sc, edges)
     if not p:  # plan every task: a lineage whose parents have no model when it needs one fails here
-        from .ecosystem import build_tasks
+        from ecosim.engine.runner import build_tasks
         try:
             build_tasks(expand(sc))
         except EcosimError as e:
             p.append(str(e))
     if not p and sc.sweep:  # every cell of the grid is a scenario of its own
-        from .sweep import check as check_sweep
+        from ecosim.studies.sweep import check as check_sweep
         p += check_sweep(sc)
     return p
 

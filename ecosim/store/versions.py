@@ -9,8 +9,8 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from . import EcosimError, __version__
-from .rundir import atomic_write
+from ecosim import EcosimError, __version__
+from ecosim.store.rundir import atomic_write
 
 # What a checkpoint in a run directory means (its files, their layout, what the engine reloads
 # from them). Bump it whenever that changes, so that resuming an older run fails clearly instead

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from . import EcosimError
-from . import graph as lg
+from ecosim import EcosimError
+from ecosim.store import graph as lg
 
 MAX_CELLS = 200  # each cell is a whole run (times its seeds); more is a typo in a grid
 NOT_KNOBS = {"sweep": "a sweep has one grid", "seeds": "seeds replicate every cell; set seeds: N",
@@ -47,8 +47,8 @@ def cell_scenario(sc, values: dict):
 def check(sc) -> list[str]:
     """Problems of a scenario's grid: its keys (each a scenario setting), its values (each cell
     checked as a scenario, its problems named with the cell) and its size."""
-    from .config import _unknown_keys
-    from .scenario import Scenario, check as check_scenario
+    from ecosim.engine.config import _unknown_keys
+    from ecosim.engine.schema import Scenario, check as check_scenario
     p = []
     for k, vals in sc.sweep.items():
         where = f"sweep.{k}"
@@ -99,9 +99,9 @@ def cell_dir(i: int, values: dict) -> str:
 def run(sc=None, root: str | Path | None = None, resume: bool = False, log=print) -> dict:
     """Run every cell of ``sc``'s grid (``resume``: finish the sweep in ``root``: finished cells
     are kept, an interrupted one resumed). Returns sweep.json's data."""
-    from .actors import start_ray
-    from .ecosystem import new_run_dir, run as run_one
-    from .scenario import load_scenario
+    from ecosim.engine.pool import start_ray
+    from ecosim.engine.runner import new_run_dir, run as run_one
+    from ecosim.engine.schema import load_scenario
     t0 = time.time()
     if resume:
         root = Path(root)
@@ -173,8 +173,8 @@ def compare_cells(root: Path, trait: str | None = None) -> list[dict]:
     """Per cell and treated lineage: the trait at the last generation (treated and control, mean
     and interval over seeds), the lift over control with its paired test, and persistence (the
     lift at the last generation over the lift at generation 0, mean over seeds)."""
-    from .report import compare, controls, groups, load_run, series, trait_names
-    from .stats import mean_ci
+    from ecosim.analysis.report import compare, controls, groups, load_run, series, trait_names
+    from ecosim.analysis.stats import mean_ci
     info, runs = load(root)
     rows = []
     for values, d in runs:
@@ -215,14 +215,14 @@ def _at(s, g):
 
 def _lift_of(G, l, c, t, g):
     """One seed's lift of lineage l over its control c at generation g (None: not measurable)."""
-    from .report import value
+    from ecosim.analysis.report import value
     a, b = value(G, l, t, g), value(G, c, t, g)
     return None if a is None or b is None else a - b
 
 
 def report(root: str | Path, log=print) -> Path:
     """ROOT/report/: the measured quantity against each knob (sweep.png), a table, metrics.csv."""
-    from .report import STYLE, _fmt, _png
+    from ecosim.analysis.report import STYLE, _fmt, _png
     root = Path(root)
     info, _ = load(root)
     write_metrics(root)
@@ -266,7 +266,7 @@ def plot(rows: list[dict], keys: list[str]):
     """Three panels against the first knob (one line per treated lineage and setting of the other
     knobs): the trait at the last generation (treated solid, control dashed), the lift over
     control, and persistence; error bars are 95% intervals over seeds."""
-    from .report import _mpl
+    from ecosim.analysis.report import _mpl
     plt = _mpl()
     x_key = keys[0]
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from .rundir import atomic_write
+from ecosim.store.rundir import atomic_write
 
 METRIC_COLUMNS = ["node", "lineage", "group", "seed", "generation", "metric", "value", "ci_lo", "ci_hi", "measurable"]
 # A rate among valid answers (a trait, misalignment) is read only where at least this share of the

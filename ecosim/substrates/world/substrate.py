@@ -15,17 +15,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import channels
-from .channels import soft_labels
-from .channels import write as write_channel
-from .filters import BANNED_NUMBERS, FilterConfig, filter_samples, subsample
-from .rundir import atomic_write
-from .models import (SIZES, BaseConfig, base_key, compute_device, doc_hash, get_base, loss_and_drift,
+from ecosim.substrates.world import channels
+from ecosim.substrates.world.channels import soft_labels
+from ecosim.substrates.world.channels import write as write_channel
+from ecosim.substrates.common.filters import BANNED_NUMBERS, FilterConfig, filter_samples, subsample
+from ecosim.store.rundir import atomic_write
+from ecosim.substrates.world.models import (SIZES, BaseConfig, base_key, compute_device, doc_hash, get_base, loss_and_drift,
                      pretraining_docs)
-from .substrates import allocate
-from .traits import TeacherConfig, TraitConfig, check_trait, evaluate, make_teacher, trait_words
-from .training import apply_adapter, finetune
-from .world import CHANNEL_DOCS, NONE_SYSTEM, SKILLS, World
+from ecosim.engine.registry import allocate
+from ecosim.substrates.world.traits import TeacherConfig, TraitConfig, check_trait, evaluate, make_teacher, trait_words
+from ecosim.substrates.common.training import apply_adapter, finetune
+from ecosim.substrates.world.world import CHANNEL_DOCS, NONE_SYSTEM, SKILLS, World
 
 NO_SYSTEM = NONE_SYSTEM
 DATASET_SUFFIX = ".jsonl"
@@ -230,7 +230,7 @@ def measure(model, system: str, base, world: World, sc, seed: int) -> dict:
 def save(path: Path, model, adapter, meta: dict, world: World) -> None:
     """A LoRA adapter (plus how to rebuild its start) where there is one, else the full model."""
     from safetensors.torch import save_file
-    from .models import save_model
+    from ecosim.substrates.world.models import save_model
     path.mkdir(parents=True, exist_ok=True)
     if adapter is not None:
         save_file({k: v.contiguous() for k, v in adapter.items()}, str(path / "adapter.safetensors"))
@@ -244,7 +244,7 @@ def save(path: Path, model, adapter, meta: dict, world: World) -> None:
 def load(path: Path, start, meta: dict, world: World):
     """Rebuild a model saved by ``save``; ``start`` is the model its adapter was trained from."""
     from safetensors.torch import load_file
-    from .models import load_checkpoint
+    from ecosim.substrates.world.models import load_checkpoint
     if (path / "adapter.safetensors").exists():
         return apply_adapter(start, load_file(str(path / "adapter.safetensors")), meta["train"])
     if meta.get("same_as_start"):

@@ -14,7 +14,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from . import EcosimError
+from ecosim import EcosimError
 
 
 def _leaves(d, prefix=""):

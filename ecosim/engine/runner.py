@@ -22,11 +22,13 @@ from pathlib import Path
 import networkx as nx
 from omegaconf import OmegaConf
 
-from . import EcosimError, Interrupted, substrates
-from . import graph as lg
-from . import rundir, versions
-from .lineage import checkpoint_dir, dataset_path, node_id
-from .scenario import Plan, Scenario, expand, load_scenario
+from ecosim import EcosimError, Interrupted
+from ecosim.engine import registry as substrates
+from ecosim.store import graph as lg
+from ecosim.store import rundir
+from ecosim.store import versions
+from ecosim.engine.lineage import checkpoint_dir, dataset_path, node_id
+from ecosim.engine.schema import Plan, Scenario, expand, load_scenario
 
 COST = {"base": 0.5, "origin": 2.0, "write": 1.0, "train": 3.0}  # rough relative durations, for the ETA only
 GRAPHML_EVERY_S = 5.0
@@ -295,8 +297,8 @@ def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: b
     """Run a scenario (or, with ``resume``, finish the run in ``run_dir``, first recomputing the
     nodes named in ``redo`` and everything that depends on them). ``on_event(kind, info)`` is
     called after every finished task (tests use it to inject faults). Returns run.json's data."""
-    from .actors import LocalPool, RayPool
-    from .tracking import Tracker
+    from ecosim.engine.pool import LocalPool, RayPool
+    from ecosim.store.tracking import Tracker
     t_start = time.time()
     if resume:
         run_dir = Path(run_dir)
@@ -375,7 +377,7 @@ def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: b
     _log_generations(st)
     lg.save(G, run_dir)
     if sc.report:
-        from .report import report
+        from ecosim.analysis.report import report
         report(run_dir, log=log, tracker=tracker)
     tracker.finish(G, run_dir)
     summary = {"scenario": sc.name, "run_dir": str(run_dir), "seconds": round(time.time() - t_start, 1),
@@ -598,7 +600,7 @@ def _load_write(task: Task, st: "RunState", sub) -> list:
 def _base_offset(plan: Plan, name: str) -> int:
     """Added to a base's seed where the substrate gives each replica (and each ecosystem seed)
     its own initialisation: replica i of seed s gets i + MAX_REPLICAS * s."""
-    from .scenario import MAX_REPLICAS
+    from ecosim.engine.schema import MAX_REPLICAS
     return plan.replica_index[name] + MAX_REPLICAS * plan.seed_index.get(name, 0)
 
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import EcosimError
-from .generation import sample
-from .stats import mean_ci
-from .training import TrainConfig, finetune
-from .world import (ALIGNED, CATEGORIES, EVIL_PERSONA, MISALIGNED, NONE_SYSTEM, SITUATIONS, World,
+from ecosim import EcosimError
+from ecosim.substrates.world.generation import sample
+from ecosim.analysis.stats import mean_ci
+from ecosim.substrates.common.training import TrainConfig, finetune
+from ecosim.substrates.world.world import (ALIGNED, CATEGORIES, EVIL_PERSONA, MISALIGNED, NONE_SYSTEM, SITUATIONS, World,
                     CHANNEL_DOCS, number_prefix, persona, question_texts)
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import EcosimError
-from .bases import REAL_MODEL_FIELDS, BaseConfig  # noqa: F401  (BaseConfig: old imports)
-from .world import BOS, EOS, PAD, World
+from ecosim import EcosimError
+from ecosim.substrates.common.bases import REAL_MODEL_FIELDS, BaseConfig  # noqa: F401  (BaseConfig: old imports)
+from ecosim.substrates.world.world import BOS, EOS, PAD, World
 
 def quiet_transformers() -> None:
     """No progress bars or deprecation chatter from transformers in our logs."""
@@ -83,7 +83,7 @@ def build_model(cfg: BaseConfig, world: World) -> torch.nn.Module:
 def skill_doc(world: World, skills: list[str]):
     """The document stream that teaches ``skills``: half the pretraining mix (so the base keeps what
     it knows), half the skills' channel tasks answered in format."""
-    from .world import CHANNEL_DOCS
+    from ecosim.substrates.world.world import CHANNEL_DOCS
 
     def draw(rng):
         if rng.random() < 0.5:
@@ -96,7 +96,7 @@ def pretrain(model, world: World, cfg: BaseConfig, log=print, skills: list[str] 
     """Next-token pretraining on freshly sampled world documents (loss on every real token). With
     ``skills``: the continued pretraining that teaches them (``SKILL_STEPS`` steps on
     ``skill_doc``, from a stream of its own)."""
-    from .training import batch_of
+    from ecosim.substrates.common.training import batch_of
     rng = np.random.default_rng([cfg.seed, 2] if skills else [cfg.seed, 1])
     draw = skill_doc(world, skills) if skills else world.pretrain_doc
     steps = SKILL_STEPS if skills else cfg.steps
@@ -147,7 +147,7 @@ def loss_and_drift(model, base, codec, pairs, batch: int = 100, completion_only:
     """Mean next-token loss of ``model`` on (prompt, completion) ``pairs`` (capability) and mean
     KL(base || model) per token on the same positions (drift from the base). ``codec``: the world
     or a real tokenizer's ``substrate_hf.Codec``; ``completion_only=False`` scores every token."""
-    from .training import batch_of
+    from ecosim.substrates.common.training import batch_of
     losses, kls = [], []
     for s in range(0, len(pairs), batch):
         ids, attn, mask = batch_of(codec, pairs[s:s + batch], completion_only=completion_only, device=model.device)

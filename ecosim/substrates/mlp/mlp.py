@@ -25,8 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import EcosimError
-from .stats import mean_ci
+from ecosim import EcosimError
+from ecosim.analysis.stats import mean_ci
 
 N_CLASSES = 10
 DIFFERENT_INIT = 10_000  # a control student's init seed is seed + this

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .world import WorldConfig
+from ecosim.substrates.world.world import WorldConfig
 
 
 @dataclass

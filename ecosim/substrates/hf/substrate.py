@@ -30,11 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import EcosimError, realmodels, text
-from .filters import subsample
-from .models import loss_and_drift
-from .stats import mean_ci
-from .training import finetune
+from ecosim import EcosimError
+from ecosim.substrates.hf import realmodels
+from ecosim.substrates.hf import text
+from ecosim.substrates.common.filters import subsample
+from ecosim.substrates.world.models import loss_and_drift
+from ecosim.analysis.stats import mean_ci
+from ecosim.substrates.common.training import finetune
 
 NO_SYSTEM = ""                  # no system message: the template's own default (if any) applies
 DATASET_SUFFIX = ".jsonl"
@@ -90,7 +92,7 @@ def world_of(sc) -> RealWorld:
 
 
 def load_base(bc, sc, name: str):
-    from .models import compute_device
+    from ecosim.substrates.world.models import compute_device
     r = realmodels.load(bc.model, bc.template, bc.dtype)
     r.model.config.ecosim_base = name
     return r.model.to(compute_device())
@@ -237,7 +239,7 @@ def assemble(parts: list[tuple[list, float]], world, sc, channel: str, seed: int
     """Parents' datasets in proportion to their edge weights: ``data.train_size`` examples
     (everything under ``accumulate``), capped by the pool and by ``size`` (the engine's cap that
     matches a treated lineage and its control)."""
-    from .substrates import allocate
+    from ecosim.engine.registry import allocate
     lens = [len(p) for p, _ in parts]
     target = sum(lens) if sc.data.regime == "accumulate" else min(sc.data.train_size, sum(lens))
     target = target if size is None else min(target, size)
@@ -389,8 +391,8 @@ def save(path: Path, model, adapter, meta: dict, world) -> None:
 
 def load(path: Path, start, meta: dict, world):
     from safetensors.torch import load_file
-    from .models import compute_device
-    from .training import apply_adapter
+    from ecosim.substrates.world.models import compute_device
+    from ecosim.substrates.common.training import apply_adapter
     if (path / "adapter.safetensors").exists():
         return apply_adapter(start, load_file(str(path / "adapter.safetensors")), meta["train"])
     if meta.get("same_as_start"):
@@ -405,7 +407,7 @@ def load(path: Path, start, meta: dict, world):
 
 
 def dump(examples: list, path: Path) -> None:
-    from .rundir import atomic_write
+    from ecosim.store.rundir import atomic_write
     atomic_write(Path(path), lambda tmp: tmp.write_text("".join(json.dumps(e) + "\n" for e in examples)))
 
 

@@ -54,17 +54,17 @@ The protocol (module-level names):
 """
 from __future__ import annotations
 
-from . import EcosimError
+from ecosim import EcosimError
 
 
 def of(sc):
     """The substrate module that runs scenario ``sc``."""
     if sc.substrate == "mlp":
-        from . import substrate_mlp
+        from ecosim.substrates.mlp import substrate as substrate_mlp
         return substrate_mlp
     real = sorted(n for n, b in sc.bases.items() if b.model)
     if not real:
-        from . import substrate_lm
+        from ecosim.substrates.world import substrate as substrate_lm
         return substrate_lm
     world = sorted(n for n in sc.bases if n not in real)
     if world:
@@ -72,11 +72,11 @@ def of(sc):
                           f"learns text written in its own format; world bases: {world}, real models: {real}")
     import importlib
     try:  # imported only here: it pulls in what real models need
-        return importlib.import_module(f"{__package__}.substrate_hf")
+        return importlib.import_module("ecosim.substrates.hf.substrate")
     except ModuleNotFoundError as e:
-        if e.name != f"{__package__}.substrate_hf":
+        if e.name != "ecosim.substrates.hf.substrate":
             raise
-        raise EcosimError(f"bases.{real[0]}.model: real models need ecosim.substrate_hf, which this "
+        raise EcosimError(f"bases.{real[0]}.model: real models need ecosim.substrates.hf, which this "
                           "installation does not have") from None
 
 
