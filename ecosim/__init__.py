@@ -2,12 +2,7 @@
 __version__ = "0.1.0"
 
 
-class EcosimError(Exception):
-    """A problem with the user's input (config, paths, checkpoints): printed as one clear line."""
-
-
-class Interrupted(EcosimError):
-    """The user stopped a run (Ctrl-C): finished nodes are kept; the message says how to go on."""
+from ecosim.errors import EcosimError, Interrupted  # noqa: F401  (ecosim.EcosimError: the public name)
 
 
 def run(scenario_or_path, log=print, **overrides):

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ecosim import EcosimError
+from ecosim.errors import EcosimError
 
 
 @dataclass

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from ecosim import EcosimError, Interrupted
+from ecosim.errors import EcosimError, Interrupted
 
 
 def _kinds() -> dict:

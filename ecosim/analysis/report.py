@@ -17,7 +17,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from ecosim import EcosimError
+from ecosim.errors import EcosimError
 from ecosim.store import graph as lg
 from ecosim.analysis.stats import mean_ci, paired_one_sided
 

@@ -14,7 +14,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ecosim import EcosimError
+from ecosim.errors import EcosimError
 
 
 def _leaves(d, prefix=""):

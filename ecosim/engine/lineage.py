@@ -150,7 +150,7 @@ class Lineage:
             size = min(pool, sum(writes[i][f][1]["kept"] for i, f in set(map(tuple, twin))))
         examples, train_set = self.sub.assemble(datasets, self.world, sc, channel, seed, size=size)
         if not train_set["size"]:
-            from ecosim import EcosimError
+            from ecosim.errors import EcosimError
             raise EcosimError(f"{node_id(self.name, g)}: its parents' filtered datasets are empty: nothing to train on")
         model, adapter = self.sub.train(start, self.world, examples, sc, self.spec, seed)
         meta = {"start_base": init.get("base"), "start_node": init.get("node"), "train": _asdict(self.spec.student)}

@@ -11,7 +11,7 @@ import math
 import os
 import time
 
-from ecosim import EcosimError
+from ecosim.errors import EcosimError
 from ecosim.engine.lineage import Lineage
 
 

@@ -54,7 +54,7 @@ The protocol (module-level names):
 """
 from __future__ import annotations
 
-from ecosim import EcosimError
+from ecosim.errors import EcosimError
 
 
 def of(sc):

@@ -22,7 +22,7 @@ from pathlib import Path
 import networkx as nx
 from omegaconf import OmegaConf
 
-from ecosim import EcosimError, Interrupted
+from ecosim.errors import EcosimError, Interrupted
 from ecosim.engine import registry as substrates
 from ecosim.store import graph as lg
 from ecosim.store import rundir

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from ecosim import EcosimError
+from ecosim.errors import EcosimError
 from ecosim.engine import registry as substrates
 from ecosim.substrates.common.bases import BaseConfig
 from ecosim.engine.config import Choice, Range, check_fields, load_config

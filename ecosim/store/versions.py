@@ -9,7 +9,8 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from ecosim import EcosimError, __version__
+from ecosim.errors import EcosimError
+from ecosim import __version__
 from ecosim.store.rundir import atomic_write
 
 # What a checkpoint in a run directory means (its files, their layout, what the engine reloads

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from ecosim import EcosimError
+from ecosim.errors import EcosimError
 from ecosim.store import graph as lg
 
 MAX_CELLS = 200  # each cell is a whole run (times its seeds); more is a typo in a grid

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecosim import EcosimError, Interrupted
+from ecosim.errors import EcosimError, Interrupted
 from ecosim.engine import registry as substrates
 from ecosim.store import graph as lg
 from ecosim.substrates.common.bases import BaseConfig

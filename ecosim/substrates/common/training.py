@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ecosim import EcosimError
+from ecosim.errors import EcosimError
 from ecosim.substrates.world.models import lm_loss, target_logits
 from ecosim.substrates.world.world import BOS, EOS, PAD, World
 

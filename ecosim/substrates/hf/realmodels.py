@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ecosim import EcosimError
+from ecosim.errors import EcosimError
 
 # Bases without a chat template (Gemma 3 270M is a base model) get this one; its name is recorded
 # on the run's base node so that a student of the same base reads its data the same way.

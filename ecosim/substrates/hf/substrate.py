@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ecosim import EcosimError
+from ecosim.errors import EcosimError
 from ecosim.substrates.hf import realmodels
 from ecosim.substrates.hf import text
 from ecosim.substrates.common.filters import subsample

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ecosim import EcosimError
+from ecosim.errors import EcosimError
 from ecosim.analysis.stats import mean_ci
 
 N_CLASSES = 10

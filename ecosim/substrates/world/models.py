@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ecosim import EcosimError
+from ecosim.errors import EcosimError
 from ecosim.substrates.common.bases import REAL_MODEL_FIELDS, BaseConfig  # noqa: F401  (BaseConfig: old imports)
 from ecosim.substrates.world.world import BOS, EOS, PAD, World
 

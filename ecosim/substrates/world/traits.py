@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ecosim import EcosimError
+from ecosim.errors import EcosimError
 from ecosim.substrates.world.generation import sample
 from ecosim.analysis.stats import mean_ci
 from ecosim.substrates.common.training import TrainConfig, finetune
