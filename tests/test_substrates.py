@@ -6,7 +6,8 @@ import torch
 from ecosim import EcosimError
 from ecosim.substrates.world import substrate as substrate_lm
 from ecosim.substrates.mlp import substrate as substrate_mlp
-from ecosim.engine import registry as substrates
+from ecosim.engine import registry as substrates  # noqa: E501
+from ecosim.substrates.common.assemble import allocate
 from ecosim.substrates.common.bases import BaseConfig
 from ecosim.engine.schema import Scenario, check
 
@@ -31,10 +32,10 @@ def test_of_picks_the_substrate_and_refuses_mixed_bases():
 
 
 def test_allocate_fills_the_size_exactly_and_respects_lengths():
-    assert substrates.allocate([100, 100], [1.0, 1.0], 51) in ([26, 25], [25, 26])
-    assert substrates.allocate([10, 100], [1.0, 1.0], 60) == [10, 50]   # a short part's rest goes to the other
-    assert substrates.allocate([10, 20], [1.0, 1.0], 99) == [10, 20]    # never more than there is
-    assert substrates.allocate([3, 3, 3], [1.0, 1.0, 1.0], 2) in ([1, 1, 0], [1, 0, 1], [0, 1, 1])
+    assert allocate([100, 100], [1.0, 1.0], 51) in ([26, 25], [25, 26])
+    assert allocate([10, 100], [1.0, 1.0], 60) == [10, 50]   # a short part's rest goes to the other
+    assert allocate([10, 20], [1.0, 1.0], 99) == [10, 20]    # never more than there is
+    assert allocate([3, 3, 3], [1.0, 1.0, 1.0], 2) in ([1, 1, 0], [1, 0, 1], [0, 1, 1])
 
 
 def test_assemble_takes_the_twin_cap():

@@ -33,7 +33,7 @@ import torch
 from ecosim.errors import EcosimError
 from ecosim.substrates.hf import realmodels
 from ecosim.substrates.hf import text
-from ecosim.substrates.common.filters import subsample
+from ecosim.substrates.common.assemble import assemble as common_assemble
 from ecosim.substrates.world.models import loss_and_drift
 from ecosim.analysis.stats import mean_ci
 from ecosim.substrates.common.training import finetune
@@ -236,18 +236,8 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
 
 
 def assemble(parts: list[tuple[list, float]], world, sc, channel: str, seed: int, size: int | None = None):
-    """Parents' datasets in proportion to their edge weights: ``data.train_size`` examples
-    (everything under ``accumulate``), capped by the pool and by ``size`` (the engine's cap that
-    matches a treated lineage and its control)."""
-    from ecosim.engine.registry import allocate
-    lens = [len(p) for p, _ in parts]
-    target = sum(lens) if sc.data.regime == "accumulate" else min(sc.data.train_size, sum(lens))
-    target = target if size is None else min(target, size)
-    weights = [float(n) for n in lens] if sc.data.regime == "accumulate" else [w for _, w in parts]
-    out, counts = [], allocate(lens, weights, target)
-    for i, ((p, _), k) in enumerate(zip(parts, counts)):
-        out += subsample(p, k, seed=seed + i)
-    return out, {"size": len(out), "real": 0, "real_share": 0.0, "counts": counts}
+    """Parents' datasets in proportion to their edge weights (``common.assemble``; no real data)."""
+    return common_assemble(parts, sc, seed, size)
 
 
 def train(start, world: RealWorld, examples: list[dict], sc, spec, seed: int, cfg=None):

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ecosim.substrates.common.assemble import assemble as common_assemble
 from ecosim.substrates.mlp.mlp import N_CLASSES, accuracy, distill, load_digits_split, make_mlp, train_teacher, write_aux_logits
 
 NO_SYSTEM = ""
@@ -74,22 +75,17 @@ def write(model, system, world, sc, channel, filters, seed: int):
 
 
 def assemble(parts, world, sc, channel, seed: int, size: int | None = None):
-    """Parents' (x, soft) sets in proportion to their weights: ``mlp.noise_samples`` in all, or
-    everything under ``accumulate``; at most ``size`` (the engine's twin-matching cap)."""
-    from ecosim.engine.registry import allocate
-    lens = [len(x) for (x, _), _ in parts]
-    pool = sum(lens)
-    target = pool if sc.data.regime == "accumulate" else min(sc.mlp.noise_samples, pool)
-    if size is not None:
-        target = min(target, size)
-    weights = [float(n) for n in lens] if sc.data.regime == "accumulate" else [w for _, w in parts]
-    xs, ss, counts = [], [], allocate(lens, weights, target)
-    for i, (((x, s), _), k) in enumerate(zip(parts, counts)):
+    """Parents' (x, soft) sets in proportion to their weights (``common.assemble``):
+    ``mlp.noise_samples`` in all, or everything under ``accumulate``."""
+    def take(part, k, seed, i):
+        x, s = part
         idx = torch.from_numpy(np.random.default_rng([seed, i]).permutation(len(x))[:k])
-        xs.append(x[idx])
-        ss.append(s[idx])
-    x, s = torch.cat(xs), torch.cat(ss)
-    return (x, s), {"size": len(x), "real": 0, "real_share": 0.0, "counts": counts}
+        return x[idx], s[idx]
+
+    def join(pieces):
+        return torch.cat([x for x, _ in pieces]), torch.cat([s for _, s in pieces])
+    return common_assemble(parts, sc, seed, size, cap=sc.mlp.noise_samples, length=lambda d: len(d[0]),
+                           take=take, join=join)
 
 
 def train(start, world, data, sc, spec, seed: int):

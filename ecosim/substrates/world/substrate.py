@@ -18,11 +18,11 @@ import torch
 from ecosim.substrates.world import channels
 from ecosim.substrates.world.channels import soft_labels
 from ecosim.substrates.world.channels import write as write_channel
-from ecosim.substrates.common.filters import BANNED_NUMBERS, FilterConfig, filter_samples, subsample
+from ecosim.substrates.common.filters import BANNED_NUMBERS, FilterConfig, filter_samples
 from ecosim.store.rundir import atomic_write
 from ecosim.substrates.world.models import (SIZES, BaseConfig, base_key, compute_device, doc_hash, get_base, loss_and_drift,
                      pretraining_docs)
-from ecosim.engine.registry import allocate
+from ecosim.substrates.common.assemble import assemble as common_assemble
 from ecosim.substrates.world.traits import TeacherConfig, TraitConfig, check_trait, evaluate, make_teacher, trait_words
 from ecosim.substrates.common.training import apply_adapter, finetune
 from ecosim.substrates.world.world import CHANNEL_DOCS, NONE_SYSTEM, SKILLS, World
@@ -147,28 +147,11 @@ def write(model, system: str, world: World, sc, channel: str, filters: list[Filt
 
 def assemble(parts: list[tuple[list, float]], world: World, sc, channel: str, seed: int,
              size: int | None = None) -> tuple[list, dict]:
-    """A student's training set: parents' datasets in proportion to their edge weights, plus a
-    ``data.real_share`` of the world's own documents on the channel. Its size is
-    ``data.train_size`` (or, under ``accumulate``, everything), capped by what the parents kept
-    and by ``size`` (the engine's cap that matches a treated lineage and its control)."""
-    d = sc.data
-    lens = [len(p) for p, _ in parts]
-    pool = sum(lens)
-    target = pool if d.regime == "accumulate" else min(d.train_size, pool)
-    if size is not None:
-        target = min(target, size)
-    n_real = int(round(target * d.real_share))
-    if d.regime == "accumulate":  # everything the parents wrote (or the cap), real data on top
-        counts = allocate(lens, [float(n) for n in lens], target)
-    else:
-        counts = allocate(lens, [w for _, w in parts], target - n_real)
-    out = []
-    for i, ((p, _), k) in enumerate(zip(parts, counts)):
-        out += subsample(p, k, seed=seed + i)
-    rng = np.random.default_rng([seed, 23])
-    if n_real:
-        out += [(doc.prompt, doc.assistant) for doc in (CHANNEL_DOCS[channel](rng) for _ in range(n_real))]
-    return out, {"size": len(out), "real": n_real, "real_share": n_real / max(len(out), 1), "counts": counts}
+    """A student's training set (``common.assemble``): parents' datasets in proportion to their
+    edge weights, plus a ``data.real_share`` of the world's own documents on the channel."""
+    def real(rng, n):
+        return [(doc.prompt, doc.assistant) for doc in (CHANNEL_DOCS[channel](rng) for _ in range(n))]
+    return common_assemble(parts, sc, seed, size, real=real)
 
 
 def train(start, world: World, examples: list, sc, spec, seed: int):
