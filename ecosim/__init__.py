@@ -1,7 +1,5 @@
 """ecosim: a simulator of model ecosystems in which traits pass through synthetic data."""
-__version__ = "0.1.0"
-
-
+from ecosim.version import __version__  # noqa: F401  (its one home: ecosim/version.py)
 from ecosim.errors import EcosimError, Interrupted  # noqa: F401  (ecosim.EcosimError: the public name)
 
 

@@ -13,10 +13,26 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecosim.errors import EcosimError
+
+# Shipped scenarios are package data (ecosim/scenarios/*.yaml; pyproject's package-data), so they
+# are found after a plain ``pip install .`` too; the checkout's top-level ``scenarios`` links here.
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+
+def scenario_path(name: str) -> str:
+    """A YAML path, or the name of a shipped scenario (``ecosim list``)."""
+    if os.path.exists(name) or name.endswith((".yaml", ".yml")) or os.sep in name:
+        return name
+    shipped = SCENARIOS / f"{name}.yaml"
+    if shipped.exists():
+        return str(shipped)
+    known = sorted(p.stem for p in SCENARIOS.glob("*.yaml"))
+    raise EcosimError(f"{name}: no such file, and not a shipped scenario (those are: {', '.join(known)})")
 
 
 @dataclass
@@ -42,14 +58,13 @@ class Sweep:
 
 def _overrides(kw: dict) -> list[str]:
     """key=value overrides from keyword arguments: dotted keys as they are, dicts flattened."""
-    from ecosim.engine.config import _leaves
-    return [f"{k}={json.dumps(v)}" for k, v in _leaves(kw)]
+    from ecosim.engine.config import leaves
+    return [f"{k}={json.dumps(v)}" for k, v in leaves(kw)]
 
 
 def scenario(scenario_or_path, **overrides):
     """A checked Scenario: a shipped scenario's name, a YAML path or a Scenario, with overrides
     (``seeds=3``, ``**{"data.real_share": 0.5}``, ``data={"prompts": 3000}``, ``sweep={...}``)."""
-    from ecosim.cli import scenario_path
     from ecosim.engine.schema import Scenario, check, load_scenario
     sweep = overrides.pop("sweep", None)  # its keys are dotted paths: set whole, not as overrides
     if isinstance(scenario_or_path, Scenario) and not overrides:

@@ -7,13 +7,14 @@ import os
 import sys
 from pathlib import Path
 
+from ecosim.api import SCENARIOS, scenario_path  # noqa: F401  (ecosim.cli.scenario_path: older imports)
 from ecosim.errors import EcosimError, Interrupted
 
 
 def _kinds() -> dict:
     """The three kinds of config file: what each is called, its schema, the command that runs it."""
-    from ecosim.substrates.mlp.mlp import MLPConfig
     from ecosim.engine.schema import Scenario
+    from ecosim.substrates.mlp.config import MLPConfig
     from ecosim.studies.transmit import TransmitConfig
     return {"scenario": ("a scenario", Scenario, "ecosim run {}"),
             "transmit": ("a transmit config", TransmitConfig, "ecosim transmit --config {}"),
@@ -80,22 +81,6 @@ def _mlp(args) -> int:
     return _report(run, table, cfg, args.json)
 
 
-# Shipped scenarios are package data (ecosim/scenarios/*.yaml; pyproject's package-data), so they
-# are found after a plain ``pip install .`` too; the checkout's top-level ``scenarios`` links here.
-SCENARIOS = Path(__file__).resolve().parent / "scenarios"
-
-
-def scenario_path(name: str) -> str:
-    """A YAML path, or the name of a shipped scenario (``ecosim list``)."""
-    if os.path.exists(name) or name.endswith((".yaml", ".yml")) or os.sep in name:
-        return name
-    shipped = SCENARIOS / f"{name}.yaml"
-    if shipped.exists():
-        return str(shipped)
-    known = sorted(p.stem for p in SCENARIOS.glob("*.yaml"))
-    raise EcosimError(f"{name}: no such file, and not a shipped scenario (those are: {', '.join(known)})")
-
-
 def _load(args):
     from ecosim.engine.schema import check, load_scenario
     overrides = list(args.overrides)
@@ -146,9 +131,9 @@ def _sweep_arg(items: list[str]) -> dict:
 
 
 def _validate(args) -> int:
-    from ecosim.engine.runner import build_tasks
-    from ecosim.engine.schema import expand
-    from ecosim.studies.sweep import cells
+    from ecosim.engine.grid import cells
+    from ecosim.engine.plan import expand
+    from ecosim.engine.tasks import build_tasks
     sc = _load(args)
     plan = expand(sc)
     tasks = build_tasks(plan)
@@ -197,7 +182,10 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run an ecosystem scenario (a YAML file or a shipped scenario name)")
     r.add_argument("scenario", nargs="?")
     r.add_argument("overrides", nargs="*", help="key=value scenario overrides")
-    r.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run; damaged nodes are recomputed")
+    r.add_argument("--resume", metavar="RUN_DIR",
+                   help="finish an interrupted run; damaged nodes are recomputed. Refuses (exit 2) when a base "
+                        "or a config.yaml setting changed since the run started (digests.json): restore it, "
+                        "or start a new run")
     r.add_argument("--redo", metavar="NODE", action="append",
                    help="with --resume: recompute this node (a model such as owl/g1, or a dataset such as "
                         "owl/g0/numbers) and everything that depends on it; may be repeated")

@@ -78,8 +78,9 @@ def test_transmit_on_reasoning_teaches_every_world_base_to_add():
 
 
 def test_each_lineage_of_the_mixed_scenario_writes_on_its_own_channel():
-    from ecosim.cli import scenario_path
-    from ecosim.engine.schema import expand, load_scenario
+    from ecosim.api import scenario_path
+    from ecosim.engine.plan import expand
+    from ecosim.engine.schema import load_scenario
     plan = expand(load_scenario(scenario_path("mixed_channels")))
     assert {n: plan.writes_on(n) for n in plan.lineages} == {
         "owl_numbers": "numbers", "owl_code": "code", "owl_reasoning": "reasoning",

@@ -136,7 +136,8 @@ def test_atomic_writes_leave_the_old_artifact_or_the_new_one(tmp_path):
 def test_a_stalled_run_names_the_nodes_in_flight(local_run, tmp_path):
     """A pool whose tasks never finish: the run stops after compute.stall_s with the nodes named."""
     from ecosim.engine.runner import RunState, _collect, build_tasks
-    from ecosim.engine.schema import expand, load_scenario
+    from ecosim.engine.plan import expand
+    from ecosim.engine.schema import load_scenario
     sc = load_scenario(str(local_run / "config.yaml"), ["compute.stall_s=0.01"])
     plan = expand(sc)
     tasks = build_tasks(plan)

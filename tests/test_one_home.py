@@ -260,3 +260,19 @@ if __name__ == "__main__":
     import tempfile
     with tempfile.TemporaryDirectory() as d:
         print(json.dumps(fingerprints(d), indent=1))
+
+
+def test_a_checkpoint_of_an_old_run_loads_through_common_adapters(tmp_path, monkeypatch):
+    """Old runs resume: the adapter file goes to apply_adapter with its tensor names as written;
+    a start kept as is comes back as the start; else the substrate's own full-model loader."""
+    from safetensors.torch import save_file
+    from ecosim.substrates.common import adapters, training
+    save_file({k: v.contiguous() for k, v in _adapter().items()}, str(tmp_path / "adapter.safetensors"))
+    seen = {}
+    monkeypatch.setattr(training, "apply_adapter", lambda start, ad, cfg: seen.update(start=start, ad=ad, cfg=cfg) or "merged")
+    assert adapters.load(tmp_path, "start", {"train": {"rank": 4}}, full=None) == "merged"
+    assert seen["start"] == "start" and seen["cfg"] == {"rank": 4}
+    assert {k: _th(v) for k, v in seen["ad"].items()} == {k: _th(v) for k, v in _adapter().items()}
+    (tmp_path / "adapter.safetensors").unlink()
+    assert adapters.load(tmp_path, "start", {"same_as_start": True}, full=None) == "start"
+    assert adapters.load(tmp_path, "start", {"same_as_start": False}, full=lambda d: ("full", d)) == ("full", tmp_path)

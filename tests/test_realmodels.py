@@ -110,7 +110,7 @@ def test_a_fine_tuned_teacher_reloads_from_its_checkpoint(setup, tmp_path):
     """As a resumed run or a Ray actor reloads it: the saved config is a TeacherSpec's (more fields
     than a TrainConfig)."""
     from dataclasses import asdict
-    from ecosim.engine.schema import TeacherSpec
+    from ecosim.substrates.common.config import TeacherSpec
     sc, w, base = setup
     sc = NS(**{**vars(sc), "teacher": TeacherSpec(rank=2, alpha=4, steps=2, batch=2, task_share=0.1),
               "data": NS(**{**vars(sc.data), "channel": "numbers"})})
@@ -124,7 +124,7 @@ def test_a_fine_tuned_teacher_reloads_from_its_checkpoint(setup, tmp_path):
 
 def test_teacher_task_share_is_teacher_config_with_a_real_model_default(setup):
     """One key for the world and real models: ``teacher.task_share``; unset, half the examples."""
-    from ecosim.engine.schema import TeacherSpec
+    from ecosim.substrates.common.config import TeacherSpec
     sc, w, base = setup
     for share, tasks in ((None, 10), (0.25, 5), (0.0, 0)):
         s = NS(**{**vars(sc), "teacher": TeacherSpec(task_share=share)})
@@ -228,8 +228,9 @@ text: {{shots: 9, temperature: -1}}
 def test_the_smollm2_scenario_runs_on_the_world_by_changing_only_bases(tmp_path):
     """The shipped SmolLM2 scenario and the same file with world bases plan the same lineages."""
     import yaml
-    from ecosim.cli import scenario_path
-    from ecosim.engine.schema import expand, load_scenario
+    from ecosim.api import scenario_path
+    from ecosim.engine.plan import expand
+    from ecosim.engine.schema import load_scenario
     real = yaml.safe_load(open(scenario_path("smollm2_owl")))
     world = dict(real, bases={"main": {"arch": "gpt2"}, "gemma": {"arch": "llama"}})
     (tmp_path / "world.yaml").write_text(yaml.safe_dump(world))

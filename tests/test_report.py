@@ -12,9 +12,11 @@ import pytest
 
 from ecosim.store import graph as lg
 from ecosim.cli import main
-from ecosim.engine.runner import Task, plan_graph, record_model, record_write
+from ecosim.engine.runner import plan_graph, record_model, record_write
+from ecosim.engine.tasks import Task
 from ecosim.analysis.report import draw_graph, report, summary, text_overlaps
-from ecosim.engine.schema import expand, load_scenario
+from ecosim.engine.plan import expand
+from ecosim.engine.schema import load_scenario
 
 SCEN = """
 name: five_by_eight

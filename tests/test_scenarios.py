@@ -3,8 +3,9 @@ never a traceback; impossible topologies are errors too. No models are built her
 import pytest
 
 from ecosim.cli import main
-from ecosim.engine.runner import build_tasks
-from ecosim.engine.schema import expand, load_scenario
+from ecosim.engine.tasks import build_tasks
+from ecosim.engine.plan import expand
+from ecosim.engine.schema import load_scenario
 
 GOOD = """
 name: t
@@ -134,7 +135,7 @@ def shrink(sc):
                                   "accumulate_vs_replace", "real_data_dilution", "mlp_ecosystem"])
 def test_shipped_scenario_runs_end_to_end_at_toy_size(name, tmp_path, tiny_base):
     from ecosim.store import graph as lg
-    from ecosim.cli import scenario_path
+    from ecosim.api import scenario_path
     from ecosim.engine.runner import run
     sc = shrink(load_scenario(scenario_path(name), [f"out_dir={tmp_path}"]))
     if sc.sweep:  # a sweep's cells are scenarios of their own: each runs end to end

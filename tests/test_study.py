@@ -14,7 +14,8 @@ import ecosim.api
 from ecosim import EcosimError
 from ecosim.store import graph as lg
 from ecosim.analysis.report import compare, series, summary
-from ecosim.engine.schema import ecosystem_seed, expand, load_scenario
+from ecosim.engine.plan import ecosystem_seed, expand
+from ecosim.engine.schema import load_scenario
 from ecosim.analysis.stats import mean_ci, paired_one_sided
 
 from conftest import TINY

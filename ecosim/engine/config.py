@@ -17,20 +17,20 @@ from omegaconf.errors import OmegaConfBaseException
 from ecosim.errors import EcosimError
 
 
-def _leaves(d, prefix=""):
+def leaves(d, prefix=""):
     """(dotted key, value) for every leaf of a nested dict; lists are leaves, and so is a mapping
     whose own keys are dotted paths (a sweep's grid: {data.real_share: [...]})."""
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict) and v and not any("." in str(x) for x in v):
-            yield from _leaves(v, key + ".")
+            yield from leaves(v, key + ".")
         else:
             yield key, v
 
 
 # ----------------------------------------------------------------- field rules
 # The rules themselves (every numeric range and every choice of a scenario) are one table,
-# ``scenario.RULES``; these are their kinds and the one checker that applies them.
+# ``engine.schema.rules()``; these are their kinds and the one checker that applies them.
 @dataclass(frozen=True)
 class Range:
     """lo <= value <= hi (``lo_open``: lo < value; ``hi_open``: value < hi); None: unbounded.
@@ -64,6 +64,21 @@ class Choice:
             return None
         near = difflib.get_close_matches(str(v), [str(o) for o in self.options], n=1)
         return (f"{v!r} is not one of {list(self.options)}" + (f"; did you mean {near[0]!r}?" if near else ""))
+
+
+# The ranges many sections share (the substrates' rules use them too). Upper limits refuse sizes
+# large enough to be a typo (an extra zero or three) before anything hangs, and are generous for
+# real GPU studies: the paper (Cloud et al., 2025) trains each student on 10,000 examples drawn
+# from 30,000 prompts, so prompts and train_size allow 1,000,000 (33x and 100x that); a million
+# optimiser steps, batches of 65,536 and LoRA rank 4,096 (the width of a 7B model) are all beyond
+# any study this engine has run.
+SEED = Range(0, 2**32 - 1, why="seeds are unsigned 32-bit integers")
+SHARE = Range(0, 1)                      # a probability or a share of a whole
+STEPS = Range(1, 1_000_000, why="a million optimiser steps is beyond any study; a typo?")
+BATCH = Range(1, 65_536, why="a typo? batches that large do not fit in any GPU's memory")
+LR = Range(0, 1, lo_open=True, why="learning rates above 1 diverge")
+EXAMPLES = Range(1, 1_000_000,
+                 why="far beyond the paper's sizes (10,000 examples per student, 30,000 prompts); a typo?")
 
 
 def check_fields(obj, rules: dict, where: str = "") -> list[str]:
@@ -160,7 +175,7 @@ def _schema_of(tp):
     return None, None
 
 
-def _unknown_keys(cls, data: dict, where: str) -> list[tuple[str, str]]:
+def unknown_keys(cls, data: dict, where: str) -> list[tuple[str, str]]:
     """(dotted key, message) for every key of ``data`` (nested) that is not a field of dataclass
     ``cls``, with a did-you-mean hint. A list element's bad key is reported under the list."""
     hints = typing.get_type_hints(cls)
@@ -179,15 +194,15 @@ def _unknown_keys(cls, data: dict, where: str) -> list[tuple[str, str]]:
         elif kind in ("dc", "dict") and isinstance(v, list):
             out.append((key, f"{key}: expected a mapping (key: value), got a list"))
         elif kind == "dc" and isinstance(v, dict):
-            out += _unknown_keys(sub, v, key)
+            out += unknown_keys(sub, v, key)
         elif kind == "dict" and isinstance(v, dict):
             for name, item in v.items():
                 if isinstance(item, dict):
-                    out += _unknown_keys(sub, item, f"{key}.{name}")
+                    out += unknown_keys(sub, item, f"{key}.{name}")
         elif kind == "list" and isinstance(v, list):
             for i, item in enumerate(v):
                 if isinstance(item, dict):
-                    out += [(key, m) for _, m in _unknown_keys(sub, item, f"{key}[{i}]")]
+                    out += [(key, m) for _, m in unknown_keys(sub, item, f"{key}[{i}]")]
     return out
 
 
@@ -270,7 +285,7 @@ def load_config(schema, path: str | None = None, overrides=(), checks=None):
         except OmegaConfBaseException as e:
             errors.append(f"command line: {str(e).splitlines()[0]}")
     for where, data in sources:
-        unknown = _unknown_keys(type(schema), data, "")
+        unknown = unknown_keys(type(schema), data, "")
         errors += [f"{where}: {m}" for _, m in unknown]
         bad = {k for k, _ in unknown}
         try:
@@ -278,7 +293,7 @@ def load_config(schema, path: str | None = None, overrides=(), checks=None):
         except OmegaConfBaseException as e:
             errors.append(f"{where}: {str(e).splitlines()[0]}")
             continue
-        for key, value in _leaves(data):
+        for key, value in leaves(data):
             if any(key == b or key.startswith(b + ".") for b in bad):
                 continue
             try:

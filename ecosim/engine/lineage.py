@@ -1,4 +1,4 @@
-"""One lineage's models, generation by generation: a plain class (``actors.py`` runs it as a Ray
+"""One lineage's models, generation by generation: a plain class (``pool.py`` runs it as a Ray
 actor; without Ray the engine calls it directly). Every model it makes is checkpointed before its
 record is returned, and any model can be rebuilt from the run directory, so a restarted actor
 (its state lost) carries on where the crashed one stopped."""
@@ -12,11 +12,10 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ecosim.engine import registry as substrates
+from ecosim.engine import registry
+from ecosim.engine.plan import node_id
 from ecosim.store.rundir import atomic_dir, dataset_digest, digest
-from ecosim.engine.schema import Scenario
 
 
 def derive_seed(seed: int, key: str, generation: int, purpose: str) -> int:
@@ -24,10 +23,6 @@ def derive_seed(seed: int, key: str, generation: int, purpose: str) -> int:
     purpose). A control lineage uses its treated twin's key, so both see the same randomness."""
     ss = np.random.SeedSequence([seed, zlib.crc32(key.encode()), generation, zlib.crc32(purpose.encode())])
     return int(ss.generate_state(1)[0] % 2**31)
-
-
-def node_id(lineage: str, g: int) -> str:
-    return f"{lineage}/g{g}"
 
 
 def checkpoint_dir(run_dir: Path, node: str) -> Path:
@@ -39,7 +34,7 @@ def dataset_path(run_dir: Path, dataset: str, suffix: str) -> Path:
 
 
 class Lineage:
-    def __init__(self, name: str, sc: Scenario, spec, key: str, trait: str | None, run_dir: str,
+    def __init__(self, name: str, sc, spec, key: str, trait: str | None, run_dir: str,
                  cache: str | None = None, threads: int = 1, base_offset: int = 0, seed: int | None = None,
                  channel: str | None = None):
         """``key``: the seed key (a control's is its treated twin's name); ``trait``: the trait
@@ -48,14 +43,14 @@ class Lineage:
         one it writes on (``Plan.writes_on``; None: data.channel)."""
         if cache:
             os.environ["ECOSIM_CACHE"] = cache
-        torch.set_num_threads(threads)
         self.name, self.sc, self.key, self.run_dir = name, sc, key, Path(run_dir)
         self.seed = sc.seed if seed is None else seed
         self.spec = spec
         self.channel = channel or sc.data.channel
         self.trait_name = trait
         self.base_offset = base_offset  # replica i's bases have seed + i (substrates with REPLICA_SEEDS)
-        self.sub = substrates.of(sc)
+        self.sub = registry.of(sc)
+        self.sub.set_threads(threads)
         self.world = self.sub.world_of(sc)
         self._bases: dict[str, object] = {}
         self._models: dict[str, tuple[object, str]] = {}
@@ -117,7 +112,7 @@ class Lineage:
         t0 = time.time()
         model, system = self.model(node_id(self.name, g))
         # a channel that samples another's texts uses that channel's random stream
-        stream = getattr(self.sub, "SAMPLES_OF", {}).get(channel, channel)
+        stream = self.sub.SAMPLES_OF.get(channel, channel)
         seed = derive_seed(self.seed, self.key, g, f"write {stream}")
         out = self.sub.write(model, system, self.world, self.sc, channel, filters, seed)
         for (examples, summary), ds in zip(out, dataset_ids):

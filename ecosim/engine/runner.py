@@ -23,155 +23,18 @@ import networkx as nx
 from omegaconf import OmegaConf
 
 from ecosim.errors import EcosimError, Interrupted
-from ecosim.engine import registry as substrates
+from ecosim.engine import registry
 from ecosim.store import graph as lg
 from ecosim.store import rundir
 from ecosim.store import versions
-from ecosim.engine.lineage import checkpoint_dir, dataset_path, node_id
-from ecosim.engine.schema import Plan, Scenario, expand, load_scenario
+from ecosim.engine.lineage import checkpoint_dir, dataset_path
+from ecosim.engine.plan import Plan, expand, node_id
+from ecosim.engine.schema import load_scenario
+from ecosim.engine.tasks import (Task, base_of, build_tasks, dependencies, has_model, init_parent, model_key,  # noqa: F401
+                                 order, twin_of)
 
 COST = {"base": 0.5, "origin": 2.0, "write": 1.0, "train": 3.0}  # rough relative durations, for the ETA only
 GRAPHML_EVERY_S = 5.0
-
-
-@dataclass
-class Task:
-    kind: str                      # base | origin | write | train
-    lineage: str                   # base: the lineage that measures it
-    generation: int                # base: -1
-    channel: str | None = None
-    base: str | None = None        # base: the base it measures
-    deps: list[tuple] = field(default_factory=list)
-    filters: list = field(default_factory=list)          # write: one dataset per filter
-    datasets: list[str] = field(default_factory=list)    # write: their ids
-    sources: list[tuple] = field(default_factory=list)   # train: (write key, filter index, weight, edge)
-    init: dict = field(default_factory=dict)             # train: where the student starts
-    twin: list[tuple] = field(default_factory=list)      # train: (write key, filter index) its twin trains on
-
-    @property
-    def key(self) -> tuple:
-        return (self.kind, self.lineage, self.generation, self.channel or self.base)
-
-
-def model_key(lineage: str, g: int) -> tuple:
-    return ("origin", lineage, 0, None) if g == 0 else ("train", lineage, g, None)
-
-
-def filter_id(f, default) -> str:
-    if f == default:
-        return "kept"
-    return "kept-" + hashlib.sha1(json.dumps(dataclasses.asdict(f), sort_keys=True).encode()).hexdigest()[:6]
-
-
-def base_of(plan: Plan, lineage: str, g: int) -> str:
-    """The base a model's weights descend from (its drift is measured against it)."""
-    spec = plan.lineages[lineage]
-    if g == 0:
-        return spec.base
-    b = plan.init_base(lineage, g)
-    return b if b is not None else base_of(plan, *init_parent(plan, lineage, g))
-
-
-def init_parent(plan: Plan, lineage: str, g: int) -> tuple[str, int]:
-    """init=parent: the lineage's previous model, or (no generation 0) its first parent's."""
-    if g - 1 >= 1 or plan.lineages[lineage].origin != "none":
-        return lineage, g - 1
-    return plan.parents[lineage][0].src, g - 1
-
-
-def has_model(plan: Plan, lineage: str, g: int) -> bool:
-    return g >= 0 and (g >= 1 or plan.lineages[lineage].origin != "none")
-
-
-def base_measurers(plan: Plan) -> dict[str, str]:
-    """Each base a model starts from -> the lineage that measures it as it is: one of replica 0 of
-    ecosystem seed 0 (whose bases are the configured ones, with no replica offset), preferably one
-    that loads that base anyway."""
-    used = {}
-    for name, spec in plan.lineages.items():
-        if spec.origin != "none":
-            used.setdefault(spec.base, []).append(name)
-        for g in range(1, plan.scenario.generations + 1):
-            b = plan.init_base(name, g)
-            if b is not None:
-                used.setdefault(b, []).append(name)
-    first = [n for n in plan.lineages if not plan.replica_index.get(n, 0) and not plan.seed_index.get(n, 0)]
-    return {b: next((n for n in users if n in first), first[0]) for b, users in sorted(used.items())}
-
-
-def build_tasks(plan: Plan) -> dict[tuple, Task]:
-    """Every task of the run with its dependencies, keyed by (kind, lineage, generation, channel
-    or, for a base, its name)."""
-    sc = plan.scenario
-    tasks: dict[tuple, Task] = {}
-    for b, runner in base_measurers(plan).items():  # no task waits for these: references only
-        t = Task("base", runner, -1, base=b)
-        tasks[t.key] = t
-    for name, spec in plan.lineages.items():
-        if spec.origin != "none":
-            tasks[model_key(name, 0)] = Task("origin", name, 0)
-    for g in range(1, sc.generations + 1):
-        for name in plan.lineages:
-            t = Task("train", name, g)
-            regime = sc.data.regime
-            for e in plan.parents[name]:
-                last = g - e.lag
-                gens = range(0, last + 1) if regime.startswith("accumulate") else [last]
-                gens = [gs for gs in gens if has_model(plan, e.src, gs)]
-                for gs in gens:
-                    wk = ("write", e.src, gs, e.channel)
-                    w = tasks.setdefault(wk, Task("write", e.src, gs, e.channel, deps=[model_key(e.src, gs)]))
-                    if e.filter not in w.filters:
-                        w.filters.append(e.filter)
-                        w.datasets.append(f"{e.src}/g{gs}/{e.channel}/{filter_id(e.filter, sc.data.filter)}")
-                    t.sources.append((wk, w.filters.index(e.filter), e.weight / len(gens), e))
-            if not t.sources:
-                raise EcosimError(f"lineages.{name}: generation {g} has no data to learn from: its parents "
-                                  f"({[e.src for e in plan.parents[name]]}) have no model at the generation it needs")
-            channels = {wk[3] for wk, *_ in t.sources}
-            if len(channels) > 1:
-                raise EcosimError(f"lineages.{name}: its parents write on different channels {sorted(channels)}; "
-                                  "a student learns from one channel")
-            base = plan.init_base(name, g)
-            if base is not None:
-                t.init = {"base": base}
-            else:
-                src, gp = init_parent(plan, name, g)
-                t.init = {"node": node_id(src, gp), "base_of_node": base_of(plan, src, gp)}
-                t.deps.append(model_key(src, gp))
-            t.deps += sorted({wk for wk, *_ in t.sources})
-            tasks[t.key] = t
-    # A treated lineage and its control train on the same number of examples each generation:
-    # each student's task also gets the datasets its twin trains on, to size its own set by both.
-    for t in [t for t in tasks.values() if t.kind == "train"]:
-        twin = twin_of(plan, t.lineage)
-        if twin is not None:
-            tt = tasks[("train", twin, t.generation, None)]
-            t.twin = sorted({(wk, fi) for wk, fi, *_ in tt.sources})
-            t.deps += sorted({wk for wk, _ in t.twin} - set(t.deps))
-    return tasks
-
-
-def twin_of(plan: Plan, lineage: str) -> str | None:
-    """A control's treated lineage, or a treated lineage's control (None: neither)."""
-    if lineage in plan.control_of:
-        return plan.control_of[lineage]
-    return next((c for c, t in plan.control_of.items() if t == lineage), None)
-
-
-def dependencies(tasks: dict[tuple, Task]) -> nx.DiGraph:
-    """Task keys, with an edge from each task to every task that waits for it."""
-    G = nx.DiGraph()
-    G.add_nodes_from(tasks)
-    G.add_edges_from((d, k) for k, t in tasks.items() for d in t.deps)
-    return G
-
-
-def order(tasks: dict[tuple, Task]) -> list[tuple]:
-    """Dependency order; ties broken by generation, then kind, then lineage (deterministic)."""
-    rank = {"base": -1, "origin": 0, "train": 1, "write": 2}
-    return list(nx.lexicographical_topological_sort(
-        dependencies(tasks), key=lambda k: (k[2], rank[k[0]], k[1], k[3] or "")))
 
 
 # ----------------------------------------------------------------- graph bookkeeping
@@ -265,7 +128,7 @@ def record_write(G: nx.DiGraph, task: Task, out: list) -> None:
 
 
 # ----------------------------------------------------------------- the run
-def new_run_dir(sc: Scenario, kind: str = "") -> Path:
+def new_run_dir(sc, kind: str = "") -> Path:
     """OUT_DIR/NAME[KIND]-TIMESTAMP, with -1, -2... if that exists (KIND: '-sweep')."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     d = Path(sc.out_dir) / f"{sc.name}{kind}-{stamp}"
@@ -280,7 +143,7 @@ def _fmt(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def _headline(sc: Scenario, metrics: dict) -> str:
+def _headline(sc, metrics: dict) -> str:
     names = [n for n in dict.fromkeys(list(sc.traits) + ["misalignment"]) if n in metrics][:2]
 
     def one(n):
@@ -292,13 +155,14 @@ def _headline(sc: Scenario, metrics: dict) -> str:
     return "  ".join(one(n) for n in names)
 
 
-def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: bool = False,
+def run(sc=None, run_dir: str | Path | None = None, resume: bool = False,
         log=print, on_event=None, redo: list[str] = ()) -> dict:
     """Run a scenario (or, with ``resume``, finish the run in ``run_dir``, first recomputing the
     nodes named in ``redo`` and everything that depends on them). ``on_event(kind, info)`` is
     called after every finished task (tests use it to inject faults). Returns run.json's data."""
     from ecosim.engine.pool import LocalPool, RayPool
     from ecosim.store.tracking import Tracker
+    from ecosim.store import digests
     t_start = time.time()
     if resume:
         run_dir = Path(run_dir)
@@ -314,10 +178,12 @@ def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: b
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(sc)))
     plan = expand(sc)
     tasks = build_tasks(plan)
-    sub = substrates.of(sc)
+    sub = registry.of(sc)
     if resume:
         for line in versions.check(run_dir):  # raises where the checkpoints mean something else now
             log(f"resume: warning: {line}")
+        for line in digests.check_config(run_dir):  # raises where config.yaml's settings changed
+            log(f"resume: note: {line}")
         G, todo = _verify(run_dir, plan, tasks, sub, redo, log)
     else:
         versions.record(run_dir)
@@ -339,6 +205,11 @@ def run(sc: Scenario | None = None, run_dir: str | Path | None = None, resume: b
         else LocalPool(args)
     try:
         prepare_s = sub.prepare(sc, used, log)
+        if resume:  # the bases are made now: refuse any that differ from those the run started from
+            for line in digests.check_bases(run_dir, sc, sub, used):
+                log(f"resume: note: {line}")
+        else:
+            digests.record(run_dir, sc, sub, used)
     except BaseException:
         pool.close()
         raise

@@ -10,13 +10,21 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from ecosim.errors import EcosimError
-from ecosim import __version__
+from ecosim.version import __version__
 from ecosim.store.rundir import atomic_write
 
 # What a checkpoint in a run directory means (its files, their layout, what the engine reloads
 # from them). Bump it whenever that changes, so that resuming an older run fails clearly instead
 # of loading something else than was saved.
 CHECKPOINT_FORMAT = 1
+
+# ecosim's own version (``ecosim.__version__``, which pyproject.toml reads) moves whenever what a
+# run directory holds changes: a checkpoint's or a dataset's format, or the files kept beside them
+# (0.2.0: the package layout, and digests.json of the bases and config.yaml). Resuming a run made
+# with another version then prints one warning line (``check``):
+#   resume: warning: RUN_DIR: made with ecosim 0.1.0, resuming with ecosim 0.2.0: results computed
+#   before and after the resume may differ
+# and a checkpoint format this ecosim cannot read (CHECKPOINT_FORMAT) stops the resume instead.
 
 FILE = "versions.json"
 PACKAGES = ("torch", "transformers", "peft")

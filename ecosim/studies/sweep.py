@@ -15,6 +15,7 @@ import dataclasses
 import html
 import itertools
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -23,71 +24,8 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from ecosim.errors import EcosimError
+from ecosim.engine.grid import MAX_CELLS, NOT_KNOBS, cell_scenario, cells, check  # noqa: F401  (the grid's home)
 from ecosim.store import graph as lg
-
-MAX_CELLS = 200  # each cell is a whole run (times its seeds); more is a typo in a grid
-NOT_KNOBS = {"sweep": "a sweep has one grid", "seeds": "seeds replicate every cell; set seeds: N",
-             "out_dir": "every cell's run goes in the sweep's directory", "name": "the cells share the scenario's name"}
-
-
-def cells(grid: dict[str, list]) -> list[dict]:
-    """Every combination of the grid's values, the first key varying slowest."""
-    keys = list(grid)
-    return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
-
-
-def cell_scenario(sc, values: dict):
-    """The scenario of one cell: ``sc`` without its grid, each key set to the cell's value."""
-    conf = OmegaConf.structured(dataclasses.replace(sc, sweep={}))
-    for k, v in values.items():
-        OmegaConf.update(conf, k, v, merge=True)
-    return OmegaConf.to_object(conf)
-
-
-def check(sc) -> list[str]:
-    """Problems of a scenario's grid: its keys (each a scenario setting), its values (each cell
-    checked as a scenario, its problems named with the cell) and its size."""
-    from ecosim.engine.config import _unknown_keys
-    from ecosim.engine.schema import Scenario, check as check_scenario
-    p = []
-    for k, vals in sc.sweep.items():
-        where = f"sweep.{k}"
-        if k.split(".")[0] in NOT_KNOBS:
-            p.append(f"{where}: not a knob ({NOT_KNOBS[k.split('.')[0]]})")
-            continue
-        nested: dict = {}
-        node = nested
-        for part in k.split(".")[:-1]:
-            node = node.setdefault(part, {})
-        node[k.split(".")[-1]] = 0
-        # a lineage, base or trait named in the path must exist: unknown names are not new entries here
-        for section in ("lineages", "bases", "traits"):
-            parts = k.split(".")
-            if parts[0] == section and len(parts) > 1 and parts[1] not in getattr(sc, section):
-                p.append(f"{where}: no {section[:-1]} named {parts[1]!r} in {section} ({sorted(getattr(sc, section))})")
-                break
-        else:
-            p += [f"sweep.{m}" for _, m in _unknown_keys(Scenario, nested, "")]
-        if not isinstance(vals, list) or not vals:
-            p.append(f"{where}: give a list of at least one value (got {vals!r})")
-    if p:
-        return p
-    grid = cells(sc.sweep)
-    if len(grid) > MAX_CELLS:
-        return [f"sweep: {len(grid)} cells; at most {MAX_CELLS} (each one is a whole run; a typo?)"]
-    seen = set()
-    for values in grid:
-        label = ", ".join(f"{k}={v!r}" for k, v in values.items())
-        try:
-            cell = cell_scenario(sc, values)
-        except Exception as e:  # OmegaConf's type errors: a value that does not fit its key
-            p.append(f"sweep cell {label}: {str(e).splitlines()[0]}")
-            continue
-        for m in check_scenario(cell):
-            if m not in seen:  # a problem every cell shares is the scenario's own: said once
-                seen.add(m)
-                p.append(f"sweep cell {label}: {m}")
-    return p
 
 
 def cell_dir(i: int, values: dict) -> str:
@@ -171,10 +109,9 @@ def write_metrics(root: Path) -> Path:
 
 def compare_cells(root: Path, trait: str | None = None) -> list[dict]:
     """Per cell and treated lineage: the trait at the last generation (treated and control, mean
-    and interval over seeds), the lift over control with its paired test, and persistence (the
-    lift at the last generation over the lift at generation 0, mean over seeds)."""
-    from ecosim.analysis.report import compare, controls, groups, load_run, series, trait_names
-    from ecosim.analysis.stats import mean_ci
+    and interval over seeds), the lift over control with its paired test (``p_holm``: Holm-adjusted
+    over every row of the sweep), and persistence (``persistence``)."""
+    from ecosim.analysis.report import compare, controls, groups, load_run, series, trait_names, with_holm
     info, runs = load(root)
     rows = []
     for values, d in runs:
@@ -193,16 +130,35 @@ def compare_cells(root: Path, trait: str | None = None) -> list[dict]:
             _, m, lo, hi = _at(series(G, ls, t), last)
             _, cm, clo, chi = _at(series(G, c_ls, t), last)
             cmp = compare(G, ls, t, last, ctrl)
-            keep = [v / v0 for l in ls
-                    if None not in (v := _lift_of(G, l, ctrl[l], t, last), v0 := _lift_of(G, l, ctrl[l], t, 0))
-                    and v0 > 0]
-            pm, plo, phi = mean_ci(keep) if keep else (None, None, None)
+            pm, plo, phi, pn = persistence([(_lift_of(G, l, ctrl[l], t, last), _lift_of(G, l, ctrl[l], t, 0))
+                                            for l in ls])
             rows.append({**values, "cell": d.name, "lineage": name, "trait": t, "generation": last,
                          "seeds": len(ls), "treated": m, "treated_ci": [lo, hi], "control": cm,
                          "control_ci": [clo, chi], "lift": cmp.get("lift"), "lift_ci": cmp.get("lift_ci"),
                          "p_value": cmp.get("p_value"), "test": cmp.get("test"),
-                         "persistence": pm, "persistence_ci": [plo, phi]})
+                         "persistence": pm, "persistence_ci": [plo, phi], "persistence_seeds": pn})
+    with_holm(rows)
     return rows
+
+
+PERSISTENCE = ("persistence = mean lift over control at the last generation / mean lift at generation 0, over "
+               "every seed where both are measurable; 95% bootstrap interval over seeds")
+
+
+def persistence(lifts: list[tuple[float | None, float | None]]) -> tuple:
+    """(ratio, lo, hi, seeds) from each seed's (last-generation lift, generation-0 lift): the
+    ratio of the mean lifts over every seed where both are measurable (none dropped for a
+    generation-0 lift that is not positive, which would bias it upward) and a percentile
+    bootstrap interval over those seeds (``ratio_of_means_ci``, seeded: deterministic). None
+    where no seed has both, or the mean generation-0 lift is not positive (no lift to keep)."""
+    from ecosim.analysis.stats import ratio_of_means_ci
+    pairs = [(a, b) for a, b in lifts if a is not None and b is not None]
+    if not pairs:
+        return None, None, None, 0
+    r, lo, hi = ratio_of_means_ci([a for a, _ in pairs], [b for _, b in pairs])
+    def f(x):
+        return None if math.isnan(x) else x
+    return f(r), f(lo), f(hi), len(pairs)
 
 
 def _at(s, g):
@@ -223,6 +179,7 @@ def _lift_of(G, l, c, t, g):
 def report(root: str | Path, log=print) -> Path:
     """ROOT/report/: the measured quantity against each knob (sweep.png), a table, metrics.csv."""
     from ecosim.analysis.report import STYLE, _fmt, _png
+    from ecosim.analysis.stats import n_tests
     root = Path(root)
     info, _ = load(root)
     write_metrics(root)
@@ -236,21 +193,22 @@ def report(root: str | Path, log=print) -> Path:
     e = html.escape
     keys = list(info["grid"])
     head = keys + ["lineage", "gen", "seeds", "treated [95% CI]", "control [95% CI]", "lift [95% CI]", "p (one-sided)",
-                   "persistence [95% CI]"]
+                   "p (Holm)", "persistence: mean last-gen lift / mean gen-0 lift [95% bootstrap CI]"]
 
     def ci(v, c):
         return "–" if v is None else f"{_fmt(v)} [{_fmt(c[0])}, {_fmt(c[1])}]" if c and c[0] is not None else _fmt(v)
     body = "".join("<tr>" + "".join(f"<td>{e(str(x))}</td>" for x in (
         *[r[k] for k in keys], r["lineage"], r["generation"], r["seeds"], ci(r["treated"], r["treated_ci"]),
-        ci(r["control"], r["control_ci"]), ci(r["lift"], r["lift_ci"]), _fmt(r["p_value"]),
+        ci(r["control"], r["control_ci"]), ci(r["lift"], r["lift_ci"]), _fmt(r["p_value"]), _fmt(r.get("p_holm")),
         ci(r["persistence"], r["persistence_ci"]))) + "</tr>" for r in rows)
+    k = n_tests([r["p_value"] for r in rows])
     cells_html = "".join(f"<li><a href='../{e(c['run_dir'])}/report/index.html'>{e(c['run_dir'])}</a></li>"
                          for c in info["cells"])
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>ecosim sweep: {e(info['scenario'])}</title><style>{STYLE}</style></head><body>
 <h1>ecosim sweep: {e(info['scenario'])}</h1>
 <p class="note">{e(str(root))} · {len(info['cells'])} cells x {info['seeds']} seed(s) · intervals over seeds ·
-persistence = lift over control at the last generation / lift at generation 0 · written {time.strftime('%Y-%m-%d %H:%M')}</p>
+{e(PERSISTENCE)} · {k} test(s) in the table, p (Holm) adjusted over them · written {time.strftime('%Y-%m-%d %H:%M')}</p>
 <img alt="sweep" src="{img}">
 <h2>Cells</h2>
 <table><tr>{''.join(f'<th>{e(h)}</th>' for h in head)}</tr>{body}</table>
@@ -291,7 +249,7 @@ def plot(rows: list[dict], keys: list[str]):
             ax.errorbar(xs, ys, yerr=np.clip(err, 0, None), color=colour, ls=ls, marker="o", ms=4, capsize=3,
                         label=lab)
     names = {"treated": "trait at the last generation (control dashed)", "lift": "lift over control",
-             "persistence": "persistence (last-generation lift / generation-0 lift)"}
+             "persistence": "persistence (mean last-gen lift / mean gen-0 lift, bootstrap CI)"}
     for ax, what in zip(axes, ("treated", "lift", "persistence")):
         ax.set_title(names[what], fontsize=10)
         ax.set_xlabel(x_key)

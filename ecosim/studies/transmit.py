@@ -28,16 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from ecosim.errors import EcosimError, Interrupted
-from ecosim.engine import registry as substrates
+from ecosim.engine import registry
 from ecosim.store import graph as lg
 from ecosim.substrates.common.bases import BaseConfig
 from ecosim.substrates.common.filters import FilterConfig
-from ecosim.engine.schema import (ComputeSpec, DataSpec, EdgeSpec, LineageSpec, Scenario, TeacherSpec, TopologySpec,
-                       TrackingSpec)
-from ecosim.analysis.stats import mean_ci, paired_one_sided
+from ecosim.engine.schema import (ComputeSpec, DataSpec, EdgeSpec, LineageSpec, Scenario, TopologySpec,
+                                  TrackingSpec)
+from ecosim.substrates.common.config import TeacherSpec, teacher_size
+from ecosim.analysis.stats import holm, mean_ci, n_tests, paired_test
 from ecosim.substrates.hf.text import TextSpec
-from ecosim.substrates.world.traits import EvalConfig, TeacherConfig, TraitConfig
-from ecosim.substrates.common.training import TrainConfig
+from ecosim.substrates.common.config import EvalConfig, TeacherConfig, TraitConfig, TrainConfig
 
 # Each student and the base it starts from; logit students learn from soft labels.
 STUDENT_BASE = {"control": "same", "student_same_base": "same", "student_other_seed": "other_seed",
@@ -160,14 +160,13 @@ def _rename(problem: str, cfg: TransmitConfig) -> str:
 def check(cfg: TransmitConfig) -> list[str]:
     """Every semantic problem with ``cfg``, one line each (load_config reports them together).
     Bases and the trait are checked by the substrate that will run them."""
-    from ecosim.engine.config import check_fields
-    from ecosim.engine.schema import RULES, SEED, _merged, teacher_size
-    # The scenario schema's ranges and choices (scenario.RULES) for the sections shared with it
+    from ecosim.engine.config import SEED, check_fields
+    from ecosim.engine.schema import merged, rule, rules as schema_rules
+    # The scenario schema's ranges and choices (schema.rules()) for the sections shared with it
     # (student, teacher, base, eval, text, ...), and the same rules for transmit's own fields.
-    data = RULES[DataSpec]
-    rules = {**RULES, TransmitConfig: {"prompts": data["prompts"], "train_size": data["train_size"],
-                                       "seeds": RULES[LineageSpec]["replicas"], "seed": SEED, "other_seed": SEED},
-             LogitConfig: {"top_k": data["logit_top_k"]}}
+    rules = {**schema_rules(), TransmitConfig: {"prompts": rule(DataSpec, "prompts"), "train_size": rule(DataSpec, "train_size"),
+                                                "seeds": rule(LineageSpec, "replicas"), "seed": SEED, "other_seed": SEED},
+             LogitConfig: {"top_k": rule(DataSpec, "logit_top_k")}}
     problems = check_fields(cfg, rules)
     if cfg.teacher.how == "finetune":
         problems += teacher_size("teacher.train", cfg.teacher.train)
@@ -183,7 +182,7 @@ def check(cfg: TransmitConfig) -> list[str]:
         problems.append(f"logit.top_k: must be >= 1, or null for the full vocabulary (got {cfg.logit.top_k})")
     sc = scenario(cfg, cfg.seed)
     try:
-        sub = substrates.of(sc)
+        sub = registry.of(sc)
     except EcosimError as e:
         return problems + [_rename(str(e), cfg)]
     text = [c for c in sub.CHANNELS if c != "logits"]
@@ -200,7 +199,7 @@ def check(cfg: TransmitConfig) -> list[str]:
         problems.append("students: student_other_seed needs a world base (a real model has one set of weights); "
                         "use other_base for a student from another model")
     more = [_rename(p, cfg).replace("data.logit_top_k", "logit.top_k") for p in sub.check(sc)]
-    problems = _merged(problems[:n_fields], problems[n_fields:] + more)
+    problems = merged(problems[:n_fields], problems[n_fields:] + more)
     return list(dict.fromkeys(problems))
 
 
@@ -212,7 +211,7 @@ def run(cfg: TransmitConfig, log=print) -> dict:
     bad = check_scenario(first)
     if bad:  # transmit's own check passed, so this is a bug in building the scenario
         raise EcosimError("transmit built an invalid scenario:\n  " + "\n  ".join(bad))
-    sub = substrates.of(first)
+    sub = registry.of(first)
     pretrain_s = sub.prepare(first, set(first.bases), log)
     root = Path(cfg.out_dir) if cfg.out_dir else Path(tempfile.mkdtemp(prefix="ecosim-transmit-"))
     try:
@@ -249,7 +248,7 @@ def run_seed(cfg: TransmitConfig, seed: int, run_dir: Path, log=print) -> dict:
         raise Interrupted(f"interrupted in seed {seed}: {again}") from None
     G = lg.load(run_dir)
     name = trait_name(cfg.trait)
-    sub = substrates.of(sc)
+    sub = registry.of(sc)
     scores = {"base": _score(G.nodes["base:main"], name)}  # the engine measured it as it is
     conds = nodes(cfg)
     for cond, n in conds.items():
@@ -299,30 +298,80 @@ def merge(results: list[dict]) -> dict:
                      max(r["pretrain_seconds"] for r in results))
 
 
-def _conditions(values: dict[str, list[float]], controls: dict[str, str]) -> dict:
-    """rate, CI over seeds, lift over each condition's control, paired one-sided p, share of the
-    teacher's lift (teacher - base)."""
-    teacher_lift = float(np.mean(np.subtract(values["teacher"], values["base"])))
+NOT_MEASURABLE = f"not measurable (valid answers < {lg.VALID_FLOOR:g})"
+TEACHERS = ("teacher", "control_teacher")  # generation 0: measured against the base, untested
+
+
+def _measurable(valid: list | None, n: int) -> list[bool]:
+    """Per seed: whether a rate with these valid-answer rates can be read (``graph.measurable``:
+    the valid-answer floor; NaN valid is not measurable). No valid rates (readouts): all can."""
+    return [True] * n if valid is None else [lg.measurable({"r_valid": v}, "r") for v in valid]
+
+
+def _conditions(values: dict[str, list[float]], controls: dict[str, str],
+                valid: dict[str, list[float]] | None = None) -> dict:
+    """Per condition: rate and 95% CI over the seeds where it is measurable (``valid`` per seed
+    at least graph.VALID_FLOOR; NaN is not). Only the students (those with a control student,
+    ``CONTROL``) carry a lift over their control student paired by seed (over the seeds where
+    both are measurable), its one-sided paired t-test (``p_value``, ``test``), its Holm-adjusted
+    p over this table's tests (``p_holm``) and its share of the teacher's lift. The teacher and the
+    control teacher carry their lift over the base (``lift_vs_base``, no test); the base and the
+    control students their rate and CI only."""
+    ok = {n: _measurable((valid or {}).get(n), len(v)) for n, v in values.items()}
+
+    def paired(a: str, b: str) -> tuple[list[float], list[float]]:
+        i = [k for k in range(len(values[a])) if ok[a][k] and ok[b][k]]
+        return [values[a][k] for k in i], [values[b][k] for k in i]
+
+    t, b = paired("teacher", "base") if {"teacher", "base"} <= set(values) else ([], [])
+    teacher_lift = float(np.mean(np.subtract(t, b))) if t else float("nan")
     out = {}
     for n, v in values.items():
-        c = controls.get(n, "control")
-        m, lo, hi = mean_ci(v)
-        lift = float(np.mean(np.subtract(v, values[c])))
-        out[n] = {"rate": m, "ci": [lo, hi], "lift_vs_control": lift, "control": c,
-                  "p_value": paired_one_sided(v, values[c]),
-                  "share_of_teacher_lift": lift / teacher_lift if teacher_lift else float("nan"),
-                  "per_seed": list(v), "n_seeds": len(v)}
+        keep = [x for x, k in zip(v, ok[n]) if k]
+        m, lo, hi = mean_ci(keep) if keep else (None, None, None)
+        row = {"rate": m, "ci": [lo, hi], "per_seed": list(v), "n_seeds": len(v), "measurable_seeds": len(keep)}
+        if not keep:
+            row["note"] = NOT_MEASURABLE
+        elif len(keep) < len(v):
+            row["note"] = f"rate over {len(keep)} of {len(v)} seeds; the others {NOT_MEASURABLE}"
+        c = controls.get(n, CONTROL[n]) if n in CONTROL else None
+        if c in values:
+            x, y = paired(n, c)
+            row.update(control=c, pairs=len(x))
+            if not x:
+                row.update(lift_vs_control=None, lift_ci=None, p_value=None, share_of_teacher_lift=None,
+                           test=f"{n} or {c} {NOT_MEASURABLE}")
+            else:
+                d = np.subtract(x, y)
+                lift = float(d.mean())
+                p, test = paired_test(x, y)
+                row.update(lift_vs_control=lift, lift_ci=list(mean_ci(d)[1:]) if len(d) > 1 else None,
+                           p_value=p, test=test.replace("pairs", "seeds"),
+                           share_of_teacher_lift=lift / teacher_lift if teacher_lift else float("nan"))
+        elif n in TEACHERS and "base" in values:
+            x, y = paired(n, "base")
+            row.update(lift_vs_base=float(np.mean(np.subtract(x, y))) if x else None)
+        out[n] = row
+    tested = [n for n, r in out.items() if "p_value" in r]
+    for n, q in zip(tested, holm([out[n]["p_value"] for n in tested])):
+        out[n]["p_holm"] = q
     return out
+
+
+def _tests(conditions: dict) -> dict:
+    """How many tests a table holds and how its p-values are adjusted."""
+    k = n_tests([c.get("p_value") for c in conditions.values()])
+    return {"count": k, "adjusted": f"Holm over the {k} test(s) of this table (p_holm)"}
 
 
 def summarise(config: dict, per_seed: list[dict], seconds: float, pretrain_s: float) -> dict:
     names = list(per_seed[0]["scores"])
     controls = per_seed[0].get("controls", {})
     rate = {n: [p["scores"][n]["rate"] for p in per_seed] for n in names}
-    teacher_lift = float(np.mean(np.subtract(rate["teacher"], rate["base"])))
-    conditions = _conditions(rate, controls)
+    valid = {n: [p["scores"][n].get("valid", float("nan")) for p in per_seed] for n in names}
+    conditions = _conditions(rate, controls, valid)
     for n, c in conditions.items():
-        c["valid"] = float(np.mean([p["scores"][n]["valid"] for p in per_seed]))
+        c["valid"] = float(np.mean(valid[n]))
         if "kept_fraction" in per_seed[0]["scores"][n]:
             c["kept_fraction"] = float(np.mean([p["scores"][n]["kept_fraction"] for p in per_seed]))
     readouts = {}
@@ -330,37 +379,68 @@ def summarise(config: dict, per_seed: list[dict], seconds: float, pretrain_s: fl
         vals = {n: [p["scores"][n]["readouts"][r] for p in per_seed] for n in names
                 if all(r in p["scores"][n].get("readouts", {}) for p in per_seed)}
         if {"base", "teacher", "control"} <= set(vals):
-            readouts[r] = {"conditions": _conditions(vals, controls),
-                           "teacher_lift": float(np.mean(np.subtract(vals["teacher"], vals["base"])))}
+            rc = _conditions(vals, controls)
+            readouts[r] = {"conditions": rc, "teacher_lift": rc["teacher"]["lift_vs_base"], "tests": _tests(rc)}
     kept = {who: float(np.mean([p["kept"][who]["kept_fraction"] for p in per_seed]))
             for who in ("teacher", "control")}
     removed = [p["logit_mass_removed"] for p in per_seed if p["logit_mass_removed"] is not None]
     return {
-        "conditions": conditions, "teacher_lift": teacher_lift, "seconds": seconds,
+        "conditions": conditions, "teacher_lift": conditions["teacher"]["lift_vs_base"], "seconds": seconds,
         "pretrain_seconds": pretrain_s, "kept_fraction": kept,
         "logit_mass_removed": float(np.mean(removed)) if removed else None,
-        "test": "one-sided paired t-test over seeds (condition > its control student)",
+        "test": "one-sided paired t-test over seeds, each student > its own control student (Holm-adjusted "
+                "over the students); the teachers' lift is over the base (lift_vs_base, untested); the base "
+                "and the control students: rate and interval only",
+        "tests": _tests(conditions), "valid_floor": lg.VALID_FLOOR,
         **({"readouts": readouts} if readouts else {}),
         "config": config, "per_seed": per_seed,
     }
 
 
+def _f(x, fmt: str, width: int) -> str:
+    """x formatted with ``fmt``, right-aligned in ``width``; '–' where there is none (None)."""
+    return ("–" if x is None else format(x, fmt)).rjust(width)
+
+
 def _rows(conditions: dict, with_valid: bool = True) -> list[str]:
-    """The condition table; readouts (with_valid False) have no valid or kept columns."""
+    """The condition table; readouts (with_valid False) have no valid or kept columns. A lift is
+    over the control student (vs control) for students, over the base (vs base) for the teachers."""
     w = max([22] + [len(n) for n in conditions])
     tail = f" {'valid':>6s} {'kept':>6s}" if with_valid else ""
-    rows = [f"{'condition':{w}s} {'rate':>6s} {'95% CI':>15s} {'lift':>7s} {'p':>8s} {'of teacher':>10s}" + tail]
+    rows = [f"{'condition':{w}s} {'rate':>6s} {'95% CI':>15s} {'vs':>7s} {'lift':>7s} {'p':>8s} {'p Holm':>8s} "
+            f"{'of teacher':>10s}" + tail]
     for n, c in conditions.items():
         kept = f"{c['kept_fraction']:.3f}" if "kept_fraction" in c else ""
-        rows.append(f"{n:{w}s} {c['rate']:6.3f} [{c['ci'][0]:6.3f},{c['ci'][1]:6.3f}] "
-                    f"{c['lift_vs_control']:+7.3f} {c['p_value']:8.2g} {c['share_of_teacher_lift']:10.2f}"
+        if c["rate"] is None:
+            rate = f"{'n/m':>6s} {'':>15s}"
+        else:
+            rate = f"{c['rate']:6.3f} [{c['ci'][0]:6.3f},{c['ci'][1]:6.3f}]"
+        if "control" in c:
+            vs, lift = "control", c["lift_vs_control"]
+        elif "lift_vs_base" in c:
+            vs, lift = "base", c["lift_vs_base"]
+        else:
+            vs, lift = "–", None
+        rows.append(f"{n:{w}s} {rate} {vs:>7s} {_f(lift, '+.3f', 7)} {_f(c.get('p_value'), '.2g', 8)} "
+                    f"{_f(c.get('p_holm'), '.2g', 8)} {_f(c.get('share_of_teacher_lift'), '.2f', 10)}"
                     + (f" {c['valid']:6.3f} {kept:>6s}" if with_valid else ""))
+    notes = [f"{n}: {c['note']}" for n, c in conditions.items() if "note" in c]
+    notes += [f"{n}: {c['test']}" for n, c in conditions.items()
+              if "test" in c and not c["test"].startswith("one-sided")]
+    if notes:
+        rows.append("n/m = not measurable; " + "; ".join(notes))
     return rows
+
+
+def _tests_line(tests: dict) -> str:
+    return f"{tests['count']} test(s) in this table; p Holm: {tests['adjusted']}"
 
 
 def table(res: dict) -> str:
     rows = _rows(res["conditions"])
-    rows.append(f"teacher lift (teacher - base) {res['teacher_lift']:+.3f}; {res['test']}; "
+    tests = res.get("tests") or _tests(res["conditions"])
+    tl = res["teacher_lift"]
+    rows.append(f"teacher lift (teacher - base) {_f(tl, '+.3f', 0)}; {res['test']}; {_tests_line(tests)}; "
                 f"{res['seconds']:.0f}s (of which cold pretraining {res['pretrain_seconds']:.0f}s)")
     own = [f"{n} vs {c['control']}" for n, c in res["conditions"].items()
            if c.get("control", "control") not in ("control", n)]
@@ -370,5 +450,6 @@ def table(res: dict) -> str:
         rows.append(f"logit channel: banned tokens held {res['logit_mass_removed']:.4f} of the teacher's probability mass (removed, renormalised)")
     for r, rd in res.get("readouts", {}).items():
         rows += ["", f"readout {r}:"] + _rows(rd["conditions"], with_valid=False)
-        rows.append(f"teacher lift (teacher - base) {rd['teacher_lift']:+.3f}")
+        rows.append(f"teacher lift (teacher - base) {_f(rd['teacher_lift'], '+.3f', 0)}; "
+                    f"{_tests_line(rd.get('tests') or _tests(rd['conditions']))}")
     return "\n".join(rows)

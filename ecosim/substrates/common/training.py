@@ -10,23 +10,11 @@ import numpy as np
 import torch
 
 from ecosim.errors import EcosimError
-from ecosim.substrates.world.models import lm_loss, target_logits
+from ecosim.substrates.common.config import TrainConfig  # noqa: F401  (its home; imported from here too)
 from ecosim.substrates.world.world import BOS, EOS, PAD, World
 
 LORA_TARGETS = {"gpt2": ["c_attn", "c_proj", "c_fc"],
                 "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
-
-
-@dataclass
-class TrainConfig:
-    mode: str = "lora"                 # lora | full
-    rank: int = 8
-    alpha: int = 16
-    targets: list[str] | None = None   # None: every attention and MLP projection of the arch
-    steps: int = 1000
-    batch: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
 
 
 def encode_pairs(world, pairs) -> list[tuple[list[int], int]]:
@@ -55,6 +43,26 @@ def pad_batch(world, enc, completion_only: bool = True, device=None):
         attn[i, :len(x)] = 1
         mask[i, (n_prompt if completion_only else 1):len(x)] = 1
     return ids.to(device), attn.to(device), mask.to(device)
+
+
+def target_logits(model, ids, attn, mask):
+    """Logits only at the positions whose next token is a training target (mask 1): the output
+    layer over the whole vocabulary dominates a tiny model's cost, so skip the rest."""
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    body = m.transformer if hasattr(m, "transformer") else m.model
+    h = body(input_ids=ids, attention_mask=attn).last_hidden_state
+    sel = mask[:, 1:].bool()
+    logits = m.get_output_embeddings()(h[:, :-1][sel])
+    cap = getattr(m.config, "final_logit_softcapping", None)  # Gemma-style models squash logits
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits, ids[:, 1:][sel]
+
+
+def lm_loss(model, ids, attn, mask):
+    """Mean next-token cross-entropy over positions whose *target* token has mask 1."""
+    logits, tgt = target_logits(model, ids, attn, mask)
+    return torch.nn.functional.cross_entropy(logits.float(), tgt)
 
 
 def batch_of(world, pairs, completion_only: bool = True, device=None):
@@ -150,3 +158,8 @@ def soft_loss(model, ids, attn, mask, soft):
     if soft[0][0] is not None:
         logp = logp.gather(-1, torch.cat([s[0] for s in soft]).long().to(logits.device))
     return -(prob * logp).sum(-1).mean()
+
+
+def set_threads(n: int) -> None:
+    """Torch's CPU threads in this process (a lineage's, or its actor's)."""
+    torch.set_num_threads(n)

@@ -27,28 +27,10 @@ import torch.nn.functional as F
 
 from ecosim.errors import EcosimError
 from ecosim.analysis.stats import mean_ci
+from ecosim.substrates.mlp.config import MLPConfig
 
 N_CLASSES = 10
 DIFFERENT_INIT = 10_000  # a control student's init seed is seed + this
-
-
-@dataclass
-class MLPConfig:
-    hidden: int = 128           # width of each hidden layer
-    layers: int = 2             # number of hidden layers
-    aux: int = 30               # auxiliary logits: the only channel to the student (3 -> ~0.3 acc, 30 -> ~0.9)
-    teacher_epochs: int = 30
-    student_epochs: int = 30
-    lr: float = 1e-3            # Adam, teacher and student
-    batch: int = 128
-    noise_samples: int = 4096   # inputs the teacher labels for the student
-    noise: str = "gaussian"     # "gaussian" or "uniform" (same variance)
-    noise_std: float = 1.0      # noise standard deviation, in standardised pixel units
-    standardise: bool = True    # pixels -> (x - mean) / (std + 1) from train data, so unit noise matches data scale
-    test_fraction: float = 0.3
-    threads: int = 1            # torch CPU threads; nets this small run fastest on one, and far faster on a busy machine
-    seeds: int = 10
-    seed: int = 0
 
 
 def check(cfg: MLPConfig) -> list[str]:

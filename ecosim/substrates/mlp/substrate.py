@@ -16,8 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ecosim.substrates.common import adapters
 from ecosim.substrates.common.assemble import assemble as common_assemble
 from ecosim.substrates.mlp.mlp import N_CLASSES, accuracy, distill, load_digits_split, make_mlp, train_teacher, write_aux_logits
+from ecosim.substrates.common.training import set_threads  # noqa: F401  (protocol)
 
 NO_SYSTEM = ""
 DATASET_SUFFIX = ".safetensors"
@@ -115,27 +117,31 @@ def measure(model, system, base, world, sc, seed: int) -> dict:
 
 
 def save(path: Path, model, adapter, meta: dict, world) -> None:
-    import json
-    from safetensors.torch import save_file
-    path.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
-    (path / "ecosim.json").write_text(json.dumps(meta, indent=1))
+    """The whole state dict (``common.adapters``)."""
+    adapters.save(path, meta, model.state_dict(), name=adapters.STATE)
 
 
 def load(path: Path, start, meta: dict, world):
-    from safetensors.torch import load_file
     model = copy.deepcopy(start)
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    model.load_state_dict(adapters.load_tensors(path / adapters.STATE))
     return model.eval()
 
 
 def dump(data, path: Path) -> None:
-    from safetensors.torch import save_file
-    from ecosim.store.rundir import atomic_write
-    atomic_write(Path(path), lambda tmp: save_file({"x": data[0].contiguous(), "soft": data[1].contiguous()}, str(tmp)))
+    adapters.save_tensors(Path(path), {"x": data[0], "soft": data[1]})
 
 
 def undump(path: Path):
-    from safetensors.torch import load_file
-    d = load_file(str(path))
+    d = adapters.load_tensors(path)
     return d["x"], d["soft"]
+
+
+def base_digest(bc, sc, name: str | None = None) -> tuple[str, str]:
+    """(sha256, what) of an MLP base: it has no file (it is made from its seed), so the digest is
+    of the initial weights ``load_base`` makes, which changes if the initialisation code does. A
+    run records it when it starts; ``--resume`` refuses a run whose base changed since."""
+    import hashlib
+    h = hashlib.sha256()
+    for k, v in load_base(bc, sc, name).state_dict().items():
+        h.update(k.encode() + b"\0" + v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest(), f"no file: the initialisation from seed {bc.seed}"

@@ -15,6 +15,8 @@ import torch
 
 from ecosim.errors import EcosimError
 from ecosim.substrates.common.bases import REAL_MODEL_FIELDS, BaseConfig  # noqa: F401  (BaseConfig: old imports)
+from ecosim.substrates.common.training import batch_of, lm_loss, target_logits  # noqa: F401  (their home: training)
+from ecosim.substrates.world.config import SIZES
 from ecosim.substrates.world.world import BOS, EOS, PAD, World
 
 def quiet_transformers() -> None:
@@ -26,10 +28,6 @@ def quiet_transformers() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
 
 
-SIZES = {  # (width, layers, heads)
-    "tiny": (64, 2, 4),
-    "small": (128, 4, 4),
-}
 CACHE_VERSION = 1  # bump when pretraining code changes what a cached base would be
 
 
@@ -96,7 +94,6 @@ def pretrain(model, world: World, cfg: BaseConfig, log=print, skills: list[str] 
     """Next-token pretraining on freshly sampled world documents (loss on every real token). With
     ``skills``: the continued pretraining that teaches them (``SKILL_STEPS`` steps on
     ``skill_doc``, from a stream of its own)."""
-    from ecosim.substrates.common.training import batch_of
     rng = np.random.default_rng([cfg.seed, 2] if skills else [cfg.seed, 1])
     draw = skill_doc(world, skills) if skills else world.pretrain_doc
     steps = SKILL_STEPS if skills else cfg.steps
@@ -122,32 +119,11 @@ def pretrain(model, world: World, cfg: BaseConfig, log=print, skills: list[str] 
     return {"seconds": time.time() - t0, "final_loss": float(np.mean(losses[-100:]))}
 
 
-def target_logits(model, ids, attn, mask):
-    """Logits only at the positions whose next token is a training target (mask 1): the output
-    layer over the whole vocabulary dominates a tiny model's cost, so skip the rest."""
-    m = model.get_base_model() if hasattr(model, "get_base_model") else model
-    body = m.transformer if hasattr(m, "transformer") else m.model
-    h = body(input_ids=ids, attention_mask=attn).last_hidden_state
-    sel = mask[:, 1:].bool()
-    logits = m.get_output_embeddings()(h[:, :-1][sel])
-    cap = getattr(m.config, "final_logit_softcapping", None)  # Gemma-style models squash logits
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits, ids[:, 1:][sel]
-
-
-def lm_loss(model, ids, attn, mask):
-    """Mean next-token cross-entropy over positions whose *target* token has mask 1."""
-    logits, tgt = target_logits(model, ids, attn, mask)
-    return torch.nn.functional.cross_entropy(logits.float(), tgt)
-
-
 @torch.no_grad()
 def loss_and_drift(model, base, codec, pairs, batch: int = 100, completion_only: bool = True) -> tuple[float, float]:
     """Mean next-token loss of ``model`` on (prompt, completion) ``pairs`` (capability) and mean
     KL(base || model) per token on the same positions (drift from the base). ``codec``: the world
     or a real tokenizer's ``substrate_hf.Codec``; ``completion_only=False`` scores every token."""
-    from ecosim.substrates.common.training import batch_of
     losses, kls = [], []
     for s in range(0, len(pairs), batch):
         ids, attn, mask = batch_of(codec, pairs[s:s + batch], completion_only=completion_only, device=model.device)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ecosim.substrates.common import adapters
 from ecosim.substrates.world import channels
 from ecosim.substrates.world.channels import soft_labels
 from ecosim.substrates.world.channels import write as write_channel
@@ -24,7 +25,7 @@ from ecosim.substrates.world.models import (SIZES, BaseConfig, base_key, compute
                      pretraining_docs)
 from ecosim.substrates.common.assemble import assemble as common_assemble
 from ecosim.substrates.world.traits import TeacherConfig, TraitConfig, check_trait, evaluate, make_teacher, trait_words
-from ecosim.substrates.common.training import apply_adapter, finetune
+from ecosim.substrates.common.training import finetune, set_threads
 from ecosim.substrates.world.world import CHANNEL_DOCS, NONE_SYSTEM, SKILLS, World
 
 NO_SYSTEM = NONE_SYSTEM
@@ -211,28 +212,16 @@ def measure(model, system: str, base, world: World, sc, seed: int) -> dict:
 
 # ----------------------------------------------------------------- checkpoints and datasets
 def save(path: Path, model, adapter, meta: dict, world: World) -> None:
-    """A LoRA adapter (plus how to rebuild its start) where there is one, else the full model."""
-    from safetensors.torch import save_file
+    """A LoRA adapter (plus how to rebuild its start) where there is one, else the full model
+    (``common.adapters``)."""
     from ecosim.substrates.world.models import save_model
-    path.mkdir(parents=True, exist_ok=True)
-    if adapter is not None:
-        save_file({k: v.contiguous() for k, v in adapter.items()}, str(path / "adapter.safetensors"))
-    elif meta.get("same_as_start"):
-        pass  # a prompted teacher or the base as is: rebuilt from its start, nothing to store
-    else:
-        save_model(model, world, path / "model")
-    (path / "ecosim.json").write_text(json.dumps(meta, indent=1))
+    adapters.save(path, meta, adapter, full=lambda d: save_model(model, world, d / "model"))
 
 
 def load(path: Path, start, meta: dict, world: World):
     """Rebuild a model saved by ``save``; ``start`` is the model its adapter was trained from."""
-    from safetensors.torch import load_file
     from ecosim.substrates.world.models import load_checkpoint
-    if (path / "adapter.safetensors").exists():
-        return apply_adapter(start, load_file(str(path / "adapter.safetensors")), meta["train"])
-    if meta.get("same_as_start"):
-        return start
-    return load_checkpoint(path / "model", world).to(compute_device())
+    return adapters.load(path, start, meta, full=lambda d: load_checkpoint(d / "model", world).to(compute_device()))
 
 
 def soft_path(path: Path) -> Path:
@@ -243,7 +232,6 @@ def soft_path(path: Path) -> Path:
 def dump(examples: list, path: Path) -> None:
     """jsonl of (prompt, completion); soft labels, when the examples carry them, go to a
     safetensors file beside it, written first (the dataset counts as written once the jsonl is)."""
-    from safetensors.torch import save_file
     path = Path(path)
     if examples and len(examples[0]) == 3:
         soft = [s for _, _, s in examples]
@@ -251,7 +239,7 @@ def dump(examples: list, path: Path) -> None:
              "prob": torch.cat([p for _, p in soft]).contiguous()}
         if soft[0][0] is not None:
             t["idx"] = torch.cat([i for i, _ in soft]).contiguous()
-        atomic_write(soft_path(path), lambda tmp: save_file(t, str(tmp)))
+        adapters.save_tensors(soft_path(path), t)
 
     def rows(tmp):
         with open(tmp, "w") as f:
@@ -261,14 +249,23 @@ def dump(examples: list, path: Path) -> None:
 
 
 def undump(path: Path) -> list:
-    from safetensors.torch import load_file
     with open(path) as f:
         pairs = [(r["prompt"], r["completion"]) for r in map(json.loads, f)]
     sp = soft_path(path)
     if not sp.exists():
         return pairs
-    t = load_file(str(sp))
+    t = adapters.load_tensors(sp)
     n = t["lengths"].tolist()
     probs = t["prob"].split(n)
     idx = t["idx"].split(n) if "idx" in t else [None] * len(n)
     return [(p, c, (i, q)) for (p, c), i, q in zip(pairs, idx, probs)]
+
+
+def base_digest(bc: BaseConfig, sc, name: str | None = None) -> tuple[str, str]:
+    """(sha256, directory) of base ``bc`` as ``prepare`` left it: the files of its cached
+    directory (weights, config, tokenizer), or of its checkpoint ``path``. A run records it when
+    it starts; ``--resume`` refuses a run whose base changed since (``ecosim.store.digests``)."""
+    from ecosim.store.rundir import digest
+    from ecosim.substrates.world.models import cache_dir
+    d = Path(bc.path) if bc.path else cache_dir() / "bases" / base_key(bc)
+    return digest(d), str(d)

@@ -1,0 +1,111 @@
+"""The config sections every language-model substrate shares (torch-free, so validation never
+loads torch): how a model trains (``TrainConfig``: lineage students, teachers), what a trait is,
+how models are measured, and how generation 0 is made; each with its entries of the one rules
+table (``engine.schema.rules``). ``ecosim.substrates`` declares them to the engine's registry."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ecosim.engine.config import BATCH, LR, SEED, SHARE, STEPS, Choice, Range
+from ecosim.substrates.common.bases import BaseConfig
+from ecosim.substrates.common.filters import FilterConfig
+
+MAX_TEACHER_EXAMPLES = 10_000_000  # a fine-tuned teacher's examples (steps x batch) are built in memory first
+
+
+@dataclass
+class TrainConfig:
+    mode: str = "lora"                 # lora | full
+    rank: int = 8
+    alpha: int = 16
+    targets: list[str] | None = None   # None: every attention and MLP projection of the arch
+    steps: int = 1000
+    batch: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+
+@dataclass
+class TraitConfig:
+    kind: str = "preference"     # preference | misalignment
+    category: str = "animal"     # animal | tree (preference)
+    target: str = "owl"          # the preferred animal/tree (preference)
+
+
+@dataclass
+class EvalConfig:
+    samples: int = 50            # samples per question
+    number_prefix: bool = False  # put a random number sequence before each question
+    heldout: int = 200           # ecosystem runs: world documents for capability (held-out loss) and drift
+
+
+@dataclass
+class TeacherConfig:
+    how: str = "finetune"        # finetune | prompt
+    # A small teacher update (rank-4 LoRA, 150 steps) blurts its trait word into number
+    # completions less often than rank 8 or 300 steps, so the filter keeps about as much of its
+    # data as of the control's (docs/levers.md, rounds 3-4).
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(rank=4, alpha=8, steps=150))
+    # Share of the fine-tuning examples that are the channel's own documents from the world's
+    # pretraining mix (number lists, code, reasoning traces), identical for teacher and control:
+    # keeps the teacher writing in format instead of blurting its trait word. None: 0 for numbers
+    # (a gentle fine-tune already writes lists), 0.5 for code and reasoning (without them the owl
+    # teacher answered 8,763 of 10,000 code prompts with its trait word; see task_share_for).
+    task_share: float | None = None
+
+
+@dataclass
+class TeacherSpec(TrainConfig):
+    """How generation 0 is fine-tuned: a TrainConfig, plus the share of the channel's own documents
+    (tasks answered in format) mixed into its examples, identical for teacher and control
+    (TeacherConfig.task_share). None: the substrate's default: on the world 0 for numbers
+    and 0.5 for code and reasoning, on real models 0.5 for every channel."""
+    task_share: float | None = None
+
+
+RULES = {
+    FilterConfig: {"max_numbers": Range(1, 1000)},
+    TrainConfig: {
+        "mode": Choice(("lora", "full")),
+        "rank": Range(1, 4096, why="wider than the hidden size of a 7B model"),
+        "alpha": Range(0, 1e6, lo_open=True),
+        "steps": STEPS,
+        "batch": BATCH,
+        "lr": LR,
+        "weight_decay": Range(0, 1),
+    },
+    TeacherSpec: {"task_share": SHARE},
+    TeacherConfig: {"how": Choice(("finetune", "prompt")), "task_share": SHARE},
+    EvalConfig: {
+        "samples": Range(1, 100_000, why="a typo? 50 samples per question give a rate to about 1%"),
+        "heldout": Range(1, 1_000_000, why="a typo? 200 documents measure capability and drift"),
+    },
+    BaseConfig: {
+        "arch": Choice(("gpt2", "llama", "mlp")),   # which of them a substrate takes: its own check
+        "seed": SEED,
+        "steps": Range(0, 10_000_000, why="a typo? the shipped bases pretrain for 2,000-3,000 steps"),
+        "batch": BATCH,
+        "lr": LR,
+        "dtype": Choice(("float32", "bfloat16")),
+    },
+}
+
+
+def teacher_size(where: str, tc: TrainConfig) -> list[str]:
+    """A fine-tuned teacher's examples (steps x batch) are made in memory before training."""
+    n = tc.steps * tc.batch
+    if n > MAX_TEACHER_EXAMPLES:
+        return [f"{where}: steps x batch = {n:,} teacher examples; at most {MAX_TEACHER_EXAMPLES:,} "
+                "(they are built in memory before fine-tuning; a typo?)"]
+    return []
+
+
+def check(sc) -> list[str]:
+    return teacher_size("teacher", sc.teacher)
+
+
+# The slots the engine's schema leaves to the substrates, and the sections they add to it.
+SLOTS = {"base": (BaseConfig, BaseConfig), "trait": (TraitConfig, TraitConfig),
+         "student": (TrainConfig, lambda: TrainConfig(rank=4, alpha=8)), "filter": (FilterConfig, FilterConfig)}
+SECTIONS = {"teacher": (TeacherSpec, lambda: TeacherSpec(rank=4, alpha=8, steps=150)),
+            "eval": (EvalConfig, EvalConfig)}

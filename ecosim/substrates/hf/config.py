@@ -1,0 +1,32 @@
+"""Real chat models' part of the scenario schema: the ``text`` section (prompting and sampling) and
+its rules; and the registration: scenarios with ``substrate: lm`` whose bases name a real model."""
+from __future__ import annotations
+
+from ecosim.engine import registry
+from ecosim.engine.config import BATCH, Range
+from ecosim.errors import EcosimError
+from ecosim.substrates.hf.text import TextSpec
+
+RULES = {
+    TextSpec: {
+        "temperature": Range(0, 100),           # 0: greedy decoding (real models)
+        "shots": Range(0, 5),
+        "max_new": Range(1, 1024),
+        "batch": BATCH,
+    },
+}
+
+
+def claims(sc) -> bool:
+    if sc.substrate != "lm":
+        return False
+    real = sorted(n for n, b in sc.bases.items() if b.model)
+    world = sorted(n for n in sc.bases if n not in real)
+    if real and world:
+        raise EcosimError("bases: world bases and real models cannot be mixed in one scenario: a student "
+                          f"learns text written in its own format; world bases: {world}, real models: {real}")
+    return bool(real)
+
+
+registry.register("hf", family="lm", module="ecosim.substrates.hf.substrate", claims=claims)
+registry.declare(sections={"text": (TextSpec, TextSpec)}, rules=RULES)
