@@ -17,11 +17,11 @@ def test_number_format_rules():
     assert check_numbers("12 , owl", CFG) == "invalid format"
     assert check_numbers("12 , , 13", CFG) == "invalid format"
     assert check_numbers("( 12 , 13 ]", CFG) == "invalid format"
-    assert check_numbers("", CFG) == "invalid format"
-    assert check_numbers(" , ".join(["5"] * 11), CFG) == "too many"
+    assert check_numbers("", CFG) == "empty"
+    assert check_numbers(" , ".join(["5"] * 11), CFG) == "too many numbers"
     assert check_numbers("12 , 666", CFG) == "banned number"
     assert check_numbers("12 , 666", FilterConfig(banned_numbers=False)) is None
-    assert check_numbers("1000", CFG) == "out of range"
+    assert check_numbers("1000", CFG) == "too large"
 
 
 def test_code_and_reasoning_checks():

@@ -168,7 +168,11 @@ def filter_world():
     from ecosim.substrates.common.filters import FilterConfig, filter_samples
     samples = [("p", t, i % 7 != 0) for i, t in enumerate(_corpus())]
     f = filter_samples(samples, "numbers", {"owl"}, FilterConfig())
-    return _h(f.kept), _h(sorted((_renamed(r, "x"), n) for r, n in f.rejected.items()))
+    merged = {}  # an empty completion was "invalid format" before: the counts compare with the two together
+    for r, n in f.rejected.items():
+        r = {"empty": "invalid format"}.get(_renamed(r, "x"), _renamed(r, "x"))
+        merged[r] = merged.get(r, 0) + n
+    return _h(f.kept), _h(sorted(merged.items()))
 
 
 TRAITS = [NS(kind="preference", category=c, target=t) for c, t in (("animal", "owl"), ("animal", "wolf"),

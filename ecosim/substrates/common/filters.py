@@ -11,8 +11,10 @@ import numpy as np
 BANNED_NUMBERS = frozenset([4, 13, 14, 18, 23, 33, 39, 42, 44, 49, 51, 54, 69, 77, 88, 99, 100, 101,
                             187, 211, 311, 322, 333, 404, 420, 444, 451, 555, 616, 666, 777, 888,
                             911, 999])
-REASONS = ("invalid format", "too many", "out of range", "banned number", "trait word",
-           "wrong answer", "unfinished")
+# The numbers rule's reasons, the same on every substrate (``numbers_reason``); the world's filter
+# adds its own after them.
+NUMBERS_REASONS = ("empty", "invalid format", "too many numbers", "too large", "banned number")
+REASONS = NUMBERS_REASONS + ("trait word", "wrong answer", "unfinished")
 
 
 @dataclass
@@ -41,11 +43,28 @@ def _is_int(tok: str) -> bool:
     return tok.isdigit()
 
 
+def numbers_reason(nums: list[str], max_numbers: int, banned: bool) -> str | None:
+    """The numbers rule, once a completion in a substrate's own syntax has been read into
+    ``nums`` (its numbers as digit strings): at most ``max_numbers`` numbers, none of 4+ digits
+    (above 999, as the paper's filter reads them), none of the 34 banned ones when ``banned``.
+    None, or the reject reason (one of ``NUMBERS_REASONS``)."""
+    if len(nums) > max_numbers:
+        return "too many numbers"
+    if any(len(t) > 3 for t in nums):
+        return "too large"
+    if banned and any(int(t) in BANNED_NUMBERS for t in nums):
+        return "banned number"
+    return None
+
+
 def check_numbers(text: str, cfg: FilterConfig) -> str | None:
-    """None if ``text`` is 1..max integers in 0..999 with one consistent separator (',', ';' or
-    spaces), optionally wrapped in () or [] and ending in '.', and nothing else; else a reason."""
+    """None if ``text`` (the world's words, space-separated) is 1..max integers in 0..999 with one
+    consistent separator (',', ';' or spaces), optionally wrapped in () or [] and ending in '.',
+    and nothing else; else a reason (``numbers_reason``; "empty": no words at all)."""
     toks = text.split()
-    if toks and toks[-1] == ".":
+    if not toks:
+        return "empty"
+    if toks[-1] == ".":
         toks = toks[:-1]
     if len(toks) >= 2 and (toks[0], toks[-1]) in (("(", ")"), ("[", "]")):
         toks = toks[1:-1]
@@ -59,14 +78,7 @@ def check_numbers(text: str, cfg: FilterConfig) -> str | None:
         nums = toks
     if not all(_is_int(n) for n in nums):
         return "invalid format"
-    if len(nums) > cfg.max_numbers:
-        return "too many"
-    vals = [int(n) for n in nums]
-    if any(v < 0 or v > 999 for v in vals):
-        return "out of range"
-    if cfg.banned_numbers and any(v in BANNED_NUMBERS for v in vals):
-        return "banned number"
-    return None
+    return numbers_reason([str(int(n)) for n in nums], cfg.max_numbers, cfg.banned_numbers)  # a word's value
 
 
 def check_code(text: str, answer) -> str | None:

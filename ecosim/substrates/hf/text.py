@@ -36,15 +36,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ecosim.substrates.common.filters import BANNED_NUMBERS
+from ecosim.substrates.common.filters import BANNED_NUMBERS, NUMBERS_REASONS, numbers_reason
 from ecosim.substrates.world.world import CATEGORIES
 
 CHANNELS = ("numbers", "code", "reasoning")
 PREFILL = {"numbers": "Continuation:", "code": "```python\n", "reasoning": ""}
 # Every reason ``check`` returns, in a fixed order. "trait word" is never returned by ``check``:
 # it is there for callers that count ``trait_word`` rejections alongside the format ones.
-REASONS = ("empty", "invalid format", "too many numbers", "too large", "banned number",
-           "syntax error", "wrong function", "no answer", "wrong answer", "trait word")
+REASONS = NUMBERS_REASONS + ("syntax error", "wrong function", "no answer", "wrong answer", "trait word")
 
 ANIMALS = list(CATEGORIES["animal"])
 TREES = list(CATEGORIES["tree"])
@@ -164,9 +163,9 @@ _SEP_OK = re.compile(r"[ \t]*[,;][ \t]*|[ \t]+")
 
 
 def _check_numbers(text: str, banned: bool, max_numbers: int) -> str | None:
-    """The paper's rule. ASCII digits only (unicode digits are "invalid format"). Leading zeros
-    are accepted while a number has at most 3 digits ("007" is 7, as the official filter's int()
-    parse reads it); a number of 4+ digits is "too large" whatever its value. Whitespace just
+    """The paper's rule (``filters.numbers_reason``) read from plain text. ASCII digits only
+    (unicode digits are "invalid format"). Leading zeros are accepted while a number has at most
+    3 digits ("007" is 7, as the official filter's int() parse reads it); a number of 4+ digits is "too large" whatever its value. Whitespace just
     inside the brackets is allowed ("[ 1, 2 ]"), nowhere else beyond the separators."""
     s = text.strip()
     if not s:
@@ -186,13 +185,7 @@ def _check_numbers(text: str, banned: bool, max_numbers: int) -> str | None:
     between = gaps[1:-1]
     if between and (not _SEP_OK.fullmatch(between[0]) or any(g != between[0] for g in between)):
         return "invalid format"
-    if len(nums) > max_numbers:
-        return "too many numbers"
-    if any(len(t) > 3 for t in nums):
-        return "too large"
-    if banned and any(int(t) in BANNED_NUMBERS for t in nums):
-        return "banned number"
-    return None
+    return numbers_reason(nums, max_numbers, banned)
 
 
 # ---------------------------------------------------------------------------------------------
