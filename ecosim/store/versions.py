@@ -18,7 +18,7 @@ from ecosim.store.rundir import atomic_write
 # of loading something else than was saved.
 CHECKPOINT_FORMAT = 1
 
-# ecosim's own version (``ecosim.__version__``, which pyproject.toml reads) moves whenever what a
+# ecosim's own version (ecosim/version.py: ``ecosim.__version__``, pyproject's too) moves whenever what a
 # run directory holds changes: a checkpoint's or a dataset's format, or the files kept beside them
 # (0.2.0: the package layout, and digests.json of the bases and config.yaml). Resuming a run made
 # with another version then prints one warning line (``check``):
