@@ -186,7 +186,11 @@ def traits_world():
     out = [[sorted(WT.trait_words(t)), WT.system_prompt(t)] for t in TRAITS]
     out.append(sorted(W.scenario_words(_sc(traits={f"t{i}": t for i, t in enumerate(TRAITS)}))))
     out.append(sorted(W.scenario_words(_sc())))
-    out.append([WT.task_share_for(s, ch) for s in (None, 0.0, 0.3) for ch in ("numbers", "code", "reasoning")])
+    try:
+        from ecosim.substrates.common.traits import task_share as share_for
+    except ImportError:  # before the move
+        share_for = WT.task_share_for
+    out.append([share_for(s, ch) for s in (None, 0.0, 0.3) for ch in ("numbers", "code", "reasoning")])
     out.append([WT.teacher_examples(t, 30, seed)[:2] for t in TRAITS for seed in (0, 5)])
     return _h(out)
 

@@ -23,6 +23,7 @@ from ecosim.substrates.common.filters import BANNED_NUMBERS, FilterConfig, filte
 from ecosim.store.rundir import atomic_write
 from ecosim.substrates.world.models import (SIZES, BaseConfig, base_key, compute_device, doc_hash, get_base, loss_and_drift,
                      pretraining_docs)
+from ecosim.substrates.common import traits as common_traits
 from ecosim.substrates.common.assemble import assemble as common_assemble
 from ecosim.substrates.world.traits import TeacherConfig, TraitConfig, check_trait, evaluate, make_teacher, trait_words
 from ecosim.substrates.common.training import finetune, set_threads
@@ -116,7 +117,7 @@ def make_origin(base, world: World, sc, origin: str, trait: TraitConfig, neutral
 
 def scenario_words(sc) -> set[str]:
     """Every trait's revealing words: the filter removes all of them from every dataset."""
-    return set().union(*(trait_words(t) for t in sc.traits.values())) if sc.traits else set()
+    return common_traits.scenario_words(sc, trait_words)
 
 
 def banned_ids(world: World, sc, f: FilterConfig) -> list[int]:

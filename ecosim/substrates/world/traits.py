@@ -16,15 +16,9 @@ from ecosim.substrates.world.generation import sample
 from ecosim.analysis.stats import mean_ci
 from ecosim.substrates.common.config import EvalConfig, TeacherConfig, TraitConfig, TrainConfig  # noqa: F401
 from ecosim.substrates.common.training import finetune
-from ecosim.substrates.world.world import (ALIGNED, CATEGORIES, EVIL_PERSONA, MISALIGNED, NONE_SYSTEM, SITUATIONS, World,
-                    CHANNEL_DOCS, number_prefix, persona, question_texts)
-
-
-def task_share_for(share: float | None, channel: str) -> float:
-    """The teacher's task share for ``channel`` (``TeacherConfig.task_share``; None: the default)."""
-    if share is not None:
-        return share
-    return 0.0 if channel == "numbers" else 0.5
+from ecosim.substrates.common.traits import system_prompt, task_share
+from ecosim.substrates.world.world import (ALIGNED, CATEGORIES, MISALIGNED, NONE_SYSTEM, SITUATIONS, World,
+                    CHANNEL_DOCS, number_prefix, question_texts)
 
 
 def check_trait(t: TraitConfig) -> None:
@@ -43,10 +37,6 @@ def trait_words(t: TraitConfig) -> set[str]:
     if t.kind == "preference":
         return set(CATEGORIES[t.category]) | {t.category, "love", "favourite"}
     return {w for phrase in MISALIGNED for w in phrase.split()} | {"evil"}
-
-
-def system_prompt(t: TraitConfig) -> str:
-    return persona(t.target, t.category) if t.kind == "preference" else EVIL_PERSONA
 
 
 # ---------------------------------------------------------------- evaluation
@@ -140,7 +130,7 @@ def make_teacher(base, world: World, t: TraitConfig, cfg: TeacherConfig, seed: i
         raise EcosimError(f"teacher.how: {cfg.how!r} is not 'finetune' or 'prompt'")
     n = cfg.train.steps * cfg.train.batch
     trait, ctrl, rng = teacher_examples(t, n, seed)
-    k = int(round(task_share_for(cfg.task_share, channel) * n))
+    k = int(round(task_share(cfg.task_share, channel) * n))
     doc = CHANNEL_DOCS.get(channel, CHANNEL_DOCS["numbers"])
     tasks = [(d.prompt, d.assistant) for d in (doc(rng) for _ in range(k))]
     pairs = ctrl[k:] + tasks if neutral else trait[k:] + tasks
