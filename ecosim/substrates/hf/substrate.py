@@ -126,17 +126,9 @@ def check(sc) -> list[str]:
                      f"about: {options(t.category)}")
     if sc.data.real_share:
         p.append("data.real_share: real models have no corpus of their own to mix in here; use 0")
-    ts = sc.text
-    if ts.temperature < 0:
-        p.append(f"text.temperature: must be >= 0 (got {ts.temperature})")
-    if ts.shots < 0 or ts.shots > 5:
-        p.append(f"text.shots: must be in 0..5 (got {ts.shots})")
-    if ts.max_new is not None and not 1 <= ts.max_new <= 1024:
-        p.append(f"text.max_new: must be in 1..1024 (got {ts.max_new})")
+    # the text section's ranges (temperature, shots, max_new, batch) are rules of the scenario schema
     if sc.teacher.task_share == 1:
         p.append("teacher.task_share: 1 leaves a real teacher no trait examples; use a share below 1")
-    if ts.batch < 1:
-        p.append(f"text.batch: must be >= 1 (got {ts.batch})")
     return p
 
 

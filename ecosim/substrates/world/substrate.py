@@ -76,8 +76,6 @@ def check(sc) -> list[str]:
     if LOGITS in used and sc.data.real_share > 0:
         p.append("data.real_share: the logits channel has no real data to mix in (soft labels come from a "
                  "writer); use 0")
-    if sc.data.logit_top_k is not None and sc.data.logit_top_k < 1:
-        p.append(f"data.logit_top_k: must be >= 1, or null for the full vocabulary (got {sc.data.logit_top_k})")
     return p
 
 
