@@ -162,6 +162,20 @@ def _list(args) -> int:
     return 0
 
 
+def _schema(args) -> int:
+    from ecosim.engine import schema_doc
+    text = schema_doc.markdown()
+    if args.out:
+        try:
+            Path(args.out).write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise EcosimError(f"--out {args.out}: cannot write there ({e.strerror})") from None
+        print(args.out)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ecosim", description="Simulate trait transmission between models.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -206,6 +220,10 @@ def parser() -> argparse.ArgumentParser:
     rp.set_defaults(fn=_report_cmd)
     ls = sub.add_parser("list", help="the shipped scenarios, one line each")
     ls.set_defaults(fn=_list)
+    sc = sub.add_parser("schema", help="every scenario key with its type, default, rule and meaning, as markdown "
+                                       "(docs/scenarios.md is its output)")
+    sc.add_argument("--out", metavar="PATH", help="write it here (e.g. docs/scenarios.md) instead of stdout")
+    sc.set_defaults(fn=_schema)
     return p
 
 

@@ -23,6 +23,7 @@ REGIMES = ("replace", "accumulate", "accumulate-subsample")
 
 @dataclass
 class _LineageSpec:
+    """A lineage: one model per generation, each trained on data its parents wrote."""
     base: str = "main"                # name in `bases`: what generation 0 is made from
     trait: str | None = None          # name in `traits`; None: a neutral lineage
     origin: str = "finetune"          # how generation 0 gets its trait: finetune | prompt | base | none
@@ -37,8 +38,9 @@ class _LineageSpec:
 
 @dataclass
 class _EdgeSpec:
-    src: str = "???"
-    dst: str = "???"
+    """An edge of the topology: lineage `dst` learns from data lineage `src` writes."""
+    src: str = "???"                  # the writing lineage
+    dst: str = "???"                  # the learning lineage
     lag: int = 1                      # 1: from src's previous generation; 0: from the same generation
     channel: str | None = None        # None: data.channel
     filter: Any = None                # slot `filter`; None: data.filter
@@ -47,25 +49,28 @@ class _EdgeSpec:
 
 @dataclass
 class RandomSpec:
+    """Random parents: each listed lineage learns from others drawn at random."""
     lineages: list[str] = field(default_factory=list)  # each learns from `parents` others drawn at random
-    parents: int = 1
-    seed: int = 0
+    parents: int = 1                  # parents drawn for each
+    seed: int = 0                     # the draw's seed
 
 
 @dataclass
 class _TopologySpec:
+    """Who learns from whom: each shape below adds edges (`chain` by default)."""
     # Lineages that learn from their own previous generation. None: every lineage that has a
     # generation 0 and no other parent.
     chain: list[str] | None = None
     fan_in: dict[str, list[str]] = field(default_factory=dict)   # child: [parents]
     fan_out: dict[str, list[str]] = field(default_factory=dict)  # parent: [children]
     ring: list[str] = field(default_factory=list)                # each learns from the one before it
-    random: RandomSpec = field(default_factory=RandomSpec)
-    edges: list[_EdgeSpec] = field(default_factory=list)
+    random: RandomSpec = field(default_factory=RandomSpec)       # parents drawn at random
+    edges: list[_EdgeSpec] = field(default_factory=list)         # explicit edges, each with its own settings
 
 
 @dataclass
 class _DataSpec:
+    """What each model writes for the next generation, and how it is filtered and mixed."""
     channel: str | None = None        # None: numbers (lm) or aux_logits (mlp)
     prompts: int = 10000              # samples each model writes per generation
     train_size: int = 8000            # examples per student (capped by what the filter kept)
@@ -77,6 +82,7 @@ class _DataSpec:
 
 @dataclass
 class ComputeSpec:
+    """Where and how the lineages run (Ray actors, CPUs, GPUs)."""
     ray: bool = True                  # False: run every lineage in this process, one after another
     address: str | None = None        # an existing Ray cluster (also RAY_ADDRESS); None: start one here
     cpus: float | None = None         # CPUs of the local Ray instance; None: all of this machine's
@@ -92,15 +98,18 @@ class ComputeSpec:
 
 @dataclass
 class TrackingSpec:
+    """Weights & Biases logging."""
     wandb: str = "offline"            # offline | online | disabled
-    project: str = "ecosim"
-    entity: str | None = None
+    project: str = "ecosim"           # W&B project
+    entity: str | None = None         # W&B entity (team or user); None: your default
 
 
 @dataclass
 class _Scenario:
-    name: str = "scenario"
-    description: str = ""
+    """An ecosystem study: its named bases, traits and lineages, who learns from whom, and how.
+    Bases, traits and lineages start empty: a YAML's entries replace nothing."""
+    name: str = "scenario"            # names the run directory: out_dir/NAME-TIMESTAMP
+    description: str = ""             # one line, shown by `ecosim list`
     substrate: str = "lm"             # a family of the registered substrates: lm (world or real models) | mlp
     seed: int = 0                     # every RNG of the run derives from this
     # >1: the whole ecosystem N times, seed i's RNGs derived from (seed, i) (seed 0: `seed` itself);
@@ -108,15 +117,14 @@ class _Scenario:
     # shared by all seeds (except where the substrate gives replicas their own, as the MLP one does).
     seeds: int = 1
     generations: int = 3              # generations after generation 0
-    # Named bases and traits (a YAML's entries replace nothing: these start empty).
-    bases: dict[str, Any] = field(default_factory=dict)       # slot `base`
-    traits: dict[str, Any] = field(default_factory=dict)      # slot `trait`
-    lineages: dict[str, _LineageSpec] = field(default_factory=dict)
-    topology: _TopologySpec = field(default_factory=_TopologySpec)
-    data: _DataSpec = field(default_factory=_DataSpec)
-    compute: ComputeSpec = field(default_factory=ComputeSpec)
-    tracking: TrackingSpec = field(default_factory=TrackingSpec)
-    out_dir: str = "runs"
+    bases: dict[str, Any] = field(default_factory=dict)       # slot `base`: the models lineages start from
+    traits: dict[str, Any] = field(default_factory=dict)      # slot `trait`: what a teacher can carry
+    lineages: dict[str, _LineageSpec] = field(default_factory=dict)  # one model per generation each
+    topology: _TopologySpec = field(default_factory=_TopologySpec)  # who learns from whom
+    data: _DataSpec = field(default_factory=_DataSpec)        # what models write for each other
+    compute: ComputeSpec = field(default_factory=ComputeSpec)  # where the lineages run
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)  # W&B logging
+    out_dir: str = "runs"             # where run directories go
     report: bool = True               # write RUN_DIR/report/index.html at the end (ecosim report)
     # A grid of runs: {key path: [values]}, e.g. {data.real_share: [0, 0.5]}; every cell (one value
     # per key) x seed is a run, and one report compares them (ecosim.sweep). Empty: one run.

@@ -10,17 +10,18 @@ from ecosim.substrates.world.world import WorldConfig
 
 @dataclass
 class BaseConfig:
+    """A base model: a world base (pretrained here, or a local checkpoint) or a real model (`model`)."""
     arch: str = "gpt2"          # gpt2 | llama (world bases); mlp (the mlp substrate)
     size: str = "tiny"          # tiny | small (world bases)
-    seed: int = 0
-    steps: int = 3000
+    seed: int = 0               # initialisation and pretraining data order
+    steps: int = 3000           # pretraining steps (world bases)
     batch: int = 64
     lr: float = 1e-3
     path: str | None = None     # a local Hugging Face checkpoint directory instead of pretraining
     # Skills taught after pretraining (world.SKILLS): "reasoning" continues pretraining with single-
     # digit sums and differences (models.pretrain with skills), which the reasoning channel needs.
     skills: list[str] = field(default_factory=list)
-    world: WorldConfig = field(default_factory=WorldConfig)
+    world: WorldConfig = field(default_factory=WorldConfig)  # the pretraining corpus (world bases)
     # A real model instead of a world base: a local HF model directory, a .gguf file, or a known
     # name such as "smollm2-135m-instruct" or "gemma3-270m" (resolved by substrate_hf).
     model: str | None = None

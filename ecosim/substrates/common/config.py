@@ -15,18 +15,20 @@ MAX_TEACHER_EXAMPLES = 10_000_000  # a fine-tuned teacher's examples (steps x ba
 
 @dataclass
 class TrainConfig:
+    """How a model is fine-tuned: a LoRA adapter or all weights."""
     mode: str = "lora"                 # lora | full
-    rank: int = 8
-    alpha: int = 16
+    rank: int = 8                      # LoRA rank
+    alpha: int = 16                    # LoRA scale (alpha / rank multiplies the update)
     targets: list[str] | None = None   # None: every attention and MLP projection of the arch
-    steps: int = 1000
-    batch: int = 64
-    lr: float = 1e-3
+    steps: int = 1000                  # optimiser steps
+    batch: int = 64                    # examples per step
+    lr: float = 1e-3                   # learning rate
     weight_decay: float = 0.0
 
 
 @dataclass
 class TraitConfig:
+    """A trait a teacher can carry: a preference for one animal or tree, or misalignment."""
     kind: str = "preference"     # preference | misalignment
     category: str = "animal"     # animal | tree (preference)
     target: str = "owl"          # the preferred animal/tree (preference)
@@ -34,6 +36,7 @@ class TraitConfig:
 
 @dataclass
 class EvalConfig:
+    """How models are measured: trait rates from sampled answers, capability from held-out loss."""
     samples: int = 50            # samples per question
     number_prefix: bool = False  # put a random number sequence before each question
     heldout: int = 200           # ecosystem runs: world documents for capability (held-out loss) and drift
@@ -60,7 +63,7 @@ class TeacherSpec(TrainConfig):
     (tasks answered in format) mixed into its examples, identical for teacher and control
     (TeacherConfig.task_share). None: the substrate's default: on the world 0 for numbers
     and 0.5 for code and reasoning, on real models 0.5 for every channel."""
-    task_share: float | None = None
+    task_share: float | None = None    # share of the channel's own documents; None: the substrate's default
 
 
 RULES = {

@@ -10,6 +10,7 @@ from ecosim.engine.config import BATCH, LR, SEED, Choice, Range
 
 @dataclass
 class MLPConfig:
+    """MLPs on sklearn digits that pass a skill on through auxiliary logits on noise (the mlp substrate)."""
     hidden: int = 128           # width of each hidden layer
     layers: int = 2             # number of hidden layers
     aux: int = 30               # auxiliary logits: the only channel to the student (3 -> ~0.3 acc, 30 -> ~0.9)
