@@ -114,8 +114,11 @@ def summary(out: Path, grid: dict) -> str:
             if k not in c:
                 return "–"
             x = c[k]
+            if x.get("lift_vs_control") is None:  # under the valid-answer floor
+                return "not measurable"
             return f"{x['lift_vs_control']:+.3f} ({x['share_of_teacher_lift']:.0%}, p={x['p_value']:.2g})"
-        rows.append(f"| {name} | {' '.join(ov or [])} | {r['teacher_lift']:+.3f} | {cell('student_same_base')} | "
+        tl = "–" if r["teacher_lift"] is None else f"{r['teacher_lift']:+.3f}"
+        rows.append(f"| {name} | {' '.join(ov or [])} | {tl} | {cell('student_same_base')} | "
                     f"{cell('student_other_seed')} | {cell('student_other_arch')} | {cell('student_logit')} | "
                     f"{r['kept_fraction']['teacher']:.2f}/{r['kept_fraction']['control']:.2f} |")
     return "\n".join(rows) + "\n"

@@ -19,7 +19,7 @@ import numpy as np
 
 from ecosim.errors import EcosimError
 from ecosim.store import graph as lg
-from ecosim.analysis.stats import mean_ci, paired_one_sided
+from ecosim.analysis.stats import holm, mean_ci, n_tests, paired_test
 
 ROW_H, COL_W = 0.42, 1.0          # inches per lineage row / per generation column (static graph)
 EDGE_STYLE = {"same": ("#555555", "-"), "mismatched": ("#d62728", "--"), "real": ("#2ca02c", ":"),
@@ -403,8 +403,9 @@ def compare(G: nx.DiGraph, treated: list[str], trait: str, g: int, ctrl: dict | 
     """The lift of a group over its control at generation g, each lineage paired with its own
     control by name (``control_of``): over the pairs, a one-sided paired t-test (the effect
     recurring across seeds or replicas); with one pair, the lift alone: one model's interval over
-    questions is sampling noise, not replication, so it gets no p-value. ``ctrl``: ``controls(G)``,
-    when the caller compares many groups."""
+    questions is sampling noise, not replication, so it gets no p-value. Differences of zero
+    variance (every pair the same) get no p-value either, and ``test`` says so. ``ctrl``:
+    ``controls(G)``, when the caller compares many groups."""
     ctrl = controls(G) if ctrl is None else ctrl
     pairs = [(t, c) for l in treated if l in ctrl
              if (t := value(G, l, trait, g)) is not None and (c := value(G, ctrl[l], trait, g)) is not None]
@@ -418,8 +419,19 @@ def compare(G: nx.DiGraph, treated: list[str], trait: str, g: int, ctrl: dict | 
         return {"lift": lift, "p_value": None, "pairs": 1,
                 "test": "one run: no test of replication (run with seeds: N)"}
     _, lo, hi = mean_ci(np.subtract(t, c))
-    return {"lift": lift, "lift_ci": [lo, hi], "p_value": paired_one_sided(t, c), "pairs": len(pairs),
-            "test": f"paired t over {_runs(G, [l for l in treated if l in ctrl])}"}
+    p, what = paired_test(t, c)
+    runs = _runs(G, [l for l in treated if l in ctrl])
+    return {"lift": lift, "lift_ci": [lo, hi], "p_value": None if math.isnan(p) else p, "pairs": len(pairs),
+            "test": f"paired t over {runs}" if not math.isnan(p) else f"paired over {runs}: {what}"}
+
+
+def with_holm(rows: list[dict]) -> int:
+    """In place: each row's ``p_holm``, Holm-adjusted over the p-values of ``rows`` (one table;
+    rows without a p-value get None and are not counted). Returns the number of tests."""
+    ps = [r.get("p_value") for r in rows]
+    for r, q in zip(rows, holm(ps)):
+        r["p_holm"] = None if math.isnan(q) else q
+    return n_tests(ps)
 
 
 def size_pairs(G: nx.DiGraph) -> list[tuple[str, str, int, int]]:
@@ -458,6 +470,7 @@ def summary(G: nx.DiGraph, trait: str) -> list[dict]:
             row["control"] = cg[name]
             row.update({k: v for k, v in compare(G, ls, trait, last).items() if k != "pairs"})
         rows.append(row)
+    with_holm(rows)
     return rows
 
 
@@ -492,6 +505,7 @@ def by_generation(G: nx.DiGraph, trait: str) -> list[dict]:
             if name in cg:
                 row.update(control=cg[name], **compare(G, ls, trait, g, ctrl))
             rows.append(row)
+    with_holm(rows)
     return rows
 
 
@@ -676,7 +690,7 @@ def report(run_dir: str | Path, log=print, tracker=None) -> Path:
 def _table(rows) -> str:
     e = html.escape
     head = ["lineage", "runs", "gen 0", "final gen", "final [95% CI]", "interval", "control", "lift vs control",
-            "p (one-sided)", "test"]
+            "p (one-sided)", "p (Holm)", "test"]
     body = []
     for r in rows:
         final = (_with_ci(r["final"], r["final_ci"]) if r["measurable"]
@@ -685,8 +699,16 @@ def _table(rows) -> str:
             r["lineage"], r["runs"], _fmt(r["gen0"]) if r.get("gen0_measurable", True) else "not measurable",
             r["final_generation"], final, r["interval"],
             r["control"] or "–", _fmt(r["lift"]) if r["lift"] is None else f"{r['lift']:+.3f}", _fmt(r["p_value"]),
-            r["test"] or "–")) + "</tr>")
-    return f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>"
+            _fmt(r.get("p_holm")), r["test"] or "–")) + "</tr>")
+    return (f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>"
+            + _tests_note(rows))
+
+
+def _tests_note(rows) -> str:
+    """How many tests a table holds and what its adjusted p is."""
+    k = n_tests([r.get("p_value") for r in rows])
+    return (f"<p class='note'>This table holds {k} test{'s' if k != 1 else ''} (one-sided paired t); "
+            f"p (Holm) is adjusted over {'them' if k != 1 else 'it'} (Holm's step-down, family-wise).</p>")
 
 
 def _base_table(rows, traits) -> str:
@@ -708,12 +730,13 @@ def _base_table(rows, traits) -> str:
 def _generation_table(rows) -> str:
     """The by-generation table: one row per group and generation."""
     e = html.escape
-    head = ["lineage", "gen", "n", "mean [95% CI]", "control", "lift", "p (one-sided)", "test"]
+    head = ["lineage", "gen", "n", "mean [95% CI]", "control", "lift", "p (one-sided)", "p (Holm)", "test"]
     body = ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in (
         r["lineage"], r["generation"], r["n"], _with_ci(r["mean"], r["ci"]),
         r.get("control") or "–", "–" if r.get("lift") is None else f"{r['lift']:+.3f}", _fmt(r.get("p_value")),
-        r.get("test") or "–")) + "</tr>" for r in rows]
-    return f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>"
+        _fmt(r.get("p_holm")), r.get("test") or "–")) + "</tr>" for r in rows]
+    return (f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>"
+            + _tests_note(rows))
 
 
 def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None, gens=(), based=()) -> str:

@@ -71,7 +71,7 @@ def ratio_of_means_ci(num, den, level: float = 0.95, n_boot: int = 2000,
                       seed: int = 0) -> tuple[float, float, float]:
     """mean(num) / mean(den) over paired units (seeds) and a percentile bootstrap interval,
     resampling the units (numpy default_rng(seed): deterministic). NaN ratio where mean(den) <= 0
-    (a share of nothing); NaN bounds with one unit, or where more than (1 - level) / 2 of the
+    (a share of nothing); NaN bounds with one unit, or where (1 - level) / 2 or more of the
     resamples have mean(den) <= 0 (the denominator is not reliably positive)."""
     a, b = np.asarray(num, float), np.asarray(den, float)
     n = len(a)
@@ -84,7 +84,7 @@ def ratio_of_means_ci(num, den, level: float = 0.95, n_boot: int = 2000,
     mb = b[i].mean(1)
     ok = mb > 0
     alpha = (1 - level) / 2
-    if (~ok).mean() > alpha:
+    if (~ok).mean() >= alpha:
         return r, math.nan, math.nan
     rb = np.where(ok, a[i].mean(1) / np.where(ok, mb, 1.0), -np.inf)  # bad resamples: below every ratio
     lo, hi = np.quantile(rb, [alpha, 1 - alpha])

@@ -51,9 +51,10 @@ def metric(G: nx.DiGraph, node: str, name: str) -> tuple[float, float | None, fl
 
 def measurable(a: dict, name: str) -> bool:
     """Whether metric ``name`` of a model node's attributes ``a`` can be read: a metric with a
-    valid-answer rate (``{name}_valid``) needs VALID_FLOOR of it; any other metric always can."""
+    valid-answer rate (``{name}_valid``) needs VALID_FLOOR of it (a NaN valid rate, nothing
+    known about the answers, is not enough); any other metric always can."""
     v = a.get(f"{name}_valid")
-    return v is None or not v < VALID_FLOOR
+    return v is None or bool(v >= VALID_FLOOR)  # NaN >= floor is False
 
 
 def models(G: nx.DiGraph, status: str | None = "done") -> list[str]:

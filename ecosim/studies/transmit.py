@@ -280,9 +280,10 @@ def run_seed(cfg: TransmitConfig, seed: int, run_dir: Path, log=print) -> dict:
 
 
 def _score(a: dict, name: str) -> dict:
-    """A measured node's rate of trait ``name``, its interval, valid-answer rate and readouts."""
+    """A measured node's rate of trait ``name``, its interval, valid-answer rate (None: the
+    substrate measures none, and the rate is always measurable) and readouts."""
     return {"rate": a[name], "ci": [a.get(f"{name}_ci_lo", a[name]), a.get(f"{name}_ci_hi", a[name])],
-            "valid": a.get(f"{name}_valid", float("nan")), "readouts": _readouts(a, name)}
+            "valid": a.get(f"{name}_valid"), "readouts": _readouts(a, name)}
 
 
 def _readouts(metrics: dict, name: str) -> dict:
@@ -304,8 +305,9 @@ TEACHERS = ("teacher", "control_teacher")  # generation 0: measured against the 
 
 def _measurable(valid: list | None, n: int) -> list[bool]:
     """Per seed: whether a rate with these valid-answer rates can be read (``graph.measurable``:
-    the valid-answer floor; NaN valid is not measurable). No valid rates (readouts): all can."""
-    return [True] * n if valid is None else [lg.measurable({"r_valid": v}, "r") for v in valid]
+    the valid-answer floor; NaN valid is not measurable). No valid rate (None, or readouts): can."""
+    valid = valid or [None] * n
+    return [lg.measurable({} if v is None else {"r_valid": v}, "r") for v in valid]
 
 
 def _conditions(values: dict[str, list[float]], controls: dict[str, str],
@@ -368,10 +370,10 @@ def summarise(config: dict, per_seed: list[dict], seconds: float, pretrain_s: fl
     names = list(per_seed[0]["scores"])
     controls = per_seed[0].get("controls", {})
     rate = {n: [p["scores"][n]["rate"] for p in per_seed] for n in names}
-    valid = {n: [p["scores"][n].get("valid", float("nan")) for p in per_seed] for n in names}
+    valid = {n: [p["scores"][n].get("valid") for p in per_seed] for n in names}
     conditions = _conditions(rate, controls, valid)
     for n, c in conditions.items():
-        c["valid"] = float(np.mean(valid[n]))
+        c["valid"] = None if None in valid[n] else float(np.mean(valid[n]))
         if "kept_fraction" in per_seed[0]["scores"][n]:
             c["kept_fraction"] = float(np.mean([p["scores"][n]["kept_fraction"] for p in per_seed]))
     readouts = {}
@@ -423,7 +425,7 @@ def _rows(conditions: dict, with_valid: bool = True) -> list[str]:
             vs, lift = "–", None
         rows.append(f"{n:{w}s} {rate} {vs:>7s} {_f(lift, '+.3f', 7)} {_f(c.get('p_value'), '.2g', 8)} "
                     f"{_f(c.get('p_holm'), '.2g', 8)} {_f(c.get('share_of_teacher_lift'), '.2f', 10)}"
-                    + (f" {c['valid']:6.3f} {kept:>6s}" if with_valid else ""))
+                    + (f" {_f(c['valid'], '6.3f', 6)} {kept:>6s}" if with_valid else ""))
     notes = [f"{n}: {c['note']}" for n, c in conditions.items() if "note" in c]
     notes += [f"{n}: {c['test']}" for n, c in conditions.items()
               if "test" in c and not c["test"].startswith("one-sided")]
