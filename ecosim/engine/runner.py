@@ -29,7 +29,7 @@ from ecosim.store import rundir
 from ecosim.store import versions
 from ecosim.engine.lineage import checkpoint_dir, dataset_path
 from ecosim.engine.plan import Plan, expand, node_id
-from ecosim.engine.schema import load_scenario
+from ecosim.engine.schema import MAX_REPLICAS, load_scenario
 from ecosim.engine.tasks import (Task, base_of, build_tasks, dependencies, has_model, init_parent, model_key,  # noqa: F401
                                  order, twin_of)
 
@@ -196,7 +196,7 @@ def run(sc=None, run_dir: str | Path | None = None, resume: bool = False,
         | {b for l in plan.lineages.values() for b in l.rotate}
     cache = os.environ.get("ECOSIM_CACHE")
     args = {n: (n, sc, spec, plan.control_of.get(n, n), spec.trait or _neutral_trait(plan, n), str(run_dir),
-                cache, sc.compute.threads, _base_offset(plan, n) if sub.REPLICA_SEEDS else 0, plan.seed_of(n),
+                cache, sc.compute.threads, _base_offset(plan, n, sub.REPLICA_SEEDS, sc.bases_per_seed), plan.seed_of(n),
                 plan.writes_on(n))
             for n, spec in plan.lineages.items()}
     need = {n for k in todo for n in [tasks[k].lineage]}
@@ -205,6 +205,8 @@ def run(sc=None, run_dir: str | Path | None = None, resume: bool = False,
         else LocalPool(args)
     try:
         prepare_s = sub.prepare(sc, used, log)
+        for s in range(1, sc.seeds if sc.bases_per_seed and not sub.REPLICA_SEEDS else 1):
+            prepare_s += sub.prepare(bases_of_seed(sc, s), used, log)  # each seed's own bases, made once here
         if resume:  # the bases are made now: refuse any that differ from those the run started from
             for line in digests.check_bases(run_dir, sc, sub, used):
                 log(f"resume: note: {line}")
@@ -468,11 +470,18 @@ def _load_write(task: Task, st: "RunState", sub) -> list:
             for d in task.datasets]
 
 
-def _base_offset(plan: Plan, name: str) -> int:
-    """Added to a base's seed where the substrate gives each replica (and each ecosystem seed)
-    its own initialisation: replica i of seed s gets i + MAX_REPLICAS * s."""
-    from ecosim.engine.schema import MAX_REPLICAS
-    return plan.replica_index[name] + MAX_REPLICAS * plan.seed_index.get(name, 0)
+def _base_offset(plan: Plan, name: str, replicas: bool, per_seed: bool) -> int:
+    """Added to a base's seed: where the substrate gives each replica (and each ecosystem seed)
+    its own initialisation (``replicas``), replica i of seed s gets i + MAX_REPLICAS * s; with
+    ``bases_per_seed`` alone, seed s gets MAX_REPLICAS * s (its replicas share its bases)."""
+    seed = plan.seed_index.get(name, 0) if replicas or per_seed else 0
+    return (plan.replica_index[name] if replicas else 0) + MAX_REPLICAS * seed
+
+
+def bases_of_seed(sc, s: int):
+    """``sc`` with the bases ecosystem seed s starts from under ``bases_per_seed``."""
+    return dataclasses.replace(sc, bases={n: dataclasses.replace(b, seed=b.seed + MAX_REPLICAS * s)
+                                          for n, b in sc.bases.items()})
 
 
 def _neutral_trait(plan: Plan, name: str) -> str | None:

@@ -116,6 +116,11 @@ class _Scenario:
     # its lineages are named NAME.sI, each paired with its control within its seed. Bases are
     # shared by all seeds (except where the substrate gives replicas their own, as the MLP one does).
     seeds: int = 1
+    # True: ecosystem seed i pretrains its own bases, each base's seed + 1000 i (seed 0 keeps the
+    # configured ones), so that a shared-vs-mismatched-base contrast is replicated over pairs of
+    # bases, not measured on one pair. World bases (the MLP substrate does this always; a real
+    # model has one set of weights).
+    bases_per_seed: bool = False
     generations: int = 3              # generations after generation 0
     bases: dict[str, Any] = field(default_factory=dict)       # slot `base`: the models lineages start from
     traits: dict[str, Any] = field(default_factory=dict)      # slot `trait`: what a teacher can carry

@@ -28,5 +28,12 @@ def claims(sc) -> bool:
     return bool(real)
 
 
+def check(sc) -> list[str]:
+    if sc.bases_per_seed and sc.seeds > 1 and any(b.model for b in sc.bases.values()):
+        return ["bases_per_seed: a real model has one set of weights; every seed starts from it "
+                "(set bases_per_seed: false)"]
+    return []
+
+
 registry.register("hf", family="lm", module="ecosim.substrates.hf.substrate", claims=claims)
-registry.declare(sections={"text": (TextSpec, TextSpec)}, rules=RULES)
+registry.declare(sections={"text": (TextSpec, TextSpec)}, rules=RULES, check=check)
