@@ -186,7 +186,7 @@ def test_transmit_applies_the_valid_floor():
     res = summarise({}, _five(valid), 1.0, 0.0)
     c = res["conditions"]
     st = c["student_other_seed"]
-    assert st["rate"] is None and st["lift_vs_control"] is None and st["p_value"] is None
+    assert st["rate"] is None and st["lift_vs_control"] is None and st["p_value"] is None and st["p_holm"] is None
     assert "not measurable" in st["note"] and "not measurable" in st["test"]
     oc = c["control_other_seed"]
     assert oc["measurable_seeds"] == 3 and "3 of 5" in oc["note"]
@@ -208,6 +208,15 @@ def test_transmit_without_a_valid_rate_is_measurable():
     c = summarise({}, per_seed, 1.0, 0.0)["conditions"]
     assert all(x["measurable_seeds"] == 5 and x["valid"] is None for x in c.values())
     assert c["student_same_base"]["p_value"] < 0.05
+
+
+def test_a_record_without_own_controls_uses_the_shared_control_and_says_so():
+    from ecosim.studies.transmit import summarise
+    per_seed = _five()
+    for p in per_seed:  # as transmit wrote before students had their own controls
+        del p["scores"]["control_other_seed"], p["controls"]
+    c = summarise({}, per_seed, 1.0, 0.0)["conditions"]["student_other_seed"]
+    assert c["control"] == "control" and "shared control" in c["control_note"] and c["pairs"] == 5
 
 
 def test_transmit_zero_variance_student_says_so():

@@ -337,6 +337,10 @@ def _conditions(values: dict[str, list[float]], controls: dict[str, str],
         elif len(keep) < len(v):
             row["note"] = f"rate over {len(keep)} of {len(v)} seeds; the others {NOT_MEASURABLE}"
         c = controls.get(n, CONTROL[n]) if n in CONTROL else None
+        if c is not None and c not in values and "control" in values:
+            # a record from before students had their own controls: the shared control student
+            c = "control"
+            row["control_note"] = f"no {CONTROL[n]} in this record: lift over the shared control student"
         if c in values:
             x, y = paired(n, c)
             row.update(control=c, pairs=len(x))
@@ -356,7 +360,7 @@ def _conditions(values: dict[str, list[float]], controls: dict[str, str],
         out[n] = row
     tested = [n for n, r in out.items() if "p_value" in r]
     for n, q in zip(tested, holm([out[n]["p_value"] for n in tested])):
-        out[n]["p_holm"] = q
+        out[n]["p_holm"] = None if out[n]["p_value"] is None else q  # NaN: no test (zero variance, one seed)
     return out
 
 
@@ -426,7 +430,7 @@ def _rows(conditions: dict, with_valid: bool = True) -> list[str]:
         rows.append(f"{n:{w}s} {rate} {vs:>7s} {_f(lift, '+.3f', 7)} {_f(c.get('p_value'), '.2g', 8)} "
                     f"{_f(c.get('p_holm'), '.2g', 8)} {_f(c.get('share_of_teacher_lift'), '.2f', 10)}"
                     + (f" {_f(c['valid'], '6.3f', 6)} {kept:>6s}" if with_valid else ""))
-    notes = [f"{n}: {c['note']}" for n, c in conditions.items() if "note" in c]
+    notes = [f"{n}: {c[k]}" for n, c in conditions.items() for k in ("note", "control_note") if k in c]
     notes += [f"{n}: {c['test']}" for n, c in conditions.items()
               if "test" in c and not c["test"].startswith("one-sided")]
     if notes:
