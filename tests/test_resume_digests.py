@@ -129,3 +129,21 @@ def test_mlp_base_digest_is_its_initialisation():
     assert mlp.base_digest(SimpleNamespace(seed=0), sc, "b")[0] == a
     assert mlp.base_digest(SimpleNamespace(seed=1), sc, "b")[0] != a
     assert "no file" in what and "seed 0" in what
+
+
+def test_each_seeds_own_bases_are_checked_too(tmp_path):
+    """bases_per_seed: every seed's set of bases is recorded (``NAME@seedS``) and checked."""
+    from types import SimpleNamespace
+    from ecosim.substrates.mlp import substrate as mlp
+    from ecosim.substrates.mlp.mlp import MLPConfig
+
+    def scen(seed):
+        return SimpleNamespace(mlp=MLPConfig(), bases={"b": SimpleNamespace(seed=seed)})
+    (tmp_path / "config.yaml").write_text("name: x\n")
+    d = digests.record(tmp_path, scen(0), mlp, {"b"}, {"seed1": scen(1000)})
+    assert set(d["bases"]) == {"b", "b@seed1"} and d["bases"]["b"]["digest"] != d["bases"]["b@seed1"]["digest"]
+    assert digests.check_config(tmp_path) == []
+    assert digests.check_bases(tmp_path, scen(0), mlp, {"b"}, {"seed1": scen(1000)}) == []
+    with pytest.raises(EcosimError) as e:
+        digests.check_bases(tmp_path, scen(0), mlp, {"b"}, {"seed1": scen(1001)})
+    assert str(e.value).count("\n") == 0 and str(e.value).startswith("base 'b@seed1' changed since this run started")

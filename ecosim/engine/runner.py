@@ -205,13 +205,15 @@ def run(sc=None, run_dir: str | Path | None = None, resume: bool = False,
         else LocalPool(args)
     try:
         prepare_s = sub.prepare(sc, used, log)
-        for s in range(1, sc.seeds if sc.bases_per_seed and not sub.REPLICA_SEEDS else 1):
-            prepare_s += sub.prepare(bases_of_seed(sc, s), used, log)  # each seed's own bases, made once here
+        more = {f"seed{s}": bases_of_seed(sc, s)
+                for s in range(1, sc.seeds if sc.bases_per_seed and not sub.REPLICA_SEEDS else 1)}
+        for sc_s in more.values():
+            prepare_s += sub.prepare(sc_s, used, log)  # each seed's own bases, made once here
         if resume:  # the bases are made now: refuse any that differ from those the run started from
-            for line in digests.check_bases(run_dir, sc, sub, used):
+            for line in digests.check_bases(run_dir, sc, sub, used, more):
                 log(f"resume: note: {line}")
         else:
-            digests.record(run_dir, sc, sub, used)
+            digests.record(run_dir, sc, sub, used, more)
     except BaseException:
         pool.close()
         raise

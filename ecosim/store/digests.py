@@ -12,6 +12,8 @@ resume would compute belong to two different experiments. So::
      "bases": {NAME: {"digest": sha256 of the base, "what": what was hashed (a path, or for an MLP
                                   base "no file: the initialisation from seed N")}}}
 
+(under ``bases_per_seed``, each ecosystem seed's own bases too, as ``NAME@seedS``).
+
 Each substrate module says what its base is (``base_digest(bc, sc, name) -> (digest, what)``):
 world: the files of the cached base directory (or its checkpoint ``path``); hf: the model's
 directory, or its GGUF file and the safetensors directory it was converted to; mlp: the initial
@@ -45,10 +47,20 @@ def _short(sha: str | None) -> str:
     return f"{sha[:8]}…" if sha else "none"
 
 
-def bases_now(run_dir, sc, sub, names) -> dict:
-    """{name: {"digest", "what"}} for the bases ``names`` as they are now (after ``prepare``)."""
+def bases_now(run_dir, sc, sub, names, more=None) -> dict:
+    """{name: {"digest", "what"}} for the bases ``names`` as they are now (after ``prepare``);
+    ``more``: {label: scenario} of further sets of the same bases (each seed's own bases under
+    ``bases_per_seed``), recorded as ``name@label``."""
     out = {}
     fn = getattr(sub, "base_digest", None)
+    for label, sc_l in [(None, sc), *sorted((more or {}).items())]:
+        out.update({n if label is None else f"{n}@{label}": v
+                    for n, v in _digest_bases(run_dir, sc_l, sub, names, fn).items()})
+    return out
+
+
+def _digest_bases(run_dir, sc, sub, names, fn) -> dict:
+    out = {}
     for name in sorted(names):
         if fn is None:  # a substrate that cannot say what its base is: nothing to compare later
             out[name] = {"digest": None, "what": f"not hashed (substrate {sub.__name__} has no base_digest)"}
@@ -62,12 +74,12 @@ def bases_now(run_dir, sc, sub, names) -> dict:
     return out
 
 
-def record(run_dir, sc, sub, names) -> dict:
+def record(run_dir, sc, sub, names, more=None) -> dict:
     """Write ``run_dir/digests.json`` (atomically) for config.yaml and the bases ``names``."""
     run_dir = Path(run_dir)
     text = (run_dir / CONFIG).read_text()
     d = {"format": FORMAT, CONFIG: {"digest": hashlib.sha256(text.encode()).hexdigest(), "text": text},
-         "bases": bases_now(run_dir, sc, sub, names)}
+         "bases": bases_now(run_dir, sc, sub, names, more)}
     atomic_write(run_dir / FILE, lambda tmp: tmp.write_text(json.dumps(d, indent=1) + "\n"))
     return d
 
@@ -108,17 +120,17 @@ def check_config(run_dir) -> list[str]:
         f"{run_dir / FILE}, under {CONFIG!r}), or start a new run of the edited config: ecosim run {run_dir / CONFIG}")
 
 
-def check_bases(run_dir, sc, sub, names) -> list[str]:
+def check_bases(run_dir, sc, sub, names, more=None) -> list[str]:
     """After ``prepare`` made the bases: raises EcosimError when a base differs from the one the
     run started from (one line per changed base); returns note lines. A run without digests
     (``check_config`` said so) gets them recorded now, from the bases this resume uses."""
     run_dir = Path(run_dir)
     d = _load(run_dir)
     if not d:
-        record(run_dir, sc, sub, names)
+        record(run_dir, sc, sub, names, more)
         return []
     was = d.get("bases") or {}
-    now = bases_now(run_dir, sc, sub, names)
+    now = bases_now(run_dir, sc, sub, names, more)
     notes, problems = [], []
     for name, n in now.items():
         w = was.get(name)
