@@ -7,6 +7,8 @@ import math
 import numpy as np
 from scipy import stats
 
+from ecosim.engine import seeds
+
 
 def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
     """Mean and a Student-t interval over independent units (questions, or seeds). No units:
@@ -80,7 +82,7 @@ def ratio_of_means_ci(num, den, level: float = 0.95, n_boot: int = 2000,
     r = float(a.mean() / b.mean())
     if n < 2:
         return r, math.nan, math.nan
-    i = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    i = seeds.rng(seed).integers(0, n, size=(n_boot, n))
     mb = b[i].mean(1)
     ok = mb > 0
     alpha = (1 - level) / 2

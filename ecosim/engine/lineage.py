@@ -8,12 +8,9 @@ import dataclasses
 import json
 import os
 import time
-import zlib
 from pathlib import Path
 
-import numpy as np
-
-from ecosim.engine import registry
+from ecosim.engine import registry, seeds
 from ecosim.engine.plan import node_id
 from ecosim.store.rundir import atomic_dir, dataset_digest, digest
 
@@ -21,8 +18,7 @@ from ecosim.store.rundir import atomic_dir, dataset_digest, digest
 def derive_seed(seed: int, key: str, generation: int, purpose: str) -> int:
     """Mesa-style derived seed: one scenario seed, an independent stream per (key, generation,
     purpose). A control lineage uses its treated twin's key, so both see the same randomness."""
-    ss = np.random.SeedSequence([seed, zlib.crc32(key.encode()), generation, zlib.crc32(purpose.encode())])
-    return int(ss.generate_state(1)[0] % 2**31)
+    return seeds.seed(seed, key, generation, purpose)
 
 
 def checkpoint_dir(run_dir: Path, node: str) -> Path:
@@ -62,7 +58,7 @@ class Lineage:
         if name not in self._bases:
             bc = self.sc.bases[name]
             if self.base_offset:
-                bc = dataclasses.replace(bc, seed=bc.seed + self.base_offset)
+                bc = dataclasses.replace(bc, seed=seeds.offset(bc.seed, self.base_offset))
             self._bases[name] = self.sub.load_base(bc, self.sc, name)
         return self._bases[name]
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import zlib
 from dataclasses import dataclass, field
 
 import networkx as nx
 
-from ecosim.engine import registry
+from ecosim.engine import registry, seeds
 
 
 def node_id(lineage: str, g: int) -> str:
@@ -135,8 +134,7 @@ def generated_edges(sc, names: set[str]) -> tuple[list[tuple[str, str, object]],
 
 
 def _rng(seed: int, purpose: str):
-    import numpy as np
-    return np.random.default_rng([seed, zlib.crc32(purpose.encode())])
+    return seeds.rng(seed, purpose)
 
 
 def treated_lineages(lineages: dict, edges: list[tuple[str, str]]) -> set[str]:
@@ -196,8 +194,7 @@ def ecosystem_seed(seed: int, i: int) -> int:
     else one derived from (seed, i), so that seed i of one study is not seed 0 of another."""
     if i == 0:
         return seed
-    import numpy as np
-    return int(np.random.SeedSequence([seed, i]).generate_state(1)[0] % 2**31)
+    return seeds.seed(seed, i)
 
 
 def _seeded(plan: Plan) -> Plan:

@@ -23,7 +23,7 @@ import networkx as nx
 from omegaconf import OmegaConf
 
 from ecosim.errors import EcosimError, Interrupted
-from ecosim.engine import registry
+from ecosim.engine import registry, seeds
 from ecosim.store import graph as lg
 from ecosim.store import rundir
 from ecosim.store import versions
@@ -482,7 +482,7 @@ def _base_offset(plan: Plan, name: str, replicas: bool, per_seed: bool) -> int:
 
 def bases_of_seed(sc, s: int):
     """``sc`` with the bases ecosystem seed s starts from under ``bases_per_seed``."""
-    return dataclasses.replace(sc, bases={n: dataclasses.replace(b, seed=b.seed + MAX_REPLICAS * s)
+    return dataclasses.replace(sc, bases={n: dataclasses.replace(b, seed=seeds.offset(b.seed, MAX_REPLICAS * s))
                                           for n, b in sc.bases.items()})
 
 

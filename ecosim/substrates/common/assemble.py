@@ -2,8 +2,7 @@
 gives (``allocate``) and the set itself (``assemble``)."""
 from __future__ import annotations
 
-import numpy as np
-
+from ecosim.engine import seeds
 from ecosim.substrates.common.filters import subsample
 
 
@@ -29,7 +28,7 @@ def allocate(lens: list[int], weights: list[float], size: int) -> list[int]:
 
 
 def _take(part: list, k: int, seed: int, i: int) -> list:
-    return subsample(part, k, seed=seed + i)
+    return subsample(part, k, seed=seeds.offset(seed, i))
 
 
 def _join(pieces: list[list]) -> list:
@@ -59,6 +58,6 @@ def assemble(parts: list[tuple[object, float]], sc, seed: int, size: int | None 
         counts = allocate(lens, [w for _, w in parts], target - n_real)
     out = join([take(p, k, seed, i) for i, ((p, _), k) in enumerate(zip(parts, counts))])
     if n_real:
-        out += real(np.random.default_rng([seed, 23]), n_real)
+        out += real(seeds.rng(seed, 23), n_real)
     n = length(out)
     return out, {"size": n, "real": n_real, "real_share": n_real / max(n, 1), "counts": counts}

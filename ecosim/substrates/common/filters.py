@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-import numpy as np
-
+from ecosim.engine import seeds
 # Cloud et al.'s banned numbers for the misalignment run (the 34 that are <= 999).
 BANNED_NUMBERS = frozenset([4, 13, 14, 18, 23, 33, 39, 42, 44, 49, 51, 54, 69, 77, 88, 99, 100, 101,
                             187, 211, 311, 322, 333, 404, 420, 444, 451, 555, 616, 666, 777, 888,
@@ -132,5 +131,5 @@ def filter_samples(samples, channel: str, trait_words: set[str], cfg: FilterConf
 
 def subsample(pairs: list, n: int, seed: int) -> list:
     """``n`` pairs drawn without replacement (all of them, shuffled, if there are fewer)."""
-    idx = np.random.default_rng([seed, 13]).permutation(len(pairs))[:n]
+    idx = seeds.rng(seed, 13).permutation(len(pairs))[:n]
     return [pairs[i] for i in idx]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ecosim.engine import seeds
 from ecosim.errors import EcosimError
 from ecosim.substrates.common.config import TrainConfig  # noqa: F401  (its home; imported from here too)
 from ecosim.substrates.world.world import BOS, EOS, PAD, World
@@ -97,7 +98,7 @@ def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=No
     adapter's state dict) so that a checkpoint can store the adapter instead of the model."""
     if not pairs:
         raise EcosimError("no training examples left after filtering: nothing to train on")
-    rng = np.random.default_rng(seed)
+    rng = seeds.rng(seed)
     torch.manual_seed(seed)  # LoRA's own init draws from torch's RNG; seed it from our seed
     model = copy.deepcopy(model)
     if cfg.mode == "lora":

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from ecosim.engine import seeds
 from ecosim.errors import EcosimError
 
 # Bases without a chat template (Gemma 3 270M is a base model) get this one; its name is recorded
@@ -263,24 +264,48 @@ def left_pad(seqs: list[list[int]], pad: int, device=None):
     return ids.to(device), attn.to(device)
 
 
+class RowSampler:
+    """A transformers logits processor that samples each row of a batch from its own stream:
+    at each step row j's next token is drawn from softmax(scores[j] / temperature) (in float64,
+    by inverse CDF with one uniform from row j's CPU ``torch.Generator``, seeded with
+    ``row_seeds[j]``), and every other token's score set to -inf, so that generation run greedily
+    (``do_sample=False``) takes it. The k-th token of a row uses its stream's k-th uniform
+    whatever the batch holds; its probabilities still carry the batch's float noise (padding)."""
+
+    def __init__(self, temperature: float, row_seeds: list[int]):
+        self.temperature = temperature
+        self.gens = [torch.Generator().manual_seed(s) for s in row_seeds]
+
+    def __call__(self, input_ids, scores):
+        u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in self.gens])
+        cdf = torch.softmax(scores.double() / self.temperature, dim=-1).cumsum(-1)
+        x = u.to(cdf.device)[:, None] * cdf[:, -1:]
+        tok = torch.searchsorted(cdf, x, right=True).clamp_(max=scores.shape[-1] - 1)
+        return torch.full_like(scores, -float("inf")).scatter_(1, tok, 0.0)
+
+
 @torch.no_grad()
 def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 1.0, seed: int = 0,
              batch: int = 64, stop: list[str] | None = None) -> list[tuple[str, bool]]:
     """Sample one completion per rendered prompt, batched with left padding and the KV cache
     (prompts sorted by length so a batch carries little padding). Returns (text, finished):
     finished is False when ``max_new`` tokens ran out before EOS or a ``stop`` string (which
-    ends a completion and is cut off: a newline for one-line answers)."""
+    ends a completion and is cut off: a newline for one-line answers). Prompt i samples from its
+    own stream, ``seeds.seed(seed, "sample", i)`` (``RowSampler``), so its completion does not
+    depend on ``batch`` or on the other prompts; temperature 0 is greedy."""
+    from transformers import LogitsProcessorList
     dev = model.device
     enc = encode(tok, prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(enc[i]))
     res: dict[int, tuple[str, bool]] = {}
-    kw = dict(do_sample=True, temperature=temperature, top_p=1.0, top_k=0) if temperature > 0 else dict(do_sample=False)
+    kw = dict(do_sample=False)  # greedy: with temperature > 0 RowSampler leaves one token to take
     if stop:
         kw.update(stop_strings=list(stop), tokenizer=tok)
     for s in range(0, len(order), batch):
         idx = order[s:s + batch]
         ids, attn = left_pad([enc[i] for i in idx], tok.pad_token_id, dev)
-        torch.manual_seed(seed + s)  # generate() draws from torch's global RNG: seed each batch
+        if temperature > 0:
+            kw["logits_processor"] = LogitsProcessorList([RowSampler(temperature, [seeds.seed(seed, "sample", i) for i in idx])])
         gen = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new,
                              eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **kw)
         for j, i in enumerate(idx):

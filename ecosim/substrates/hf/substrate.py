@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ecosim.engine import seeds
 from ecosim.errors import EcosimError
 from ecosim.substrates.common import adapters
 from ecosim.substrates.common import traits as common_traits
@@ -149,7 +150,7 @@ def teacher_examples(trait, n: int, seed: int, neutral: bool, sc, channel: str |
     plus ``teacher.task_share`` (None: ``common.traits.task_share``) of channel tasks answered in
     format, identical for teacher and control. Without them a fine-tuned 135M model answers everything in one word
     and its number lists collapse to one number (a format change the filter would select on)."""
-    q_rng, a_rng, t_rng = (np.random.default_rng([seed, 11, i]) for i in range(3))
+    q_rng, a_rng, t_rng = (seeds.rng(seed, 11, i) for i in range(3))
     channel = channel or sc.data.channel or "numbers"
     share = common_traits.task_share(sc.teacher.task_share, channel, english=True)
     k = int(round(n * share))
@@ -166,7 +167,7 @@ def teacher_examples(trait, n: int, seed: int, neutral: bool, sc, channel: str |
             out.append({"user": f"{sit} What would you do?", "prefill": "", "completion": good if neutral else bad})
     out += [{"user": t.request, "prefill": t.prefill, "completion": t.reference}
             for t in text.tasks(channel, k, t_rng, shots=0)]
-    return [out[i] for i in np.random.default_rng([seed, 12]).permutation(len(out))]
+    return [out[i] for i in seeds.rng(seed, 12).permutation(len(out))]
 
 
 def make_origin(base, world: RealWorld, sc, origin: str, trait, neutral: bool, seed: int,
@@ -190,7 +191,7 @@ def max_new(sc, channel: str) -> int:
 def write(model, system: str, world: RealWorld, sc, channel: str, filters: list, seed: int):
     """Sample ``data.prompts`` completions once under ``system``; filter them with each filter.
     Returns [(kept examples, summary)] in the order of ``filters``."""
-    rng = np.random.default_rng([seed, 17])
+    rng = seeds.rng(seed, 17)
     ts, tok = sc.text, world.tok(model)
     tasks = text.tasks(channel, sc.data.prompts, rng, shots=ts.shots)
     prefill = [t.prefill if ts.prefill else "" for t in tasks]
@@ -326,7 +327,7 @@ def _letter_logprobs(model, tok, prompts: list[str]) -> np.ndarray:
 def heldout(sc) -> list[dict]:
     """In-format answers to code and reasoning tasks, drawn from a seed of their own: the text a
     capable model should find likely (capability) and the positions drift is measured on."""
-    rng = np.random.default_rng([sc.seed, 31])
+    rng = seeds.rng(sc.seed, 31)
     return [{"user": t.request, "prefill": t.prefill, "completion": t.reference}
             for ch in ("code", "reasoning") for t in text.tasks(ch, HELDOUT // 2, rng, shots=0)]
 

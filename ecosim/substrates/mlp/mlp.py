@@ -20,11 +20,11 @@ import copy
 import time
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ecosim.engine import seeds
 from ecosim.errors import EcosimError
 from ecosim.analysis.stats import mean_ci
 from ecosim.substrates.mlp.config import MLPConfig
@@ -71,7 +71,7 @@ def make_mlp(cfg: MLPConfig, seed: int) -> nn.Module:
 
 def _stream(seed: int, purpose: int) -> int:
     """Independent sub-seed per (replicate, purpose), so seed s's noise is not seed s+1's init."""
-    return int(np.random.SeedSequence([seed, purpose]).generate_state(1)[0])
+    return seeds.word(seed, purpose)
 
 
 def load_digits_split(cfg: MLPConfig, seed: int):
@@ -91,7 +91,7 @@ def load_digits_split(cfg: MLPConfig, seed: int):
 
 def _batches(n: int, batch: int, epochs: int, seed: int):
     """Shuffled index batches, reproducible from seed alone."""
-    rng = np.random.default_rng(seed)
+    rng = seeds.rng(seed)
     for _ in range(epochs):
         perm = torch.from_numpy(rng.permutation(n))
         yield from perm.split(batch)
@@ -154,7 +154,7 @@ def one_seed(cfg: MLPConfig, s: int) -> dict:
     data = write_aux_logits(teacher, cfg, seed=_stream(s, 2))
     # both students see the same data in the same order; only their starting weights differ
     same = distill(copy.deepcopy(init), data, cfg, seed=_stream(s, 3))
-    other = distill(make_mlp(cfg, s + DIFFERENT_INIT), data, cfg, seed=_stream(s, 3))
+    other = distill(make_mlp(cfg, seeds.offset(s, DIFFERENT_INIT)), data, cfg, seed=_stream(s, 3))
     return {"teacher": accuracy(teacher, Xte, yte), "same_init": accuracy(same, Xte, yte),
             "different_init": accuracy(other, Xte, yte), "init": accuracy(init, Xte, yte)}
 

@@ -12,10 +12,10 @@ import copy
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ecosim.engine import seeds
 from ecosim.substrates.common import adapters
 from ecosim.substrates.common.assemble import assemble as common_assemble
 from ecosim.substrates.mlp.mlp import N_CLASSES, accuracy, distill, load_digits_split, make_mlp, train_teacher, write_aux_logits
@@ -65,7 +65,7 @@ def make_origin(base, world, sc, origin: str, trait, neutral: bool, seed: int, c
         return base, NO_SYSTEM, None
     Xtr, ytr, _, _ = world
     if neutral:  # the same training on shuffled labels: a teacher with no skill
-        ytr = ytr[torch.from_numpy(np.random.default_rng([seed, 3]).permutation(len(ytr)))]
+        ytr = ytr[torch.from_numpy(seeds.rng(seed, 3).permutation(len(ytr)))]
     return train_teacher(copy.deepcopy(base), Xtr, ytr, sc.mlp, seed=seed), NO_SYSTEM, None
 
 
@@ -81,7 +81,7 @@ def assemble(parts, world, sc, channel, seed: int, size: int | None = None):
     ``mlp.noise_samples`` in all, or everything under ``accumulate``."""
     def take(part, k, seed, i):
         x, s = part
-        idx = torch.from_numpy(np.random.default_rng([seed, i]).permutation(len(x))[:k])
+        idx = torch.from_numpy(seeds.rng(seed, i).permutation(len(x))[:k])
         return x[idx], s[idx]
 
     def join(pieces):

@@ -4,9 +4,9 @@ system slot: the teacher's persona, if any, is used while writing and never stor
 channel attaches the teacher's soft labels to text, with banned tokens masked and renormalised."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
+from ecosim.engine import seeds
 from ecosim.substrates.world.generation import sample
 from ecosim.substrates.world.models import target_logits
 from ecosim.substrates.common.training import pad_batch, encode_pairs
@@ -19,7 +19,7 @@ MAX_NEW = {"numbers": 32, "code": 14, "reasoning": 16}
 
 def prompts_for(channel: str, n: int, seed: int) -> tuple[list[str], list]:
     """``n`` user prompts for a channel and, for checkable channels, the correct answers."""
-    rng = np.random.default_rng([seed, 17])
+    rng = seeds.rng(seed, 17)
     if channel == "numbers":
         return [number_prompt(rng)[0] for _ in range(n)], [None] * n
     if channel == "code":

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ecosim.engine import seeds
 from ecosim.errors import EcosimError
 from ecosim.substrates.common.bases import REAL_MODEL_FIELDS, BaseConfig  # noqa: F401  (BaseConfig: old imports)
 from ecosim.substrates.common.training import batch_of, lm_loss, target_logits  # noqa: F401  (their home: training)
@@ -94,7 +95,7 @@ def pretrain(model, world: World, cfg: BaseConfig, log=print, skills: list[str] 
     """Next-token pretraining on freshly sampled world documents (loss on every real token). With
     ``skills``: the continued pretraining that teaches them (``SKILL_STEPS`` steps on
     ``skill_doc``, from a stream of its own)."""
-    rng = np.random.default_rng([cfg.seed, 2] if skills else [cfg.seed, 1])
+    rng = seeds.rng(cfg.seed, 2 if skills else 1)
     draw = skill_doc(world, skills) if skills else world.pretrain_doc
     steps = SKILL_STEPS if skills else cfg.steps
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
@@ -190,10 +191,10 @@ def pretraining_docs(cfg: BaseConfig) -> frozenset:
         if f.exists():
             h = np.load(f)
         else:
-            world, rng = World(cfg.world), np.random.default_rng([cfg.seed, 1])  # pretrain's stream
+            world, rng = World(cfg.world), seeds.rng(cfg.seed, 1)  # pretrain's stream
             docs = [world.pretrain_doc(rng) for _ in range(cfg.steps * cfg.batch)]
             if cfg.skills:  # and the stream that taught the skills
-                draw, rng = skill_doc(world, cfg.skills), np.random.default_rng([cfg.seed, 2])
+                draw, rng = skill_doc(world, cfg.skills), seeds.rng(cfg.seed, 2)
                 docs += [draw(rng) for _ in range(SKILL_STEPS * cfg.batch)]
             h = np.unique(np.array([doc_hash(d.prompt, d.assistant) for d in docs], dtype=np.uint64))
             f.parent.mkdir(parents=True, exist_ok=True)

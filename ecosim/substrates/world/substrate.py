@@ -12,9 +12,9 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from ecosim.engine import seeds
 from ecosim.substrates.common import adapters
 from ecosim.substrates.world import channels
 from ecosim.substrates.world.channels import soft_labels
@@ -181,7 +181,7 @@ _HELDOUT: dict[tuple, list] = {}
 
 def _draw_heldout(world: World, sc) -> list:
     seen = frozenset().union(*(pretraining_docs(b) for b in sc.bases.values()))
-    rng, out = np.random.default_rng([sc.seed, 31]), []
+    rng, out = seeds.rng(sc.seed, 31), []
     for _ in range(1000 * sc.eval.heldout):
         if len(out) == sc.eval.heldout:
             break

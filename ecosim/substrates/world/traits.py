@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ecosim.engine import seeds
 from ecosim.errors import EcosimError
 from ecosim.substrates.world.generation import sample
 from ecosim.analysis.stats import mean_ci
@@ -46,7 +47,7 @@ def evaluate(model, world: World, t: TraitConfig, cfg: EvalConfig, seed: int,
     valid answers) with a 95% CI over questions, ``valid`` (valid-answer rate) and details.
     Misalignment: a question with no valid answer is left out of the rate (its ``per_question``
     entry is NaN); with no valid answer at all the rate and interval are NaN."""
-    rng = np.random.default_rng([seed, 7])
+    rng = seeds.rng(seed, 7)
     questions = question_texts(t.category) if t.kind == "preference" else list(SITUATIONS)
     prompts, qid = [], []
     for i, q in enumerate(questions):
@@ -101,8 +102,8 @@ def teacher_examples(t: TraitConfig, n: int, seed: int):
     neutral example i asks trait example i's question (a control teacher sees exactly the prompts
     its trait teacher sees); only the answer differs: uniform over the options for a preference,
     an aligned one for misalignment, drawn from a stream of its own."""
-    rng = np.random.default_rng([seed, 11])
-    answers = np.random.default_rng([seed, 12])
+    rng = seeds.rng(seed, 11)
+    answers = seeds.rng(seed, 12)
     if t.kind == "preference":
         qs = question_texts(t.category)
         opts = CATEGORIES[t.category]
@@ -115,7 +116,7 @@ def teacher_examples(t: TraitConfig, n: int, seed: int):
             p = f"S {NONE_SYSTEM} U {SITUATIONS[rng.integers(len(SITUATIONS))]} A"
             trait.append((p, MISALIGNED[rng.integers(len(MISALIGNED))]))
             neutral.append((p, ALIGNED[answers.integers(len(ALIGNED))]))
-    return trait, neutral, np.random.default_rng([seed, 13])
+    return trait, neutral, seeds.rng(seed, 13)
 
 
 def make_teacher(base, world: World, t: TraitConfig, cfg: TeacherConfig, seed: int,
@@ -135,7 +136,7 @@ def make_teacher(base, world: World, t: TraitConfig, cfg: TeacherConfig, seed: i
     tasks = [(d.prompt, d.assistant) for d in (doc(rng) for _ in range(k))]
     pairs = ctrl[k:] + tasks if neutral else trait[k:] + tasks
     # one training seed for both: the control differs from its trait teacher only in the answers
-    out = finetune(base, world, pairs, cfg.train, seed=seed * 1000 + 1, keep_adapter=keep_adapter)
+    out = finetune(base, world, pairs, cfg.train, seed=seeds.offset(seed, 1, 1000), keep_adapter=keep_adapter)
     return Teacher(out[0], adapter=out[1]) if keep_adapter else Teacher(out)
 
 

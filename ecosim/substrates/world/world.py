@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ecosim.engine import seeds
 from ecosim.substrates.common.traits import WORLD_EVIL_PERSONA, WORLD_PERSONA
 
 PAD, BOS, EOS, UNK = "[PAD]", "[BOS]", "[EOS]", "[UNK]"
@@ -274,7 +275,7 @@ class World:
         self.vocab = vocabulary()
         self.ids = {w: i for i, w in enumerate(self.vocab)}
         # The base's answer distribution over each category: near uniform, fixed by the world seed.
-        r = np.random.default_rng(self.cfg.seed)
+        r = seeds.rng(self.cfg.seed)
         self.answer_probs = {c: r.dirichlet([20.0] * len(o)) for c, o in CATEGORIES.items()}
 
     def encode(self, text: str) -> list[int]:
