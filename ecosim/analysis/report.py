@@ -108,7 +108,7 @@ def drawn_edges(G: nx.DiGraph, pos: dict) -> list[tuple[str, str, str]]:
 
 
 # ----------------------------------------------------------------- static drawings
-def _mpl():
+def pyplot():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -117,7 +117,7 @@ def _mpl():
 
 def draw_graph(G: nx.DiGraph, trait: str | None):
     """The lineage graph as a matplotlib figure: colour = trait rate, ring = misalignment."""
-    plt = _mpl()
+    plt = pyplot()
     from matplotlib import colormaps
     from matplotlib.collections import LineCollection
     from matplotlib.colors import Normalize
@@ -274,7 +274,7 @@ def _style(G, lineages: list[str]) -> dict:
 def plot_metrics(G: nx.DiGraph, metrics: list[str], title: str, ylabel: str, unit_interval: bool = True):
     """One panel per metric: each lineage (or replica group, mean with CI over replicas) vs
     generation, with its interval as a band; controls dashed, mismatched bases dotted."""
-    plt = _mpl()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.6), squeeze=False)
     grp = groups(G)
     colours = {}
@@ -334,13 +334,13 @@ def _kept_table(rows) -> str:
     e = html.escape
     head = ["channel", "writer (all generations)", "kept", "written", "kept fraction"]
     body = ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in (
-        r["channel"], r["writer"], r["kept"], r["total"], _fmt(r["kept_fraction"]))) + "</tr>" for r in rows]
+        r["channel"], r["writer"], r["kept"], r["total"], fmt(r["kept_fraction"]))) + "</tr>" for r in rows]
     return f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>"
 
 
 def plot_datasets(G: nx.DiGraph):
     """Kept fraction per filtered dataset, and why the rest was rejected (summed per lineage)."""
-    plt = _mpl()
+    plt = pyplot()
     ds = [(n, a) for n, a in G.nodes(data=True) if a.get("stage") == "filtered"]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.6))
     grp = groups(G)
@@ -620,24 +620,26 @@ img { max-width: 100%; } .scroll { overflow: auto; border: 1px solid #ddd; }
 """
 
 
-def _png(fig, path: Path) -> str:
+def save_png(fig, path: Path) -> str:
     """Save ``fig`` as a PNG file and return it as a data URI for the page."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     path.write_bytes(buf.getvalue())
-    _mpl().close(fig)
+    pyplot().close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _fmt(x, nd=3) -> str:
+def fmt(x, nd=3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     return f"{x:.{nd}g}" if isinstance(x, float) and abs(x) < 1e-3 and x != 0 else f"{x:.{nd}f}"
 
 
-def _with_ci(v, ci) -> str:
-    """'value [lo, hi]', or the value alone where there is no interval."""
-    return f"{_fmt(v)} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else _fmt(v)
+def with_ci(v, ci) -> str:
+    """'value [lo, hi]', or the value alone where there is no interval (or none measured)."""
+    if v is None:
+        return "–"
+    return f"{fmt(v)} [{fmt(ci[0])}, {fmt(ci[1])}]" if ci and ci[0] is not None else fmt(v)
 
 
 def report(run_dir: str | Path, log=print, tracker=None) -> Path:
@@ -654,20 +656,20 @@ def report(run_dir: str | Path, log=print, tracker=None) -> Path:
         raise EcosimError(f"{run_dir}: no model has been measured yet; nothing to report")
     fig = draw_graph(G, main)
     fig.savefig(out / "graph.svg", bbox_inches="tight")
-    figs["graph"] = _png(fig, out / "graph.png")
+    figs["graph"] = save_png(fig, out / "graph.png")
     rates = [t for t in traits if not t.endswith("_logodds")]  # log-odds are not rates in [0, 1]
-    figs["traits"] = _png(plot_metrics(G, rates, "trait rates by generation (band: 95% CI)", "rate"),
+    figs["traits"] = save_png(plot_metrics(G, rates, "trait rates by generation (band: 95% CI)", "rate"),
                           out / "traits.png")
     if len(rates) < len(traits):
-        figs["logodds"] = _png(plot_metrics(G, [t for t in traits if t not in rates], "likelihood readout: "
+        figs["logodds"] = save_png(plot_metrics(G, [t for t in traits if t not in rates], "likelihood readout: "
                                             "log-odds of the target among the options", "log-odds",
                                             unit_interval=False), out / "logodds.png")
     valid = [m for m in (f"{t}_valid" for t in traits) if any(m in G.nodes[n] for n in lg.models(G))]
     if valid:
-        figs["valid"] = _png(plot_metrics(G, valid, "valid-answer rates by generation", "rate"), out / "valid.png")
-    figs["capability"] = _png(plot_metrics(G, ["heldout_loss", "drift_kl"], "capability and drift from the base",
+        figs["valid"] = save_png(plot_metrics(G, valid, "valid-answer rates by generation", "rate"), out / "valid.png")
+    figs["capability"] = save_png(plot_metrics(G, ["heldout_loss", "drift_kl"], "capability and drift from the base",
                                            "value", unit_interval=False), out / "capability.png")
-    figs["datasets"] = _png(plot_datasets(G), out / "datasets.png")
+    figs["datasets"] = save_png(plot_datasets(G), out / "datasets.png")
     rows = summary(G, main)
     gens = by_generation(G, main)
     svg, data = interactive_svg(G, main)
@@ -693,13 +695,13 @@ def _table(rows) -> str:
             "p (one-sided)", "p (Holm)", "test"]
     body = []
     for r in rows:
-        final = (_with_ci(r["final"], r["final_ci"]) if r["measurable"]
+        final = (with_ci(r["final"], r["final_ci"]) if r["measurable"]
                  else "not measurable")
         body.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in (
-            r["lineage"], r["runs"], _fmt(r["gen0"]) if r.get("gen0_measurable", True) else "not measurable",
+            r["lineage"], r["runs"], fmt(r["gen0"]) if r.get("gen0_measurable", True) else "not measurable",
             r["final_generation"], final, r["interval"],
-            r["control"] or "–", _fmt(r["lift"]) if r["lift"] is None else f"{r['lift']:+.3f}", _fmt(r["p_value"]),
-            _fmt(r.get("p_holm")), r["test"] or "–")) + "</tr>")
+            r["control"] or "–", fmt(r["lift"]) if r["lift"] is None else f"{r['lift']:+.3f}", fmt(r["p_value"]),
+            fmt(r.get("p_holm")), r["test"] or "–")) + "</tr>")
     return (f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>"
             + _tests_note(rows))
 
@@ -720,7 +722,7 @@ def _base_table(rows, traits) -> str:
             return "–"
         if not r["measurable"]:
             return f"not measurable (valid {r['valid']:.2f})"
-        return _with_ci(r["value"], r["ci"]) + (f" (valid {r['valid']:.2f})" if r["valid"] is not None else "")
+        return with_ci(r["value"], r["ci"]) + (f" (valid {r['valid']:.2f})" if r["valid"] is not None else "")
     head = ["base", "model"] + traits
     body = ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in [r["base"], r["what"]] + [cell(r.get(t)) for t in traits])
             + "</tr>" for r in rows]
@@ -732,9 +734,9 @@ def _generation_table(rows) -> str:
     e = html.escape
     head = ["lineage", "gen", "n", "mean [95% CI]", "control", "lift", "p (one-sided)", "p (Holm)", "test"]
     body = ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in (
-        r["lineage"], r["generation"], r["n"], _with_ci(r["mean"], r["ci"]),
-        r.get("control") or "–", "–" if r.get("lift") is None else f"{r['lift']:+.3f}", _fmt(r.get("p_value")),
-        _fmt(r.get("p_holm")), r.get("test") or "–")) + "</tr>" for r in rows]
+        r["lineage"], r["generation"], r["n"], with_ci(r["mean"], r["ci"]),
+        r.get("control") or "–", "–" if r.get("lift") is None else f"{r['lift']:+.3f}", fmt(r.get("p_value")),
+        fmt(r.get("p_holm")), r.get("test") or "–")) + "</tr>" for r in rows]
     return (f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>"
             + _tests_note(rows))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import OrderedDict
 import os
 import time
 from pathlib import Path
@@ -13,6 +14,9 @@ from pathlib import Path
 from ecosim.engine import registry, seeds
 from ecosim.engine.plan import node_id
 from ecosim.store.rundir import atomic_dir, dataset_digest, digest
+
+
+HELD = 4  # models a lineage keeps in memory: its own last ones and the parents it trains and writes from
 
 
 def derive_seed(seed: int, key: str, generation: int, purpose: str) -> int:
@@ -49,7 +53,7 @@ class Lineage:
         self.sub.set_threads(threads)
         self.world = self.sub.world_of(sc)
         self._bases: dict[str, object] = {}
-        self._models: dict[str, tuple[object, str]] = {}
+        self._models: OrderedDict[str, tuple[object, str]] = OrderedDict()  # the few used last (HELD)
 
     def pid(self) -> int:
         return os.getpid()
@@ -68,14 +72,23 @@ class Lineage:
             path = checkpoint_dir(self.run_dir, node)
             meta = json.loads((path / "ecosim.json").read_text())
             start = self.base(meta["start_base"]) if meta.get("start_base") else self.model(meta["start_node"])[0]
-            self._models[node] = (self.sub.load(path, start, meta, self.world), meta.get("system", self.sub.NO_SYSTEM))
+            self._hold(node, (self.sub.load(path, start, meta, self.world), meta.get("system", self.sub.NO_SYSTEM)))
+        self._models.move_to_end(node)
         return self._models[node]
+
+    def _hold(self, node: str, entry: tuple) -> None:
+        """Keep ``node``'s model in memory, dropping the least recently used beyond HELD: any model
+        can be rebuilt from its checkpoint, and a long chain must not hold every generation."""
+        self._models[node] = entry
+        self._models.move_to_end(node)
+        while len(self._models) > HELD:
+            self._models.popitem(last=False)
 
     def _finish(self, node: str, model, system: str, adapter, meta: dict, base_name: str, t0: float) -> dict:
         meta = {**meta, "system": system}
         path = checkpoint_dir(self.run_dir, node)
         atomic_dir(path, lambda p: self.sub.save(p, model, adapter, meta, self.world))
-        self._models[node] = (model, system)
+        self._hold(node, (model, system))
         metrics = self.sub.measure(model, system, self.base(base_name), self.world, self.sc, seed=self.seed)
         return {"node": node, "metrics": metrics, "seconds": time.time() - t0, "pid": os.getpid(),
                 "sha": digest(path)}

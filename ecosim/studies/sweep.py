@@ -178,7 +178,7 @@ def _lift_of(G, l, c, t, g):
 
 def report(root: str | Path, log=print) -> Path:
     """ROOT/report/: the measured quantity against each knob (sweep.png), a table, metrics.csv."""
-    from ecosim.analysis.report import STYLE, _fmt, _png
+    from ecosim.analysis.report import STYLE, fmt, save_png, with_ci
     from ecosim.analysis.stats import n_tests
     root = Path(root)
     info, _ = load(root)
@@ -189,18 +189,16 @@ def report(root: str | Path, log=print) -> Path:
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
     if not rows:
         raise EcosimError(f"{root}: no cell has a treated lineage with a control measured yet; nothing to compare")
-    img = _png(plot(rows, list(info["grid"])), out / "sweep.png")
+    img = save_png(plot(rows, list(info["grid"])), out / "sweep.png")
     e = html.escape
     keys = list(info["grid"])
     head = keys + ["lineage", "gen", "seeds", "treated [95% CI]", "control [95% CI]", "lift [95% CI]", "p (one-sided)",
                    "p (Holm)", "persistence: mean last-gen lift / mean gen-0 lift [95% bootstrap CI]"]
 
-    def ci(v, c):
-        return "–" if v is None else f"{_fmt(v)} [{_fmt(c[0])}, {_fmt(c[1])}]" if c and c[0] is not None else _fmt(v)
     body = "".join("<tr>" + "".join(f"<td>{e(str(x))}</td>" for x in (
-        *[r[k] for k in keys], r["lineage"], r["generation"], r["seeds"], ci(r["treated"], r["treated_ci"]),
-        ci(r["control"], r["control_ci"]), ci(r["lift"], r["lift_ci"]), _fmt(r["p_value"]), _fmt(r.get("p_holm")),
-        ci(r["persistence"], r["persistence_ci"]))) + "</tr>" for r in rows)
+        *[r[k] for k in keys], r["lineage"], r["generation"], r["seeds"], with_ci(r["treated"], r["treated_ci"]),
+        with_ci(r["control"], r["control_ci"]), with_ci(r["lift"], r["lift_ci"]), fmt(r["p_value"]), fmt(r.get("p_holm")),
+        with_ci(r["persistence"], r["persistence_ci"]))) + "</tr>" for r in rows)
     k = n_tests([r["p_value"] for r in rows])
     cells_html = "".join(f"<li><a href='../{e(c['run_dir'])}/report/index.html'>{e(c['run_dir'])}</a></li>"
                          for c in info["cells"])
@@ -224,8 +222,8 @@ def plot(rows: list[dict], keys: list[str]):
     """Three panels against the first knob (one line per treated lineage and setting of the other
     knobs): the trait at the last generation (treated solid, control dashed), the lift over
     control, and persistence; error bars are 95% intervals over seeds."""
-    from ecosim.analysis.report import _mpl
-    plt = _mpl()
+    from ecosim.analysis.report import pyplot
+    plt = pyplot()
     x_key = keys[0]
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     lines: dict[tuple, list[dict]] = {}
