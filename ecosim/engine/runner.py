@@ -10,7 +10,6 @@ metrics.csv, datasets/, checkpoints/, run.json (timings, what was computed), wan
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import signal
@@ -29,9 +28,8 @@ from ecosim.store import rundir
 from ecosim.store import versions
 from ecosim.engine.lineage import checkpoint_dir, dataset_path
 from ecosim.engine.plan import Plan, expand, node_id
-from ecosim.engine.schema import MAX_REPLICAS, load_scenario
-from ecosim.engine.tasks import (Task, base_of, build_tasks, dependencies, has_model, init_parent, model_key,  # noqa: F401
-                                 order, twin_of)
+from ecosim.engine.schema import MAX_REPLICAS, load_saved
+from ecosim.engine.tasks import Task, base_of, build_tasks, dependencies, has_model, order
 
 COST = {"base": 0.5, "origin": 2.0, "write": 1.0, "train": 3.0}  # rough relative durations, for the ETA only
 GRAPHML_EVERY_S = 5.0
@@ -166,9 +164,7 @@ def run(sc=None, run_dir: str | Path | None = None, resume: bool = False,
     t_start = time.time()
     if resume:
         run_dir = Path(run_dir)
-        if not (run_dir / "config.yaml").is_file():
-            raise EcosimError(f"--resume {run_dir}: not a run directory (no config.yaml)")
-        sc = load_scenario(str(run_dir / "config.yaml"))
+        sc = load_saved(run_dir, "config.yaml", "run directory")
     else:
         if sc.sweep:
             raise EcosimError(f"{sc.name}: a sweep over {', '.join(sc.sweep)} is many runs: run it with ecosim.run "

@@ -391,3 +391,11 @@ def _check_topology(sc, edges) -> list[str]:
 
 def load_scenario(path: str | None, overrides=()):
     return load_config(types()["Scenario"](), path, overrides, checks=check)
+
+
+def load_saved(directory, name: str, what: str):
+    """The scenario a run or sweep directory saved as ``name`` (for ``--resume``)."""
+    from pathlib import Path
+    if not (Path(directory) / name).is_file():
+        raise EcosimError(f"--resume {directory}: not a {what} (no {name})")
+    return load_scenario(str(Path(directory) / name))

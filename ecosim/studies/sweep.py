@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import html
-import itertools
 import json
 import math
 import re
@@ -24,7 +23,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from ecosim.errors import EcosimError
-from ecosim.engine.grid import MAX_CELLS, NOT_KNOBS, cell_scenario, cells, check  # noqa: F401  (the grid's home)
+from ecosim.engine.grid import cell_scenario, cells
 from ecosim.store import graph as lg
 
 
@@ -39,13 +38,11 @@ def run(sc=None, root: str | Path | None = None, resume: bool = False, log=print
     are kept, an interrupted one resumed). Returns sweep.json's data."""
     from ecosim.engine.pool import start_ray
     from ecosim.engine.runner import new_run_dir, run as run_one
-    from ecosim.engine.schema import load_scenario
+    from ecosim.engine.schema import load_saved
     t0 = time.time()
     if resume:
         root = Path(root)
-        if not (root / "sweep.yaml").is_file():
-            raise EcosimError(f"--resume {root}: not a sweep directory (no sweep.yaml)")
-        sc = load_scenario(str(root / "sweep.yaml"))
+        sc = load_saved(root, "sweep.yaml", "sweep directory")
     else:
         root = Path(root) if root else new_run_dir(sc, "-sweep")
         root.mkdir(parents=True, exist_ok=False)
