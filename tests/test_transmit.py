@@ -35,7 +35,8 @@ def _check_engine_run(run_dir, res):
     c = res["conditions"]
     assert c["student_other_seed"]["control"] == "control_other_seed" and c["student_same_base"]["control"] == "control"
     assert c["student_logit"]["control"] == "control_logit"
-    assert c["teacher"]["rate"] == G.nodes["teacher/g0"]["owl"]
+    assert c["teacher"]["per_seed"] == [G.nodes["teacher/g0"]["owl"]]
+    assert (c["teacher"]["rate"] == G.nodes["teacher/g0"]["owl"]) == lg.measurable(G.nodes["teacher/g0"], "owl")
 
 
 def test_transmit_writes_json_and_clean_data(tmp_path, capsys):
