@@ -159,13 +159,13 @@ def test_ctrl_c_keeps_finished_nodes_and_prints_the_resume_command(local_run, ti
     proc = subprocess.Popen([sys.executable, "-m", "ecosim.cli", "run", str(tiny_yaml), "compute.ray=false",
                              "--out-dir", str(out)], env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE)
     t0 = time.time()
-    while time.time() - t0 < 240:
+    while time.time() - t0 < 240:  # interrupt after the first finished node (the tiny run takes seconds)
         runs = list(out.glob("tiny-*")) if out.exists() else []
-        if runs and len(list((runs[0] / "records").glob("*.json"))) >= 3:
+        if runs and len(list((runs[0] / "records").glob("*.json"))) >= 1:
             break
         if proc.poll() is not None:
             pytest.fail("the run ended before it could be interrupted: " + proc.stderr.read().decode()[-2000:])
-        time.sleep(0.2)
+        time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     err = err.decode()
