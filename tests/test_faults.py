@@ -156,8 +156,10 @@ def test_a_stalled_run_names_the_nodes_in_flight(local_run, tmp_path):
 def test_ctrl_c_keeps_finished_nodes_and_prints_the_resume_command(local_run, tiny_yaml, tmp_path):
     out = tmp_path / "runs"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the run starts as from a terminal, with Ctrl-C's default disposition, whatever this process has
     proc = subprocess.Popen([sys.executable, "-m", "ecosim.cli", "run", str(tiny_yaml), "compute.ray=false",
-                             "--out-dir", str(out)], env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+                             "--out-dir", str(out)], env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.time()
     while time.time() - t0 < 240:  # interrupt after the first finished node (the tiny run takes seconds)
         runs = list(out.glob("tiny-*")) if out.exists() else []
@@ -166,6 +168,7 @@ def test_ctrl_c_keeps_finished_nodes_and_prints_the_resume_command(local_run, ti
         if proc.poll() is not None:
             pytest.fail("the run ended before it could be interrupted: " + proc.stderr.read().decode()[-2000:])
         time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     err = err.decode()
