@@ -137,3 +137,24 @@ def test_report_in_headless_chromium(tmp_path):
     r = subprocess.run(flags + ["--window-size=1400,1000", f"--screenshot={shot}", page.as_uri()],
                        capture_output=True, text=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 10_000, r.stderr[-2000:]
+
+
+def test_the_report_reads_metric_kinds_from_the_graph():
+    """A substrate declares what its metrics are (METRICS); the run keeps that in the graph, and
+    the report takes its trait rates and capability plot from it, not from names it knows."""
+    from ecosim.analysis.report import metric_kinds, trait_names
+    G = lg.new_graph("kinds")
+    lg.add_model(G, "a/g0", status="done")
+    lg.set_metrics(G, "a/g0", {"owl": (0.5, 0.4, 0.6), "owl_valid": (1.0, None, None),
+                               "loss": (2.0, None, None), "kl": (0.1, None, None)})
+    G.graph["metric_kinds"] = {"loss": "capability", "kl": "drift"}
+    assert trait_names(G) == ["owl"]
+    del G.graph["metric_kinds"]  # a run from before 0.2.0: the kinds every substrate had then
+    assert metric_kinds(G)["heldout_loss"] == "capability" and sorted(trait_names(G)) == ["kl", "loss", "owl"]
+
+
+def test_every_substrate_declares_its_metric_kinds():
+    for name in ("world", "hf", "mlp"):
+        sub = pytest.importorskip(f"ecosim.substrates.{name}.substrate")
+        assert set(sub.METRICS.values()) <= {"trait", "capability", "drift"}
+        assert {"heldout_loss", "drift_kl"} <= set(sub.METRICS)

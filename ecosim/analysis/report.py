@@ -38,12 +38,21 @@ def load_run(run_dir: Path):
     return G
 
 
+# Runs made before 0.2.0 recorded no metric kinds; these are what every substrate measured then.
+KINDS_BEFORE_0_2 = {"misalignment": "trait", "heldout_loss": "capability", "drift_kl": "drift"}
+
+
+def metric_kinds(G: nx.DiGraph) -> dict[str, str]:
+    """{metric: trait | capability | drift} as the run's substrate declared it (graph attribute)."""
+    return G.graph.get("metric_kinds") or KINDS_BEFORE_0_2
+
+
 def trait_names(G: nx.DiGraph) -> list[str]:
     """The run's trait metrics (those with a _valid twin on language models, or 'skill')."""
-    names = set()
+    names, other = set(), {m for m, k in metric_kinds(G).items() if k != "trait"}
     for n in lg.models(G):
         ms = G.nodes[n].get("metrics", [])
-        names |= {m for m in ms if m not in ("heldout_loss", "drift_kl") and not m.endswith("_valid")}
+        names |= {m for m in ms if m not in other and not m.endswith("_valid")}
     order = [m for m in sorted(names) if m != "misalignment"]
     return order + (["misalignment"] if "misalignment" in names else [])
 
@@ -667,7 +676,8 @@ def report(run_dir: str | Path, log=print, tracker=None) -> Path:
     valid = [m for m in (f"{t}_valid" for t in traits) if any(m in G.nodes[n] for n in lg.models(G))]
     if valid:
         figs["valid"] = save_png(plot_metrics(G, valid, "valid-answer rates by generation", "rate"), out / "valid.png")
-    figs["capability"] = save_png(plot_metrics(G, ["heldout_loss", "drift_kl"], "capability and drift from the base",
+    capability = [m for m, k in metric_kinds(G).items() if k in ("capability", "drift")]
+    figs["capability"] = save_png(plot_metrics(G, capability, "capability and drift from the base",
                                            "value", unit_interval=False), out / "capability.png")
     figs["datasets"] = save_png(plot_datasets(G), out / "datasets.png")
     rows = summary(G, main)

@@ -141,8 +141,10 @@ def _fmt(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def _headline(sc, metrics: dict) -> str:
-    names = [n for n in dict.fromkeys(list(sc.traits) + ["misalignment"]) if n in metrics][:2]
+def _headline(sc, metrics: dict, kinds: dict) -> str:
+    """The progress line's readouts: the scenario's traits, then the substrate's other trait-like rates."""
+    rates = [m for m, k in kinds.items() if k == "trait"]
+    names = [n for n in dict.fromkeys(list(sc.traits) + rates) if n in metrics][:2]
 
     def one(n):
         valid = metrics.get(f"{n}_valid", (None,))[0]
@@ -185,6 +187,7 @@ def run(sc=None, run_dir: str | Path | None = None, resume: bool = False,
         versions.record(run_dir)
         G, todo = plan_graph(plan), order(tasks)
         G.graph["datasets"] = {}
+    G.graph["metric_kinds"] = dict(sub.METRICS)  # what the substrate's metrics are (the report reads it)
     skipped = len(tasks) - len(todo)
     log(f"{sc.name}: {len(plan.lineages)} lineages x {sc.generations} generations, {len(tasks)} tasks"
         + (f"; resuming {run_dir}: {skipped} finished, {len(todo)} to do" if resume else f"; run dir {run_dir}"))
@@ -435,7 +438,7 @@ def _collect(pool, pending: dict, st: RunState) -> None:
         else:
             record_model(G, st.plan, t, out)
             verb = {"base": "measured", "origin": "made", "train": "trained"}[t.kind]
-            what = f"{verb} in {out['seconds']:.0f} s: {_headline(sc, out['metrics'])}"
+            what = f"{verb} in {out['seconds']:.0f} s: {_headline(sc, out['metrics'], G.graph.get('metric_kinds', {}))}"
         # graph.json and metrics.csv after every node; GraphML too, but at most every few seconds
         # (writing it costs ~0.2 s at 1000 nodes: most of a small MLP node's time)
         slow = time.time() - st.graphml_at > GRAPHML_EVERY_S

@@ -22,6 +22,8 @@ class Substrate(Protocol):
     #                         share the bases and differ only in their random streams
     SAMPLES_OF: dict        # channel -> the channel whose random stream it samples with (the
     #                         world's logits channel writes the numbers channel's texts)
+    METRICS: dict           # what measure returns besides each trait's rate: {name: kind}, kind
+    #                         trait | capability | drift (kept in the graph for the report)
 
     def check(self, sc) -> list[str]:
         """Substrate-specific problems with sc.bases / channels / traits / origins, one line each

@@ -26,6 +26,7 @@ DATASET_SUFFIX = ".safetensors"
 CHANNELS = ("aux_logits",)
 SAMPLES_OF: dict[str, str] = {}
 REPLICA_SEEDS = True  # replicas of a lineage start from their own initialisations
+METRICS = {"heldout_loss": "capability", "drift_kl": "drift"}  # besides the skill's accuracy
 
 
 def check(sc) -> list[str]:

@@ -37,6 +37,9 @@ CHANNELS = channels.CHANNELS + (LOGITS,)
 # student and a text student of the same writer see the same completions.
 SAMPLES_OF = {LOGITS: "numbers"}
 REPLICA_SEEDS = False
+# What measure returns besides each trait's rate (and its _valid twin): kinds the report and the
+# progress line read (trait: a rate among valid answers; capability; drift from the base).
+METRICS = {"misalignment": "trait", "heldout_loss": "capability", "drift_kl": "drift"}
 ARCHS = ("gpt2", "llama")
 
 
