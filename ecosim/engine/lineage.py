@@ -25,6 +25,12 @@ def derive_seed(seed: int, key: str, generation: int, purpose: str) -> int:
     return seeds.seed(seed, key, generation, purpose)
 
 
+def offset_base(bc, k: int):
+    """Base config ``bc`` with its seed moved by ``k`` (a replica's or an ecosystem seed's own base;
+    ``seeds.offset``: results stand on this arithmetic)."""
+    return dataclasses.replace(bc, seed=seeds.offset(bc.seed, k)) if k else bc
+
+
 def checkpoint_dir(run_dir: Path, node: str) -> Path:
     return Path(run_dir) / "checkpoints" / node
 
@@ -61,8 +67,7 @@ class Lineage:
     def base(self, name: str):
         if name not in self._bases:
             bc = self.sc.bases[name]
-            if self.base_offset:
-                bc = dataclasses.replace(bc, seed=seeds.offset(bc.seed, self.base_offset))
+            bc = offset_base(bc, self.base_offset)
             self._bases[name] = self.sub.load_base(bc, self.sc, name)
         return self._bases[name]
 

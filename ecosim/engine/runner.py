@@ -22,11 +22,11 @@ import networkx as nx
 from omegaconf import OmegaConf
 
 from ecosim.errors import EcosimError, Interrupted
-from ecosim.engine import registry, seeds
+from ecosim.engine import registry
 from ecosim.store import graph as lg
-from ecosim.store import rundir
+from ecosim.store import digests, rundir
 from ecosim.store import versions
-from ecosim.engine.lineage import checkpoint_dir, dataset_path
+from ecosim.engine.lineage import checkpoint_dir, dataset_path, offset_base
 from ecosim.engine.plan import Plan, expand, node_id
 from ecosim.engine.schema import MAX_REPLICAS, load_saved
 from ecosim.engine.tasks import Task, base_of, build_tasks, dependencies, has_model, order
@@ -162,7 +162,6 @@ def run(sc=None, run_dir: str | Path | None = None, resume: bool = False,
     called after every finished task (tests use it to inject faults). Returns run.json's data."""
     from ecosim.engine.pool import LocalPool, RayPool
     from ecosim.store.tracking import Tracker
-    from ecosim.store import digests
     t_start = time.time()
     if resume:
         run_dir = Path(run_dir)
@@ -481,8 +480,7 @@ def _base_offset(plan: Plan, name: str, replicas: bool, per_seed: bool) -> int:
 
 def bases_of_seed(sc, s: int):
     """``sc`` with the bases ecosystem seed s starts from under ``bases_per_seed``."""
-    return dataclasses.replace(sc, bases={n: dataclasses.replace(b, seed=seeds.offset(b.seed, MAX_REPLICAS * s))
-                                          for n, b in sc.bases.items()})
+    return dataclasses.replace(sc, bases={n: offset_base(b, MAX_REPLICAS * s) for n, b in sc.bases.items()})
 
 
 def _neutral_trait(plan: Plan, name: str) -> str | None:

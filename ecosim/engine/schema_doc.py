@@ -5,14 +5,13 @@ docstring). ``ecosim schema`` prints it; ``ecosim schema --out docs/scenarios.md
 Torch-free: the substrates' config modules are loaded at call time, through the registry."""
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import io
 import math
 import tokenize
 import types as pytypes
 import typing
-from dataclasses import MISSING, dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from functools import lru_cache
 
 from ecosim.engine import registry, schema

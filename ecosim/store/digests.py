@@ -35,6 +35,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from ecosim.engine.config import leaves
 from ecosim.errors import EcosimError
 from ecosim.store.rundir import atomic_write
 
@@ -52,25 +53,14 @@ def bases_now(run_dir, sc, sub, names, more=None) -> dict:
     ``more``: {label: scenario} of further sets of the same bases (each seed's own bases under
     ``bases_per_seed``), recorded as ``name@label``."""
     out = {}
-    fn = getattr(sub, "base_digest", None)
     for label, sc_l in [(None, sc), *sorted((more or {}).items())]:
-        out.update({n if label is None else f"{n}@{label}": v
-                    for n, v in _digest_bases(run_dir, sc_l, sub, names, fn).items()})
-    return out
-
-
-def _digest_bases(run_dir, sc, sub, names, fn) -> dict:
-    out = {}
-    for name in sorted(names):
-        if fn is None:  # a substrate that cannot say what its base is: nothing to compare later
-            out[name] = {"digest": None, "what": f"not hashed (substrate {sub.__name__} has no base_digest)"}
-            continue
-        try:
-            sha, what = fn(sc.bases[name], sc, name)
-        except OSError as e:
-            raise EcosimError(f"base {name!r}: cannot read it to compute its digest ({e}); "
-                              f"is the base (its file or cached directory) in place? (run {run_dir})") from None
-        out[name] = {"digest": sha, "what": what}
+        for name in sorted(names):
+            try:
+                sha, what = sub.base_digest(sc_l.bases[name], sc_l, name)
+            except OSError as e:
+                raise EcosimError(f"base {name!r}: cannot read it to compute its digest ({e}); is the base "
+                                  f"(its file or cached directory) in place? (run {run_dir})") from None
+            out[name if label is None else f"{name}@{label}"] = {"digest": sha, "what": what}
     return out
 
 
@@ -155,7 +145,7 @@ def _changed_settings(old_text: str | None, new_text: str) -> list[str] | None:
         return None
     try:
         from omegaconf import OmegaConf
-        old, new = (_flat(OmegaConf.to_container(OmegaConf.create(t))) for t in (old_text, new_text))
+        old, new = (dict(leaves(OmegaConf.to_container(OmegaConf.create(t)))) for t in (old_text, new_text))
     except Exception:  # not YAML any more: the digests alone say it changed
         return None
     return [f"{k}: {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}"
@@ -163,12 +153,3 @@ def _changed_settings(old_text: str | None, new_text: str) -> list[str] | None:
 
 
 _MISSING = object()
-
-
-def _flat(x, prefix: str = "") -> dict:
-    if isinstance(x, dict):
-        out = {}
-        for k, v in x.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out or {prefix.rstrip("."): {}}
-    return {prefix.rstrip("."): x}

@@ -39,7 +39,7 @@ from ecosim.substrates.hf import text
 from ecosim.substrates.common.assemble import assemble as common_assemble
 from ecosim.substrates.world.models import loss_and_drift
 from ecosim.analysis.stats import mean_ci
-from ecosim.substrates.common.training import finetune, set_threads
+from ecosim.substrates.common.training import finetune, set_threads  # noqa: F401  (set_threads: protocol)
 
 NO_SYSTEM = ""                  # no system message: the template's own default (if any) applies
 DATASET_SUFFIX = ".jsonl"

@@ -26,7 +26,7 @@ from ecosim.substrates.world.models import (SIZES, BaseConfig, base_key, compute
 from ecosim.substrates.common import traits as common_traits
 from ecosim.substrates.common.assemble import assemble as common_assemble
 from ecosim.substrates.world.traits import TeacherConfig, TraitConfig, check_trait, evaluate, make_teacher, trait_words
-from ecosim.substrates.common.training import finetune, set_threads
+from ecosim.substrates.common.training import finetune, set_threads  # noqa: F401  (set_threads: protocol)
 from ecosim.substrates.world.world import CHANNEL_DOCS, NONE_SYSTEM, SKILLS, World
 
 NO_SYSTEM = NONE_SYSTEM

@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from ecosim.engine import seeds
 from ecosim.errors import EcosimError
 from ecosim.substrates.world.generation import sample
 from ecosim.analysis.stats import mean_ci
-from ecosim.substrates.common.config import EvalConfig, TeacherConfig, TraitConfig, TrainConfig  # noqa: F401
+from ecosim.substrates.common.config import EvalConfig, TeacherConfig, TraitConfig  # noqa: F401  (their home)
 from ecosim.substrates.common.training import finetune
 from ecosim.substrates.common.traits import system_prompt, task_share
 from ecosim.substrates.world.world import (ALIGNED, CATEGORIES, MISALIGNED, NONE_SYSTEM, SITUATIONS, World,
