@@ -40,6 +40,9 @@ class EvalConfig:
     samples: int = 50            # samples per question
     number_prefix: bool = False  # put a random number sequence before each question
     heldout: int = 200           # ecosystem runs: world documents for capability (held-out loss) and drift
+    # World bases: sampled (trait rates from eval.samples answers) | exact (their expectations
+    # from the answers' exact probabilities: no sampling; real models sample either way).
+    readout: str = "sampled"
 
 
 @dataclass
@@ -82,6 +85,7 @@ RULES = {
     EvalConfig: {
         "samples": Range(1, 100_000, why="a typo? 50 samples per question give a rate to about 1%"),
         "heldout": Range(1, 1_000_000, why="a typo? 200 documents measure capability and drift"),
+        "readout": Choice(("sampled", "exact")),
     },
     BaseConfig: {
         "arch": Choice(("gpt2", "llama", "mlp")),   # which of them a substrate takes: its own check

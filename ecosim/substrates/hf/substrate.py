@@ -133,6 +133,9 @@ def check(sc) -> list[str]:
     # the text section's ranges (temperature, shots, max_new, batch) are rules of the scenario schema
     if sc.teacher.task_share == 1:
         p.append("teacher.task_share: 1 leaves a real teacher no trait examples; use a share below 1")
+    if sc.eval.readout == "exact":
+        p.append("eval.readout: exact is the world's; real models sample (their likelihood readout is "
+                 "<trait>_share/_logodds)")
     return p
 
 

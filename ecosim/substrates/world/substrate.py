@@ -196,8 +196,10 @@ def _draw_heldout(world: World, sc) -> list:
 
 def measure(model, system: str, base, world: World, sc, seed: int) -> dict:
     """metric -> (value, ci_lo, ci_hi[, per-question values]): each trait's rate and valid-answer
-    rate, misalignment (always), held-out loss and drift from the lineage's base. The
-    per-question rates let a report pair two models question by question."""
+    rate (sampled, or their exact expectations with ``eval.readout: exact``) and its likelihood
+    readout (``<trait>_share``, ``<trait>_logodds``), misalignment (always), held-out loss and
+    drift from the lineage's base. The per-question values let a report pair two models
+    question by question."""
     out = {}
     traits = dict(sc.traits)
     if not any(t.kind == "misalignment" for t in traits.values()):
@@ -206,6 +208,7 @@ def measure(model, system: str, base, world: World, sc, seed: int) -> dict:
         r = evaluate(model, world, t, sc.eval, seed=seed, system=system)
         out[name] = (r["rate"], max(0.0, r["ci"][0]), min(1.0, r["ci"][1]), r["per_question"])  # t-interval, clipped
         out[f"{name}_valid"] = (r["valid"], None, None)
+        out[f"{name}_share"], out[f"{name}_logodds"] = r["share"], r["logodds"]  # likelihood readout
     loss, kl = loss_and_drift(model, base, world, heldout_pairs(world, sc), completion_only=False)
     out["heldout_loss"] = (loss, None, None)
     out["drift_kl"] = (kl, None, None)
