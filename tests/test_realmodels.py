@@ -253,3 +253,24 @@ def test_a_real_model_run_measures_its_base_as_it_is(tiny_dir, tmp_path, monkeyp
     assert a["drift_kl"] == 0.0 and 0 < a["owl_share"] < 1 and "owl_logodds" in a and "owl_valid" in a
     based = json.loads((tmp_path / "run" / "report" / "bases.json").read_text())
     assert based[0]["base"] == "main" and based[0]["owl_share"]["value"] == a["owl_share"]
+
+
+def test_write_applies_defenses_on_real_models(setup, monkeypatch):
+    """Real-model lists go through the defenses in order (mask_divergent scores the writer against
+    its base through the tokenizer's offsets), and the stored completions still pass the filter."""
+    from ecosim.substrates.hf import text as T
+    sc, w, base = setup
+    monkeypatch.setattr(realmodels, "generate", lambda m, t, prompts, *a, **k: [(" 523, 106, 718.", True)] * len(prompts))
+    f = FilterConfig(defenses=["mask_divergent", "sort", "rewrite"], mask_share=0.5)
+    torch.manual_seed(0)
+    writer = type(base)(base.config)  # another random model of the same family: it diverges from the base
+    (kept, summary), = H.write(writer, "", w, sc, "numbers", [f], seed=2, base=lambda: base)
+    d = summary["defenses"]
+    assert list(d) == ["mask_divergent", "sort", "rewrite"]
+    assert d["mask_divergent"]["numbers"] == 18 and d["mask_divergent"]["numbers_replaced"] == 9
+    for k in kept:
+        assert T._check_numbers(k["completion"], True, 10) is None
+        x = [int(v) for v in T.parse_list(k["completion"]).nums]
+        assert x == sorted(x) and k["completion"].startswith(" ") and ", " in k["completion"] and "." not in k["completion"]
+    scores = H.number_divergence(writer, base, w.tok(base), kept[:1], [" 523, 106, 718"], "")
+    assert len(scores[0]) == 3 and all(isinstance(v, float) for v in scores[0])

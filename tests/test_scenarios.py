@@ -102,7 +102,8 @@ def test_replicas_and_ring(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["quickstart", "owl_chain", "misalignment_drift", "fan_in", "rotating_bases",
-                                  "accumulate_vs_replace", "real_data_dilution", "mlp_ecosystem"])
+                                  "accumulate_vs_replace", "real_data_dilution", "mlp_ecosystem", "defenses",
+                                  "defended_chain", "persistence"])
 def test_shipped_scenarios_validate(name, capsys):
     assert main(["validate", name]) == 0, capsys.readouterr().err
 
@@ -132,7 +133,7 @@ def shrink(sc):
 
 
 @pytest.mark.parametrize("name", ["owl_chain", "misalignment_drift", "fan_in", "rotating_bases",
-                                  "accumulate_vs_replace", "real_data_dilution", "mlp_ecosystem"])
+                                  "accumulate_vs_replace", "real_data_dilution", "mlp_ecosystem", "defended_chain"])
 def test_shipped_scenario_runs_end_to_end_at_toy_size(name, tmp_path, tiny_base):
     from ecosim.store import graph as lg
     from ecosim.api import scenario_path
@@ -153,6 +154,12 @@ def test_shipped_scenario_runs_end_to_end_at_toy_size(name, tmp_path, tiny_base)
         assert any(a.get("real") for _, _, a in G.edges(data=True))
         assert 0.15 < G.nodes["owl/g1"]["real_share"] < 0.35
         assert Gs[0].nodes["owl/g1"]["real_share"] == 0
+    if name == "defended_chain":  # each chain's datasets went through its own defense; the control's too
+        for lin, d in (("sorted", "sort"), ("sorted_control", "sort"), ("rewritten", "rewrite")):
+            (ds,) = [u for u, _ in G.in_edges(f"{lin}/g2") if G.nodes[u].get("kind") == "dataset"]
+            assert list(G.nodes[ds]["defenses"]) == [d]
+        (ds,) = [u for u, _ in G.in_edges("undefended/g2") if G.nodes[u].get("kind") == "dataset"]
+        assert "defenses" not in G.nodes[ds]
     if name == "fan_in":
         assert {u for u, _ in G.in_edges("student/g1")} >= {"owl/g0/numbers/kept", "neutral/g0/numbers/kept"}
         edges = [a for _, _, a in G.in_edges("student/g1", data=True) if a["kind"] == "trained_on"]

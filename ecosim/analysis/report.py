@@ -10,7 +10,6 @@ import base64
 import html
 import io
 import json
-import math
 import time
 from pathlib import Path
 
@@ -19,7 +18,10 @@ import numpy as np
 
 from ecosim.errors import EcosimError
 from ecosim.store import graph as lg
-from ecosim.analysis.stats import holm, mean_ci, n_tests, paired_test
+from ecosim.analysis import defenses
+from ecosim.analysis.lifts import (_runs, compare, controls, fmt, groups, series, value,  # noqa: F401  (report.X)
+                                   with_ci, with_holm)
+from ecosim.analysis.stats import n_tests
 
 ROW_H, COL_W = 0.42, 1.0          # inches per lineage row / per generation column (static graph)
 EDGE_STYLE = {"same": ("#555555", "-"), "mismatched": ("#d62728", "--"), "real": ("#2ca02c", ":"),
@@ -215,55 +217,6 @@ def text_overlaps(fig) -> list[tuple[str, str]]:
     return [(a, b) for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1:] if ba.overlaps(bb)]
 
 
-def groups(G: nx.DiGraph) -> dict[str, list[str]]:
-    """Lineages by group: the copies of one scenario lineage over replicas and ecosystem seeds
-    (a lineage on its own is its own group)."""
-    out: dict[str, list[str]] = {}
-    for n in lg.models(G, None):
-        a = G.nodes[n]
-        key = a.get("replica_of") or a["lineage"]
-        if a["lineage"] not in out.setdefault(key, []):
-            out[key].append(a["lineage"])
-    return out
-
-
-def controls(G: nx.DiGraph) -> dict[str, str]:
-    """Each treated lineage's control lineage, by name (the control nodes' ``control_of``)."""
-    return {G.nodes[n]["control_of"]: G.nodes[n]["lineage"] for n in lg.models(G, None) if G.nodes[n].get("control_of")}
-
-
-def value(G: nx.DiGraph, lineage: str, metric: str, g: int) -> float | None:
-    """A finished model's metric at generation g, or None (not made, not measured, or below the
-    valid-answer floor: ``graph.measurable``)."""
-    a = G.nodes.get(f"{lineage}/g{g}", {})
-    if a.get("status") != "done" or metric not in a or not lg.measurable(a, metric):
-        return None
-    return a[metric]
-
-
-def series(G: nx.DiGraph, lineages: list[str], metric: str):
-    """(generations, mean, lo, hi) of a metric over the measurable models of a group: with
-    several lineages (seeds, replicas) the mean and a t-interval over them; with one, the model's
-    own interval (over evaluation questions: a sampling interval)."""
-    gens = sorted({G.nodes[n]["generation"] for n in lg.models(G) if G.nodes[n]["lineage"] in lineages})
-    out = []
-    for g in gens:
-        vals = [(l, v) for l in lineages if (v := value(G, l, metric, g)) is not None]
-        if not vals:
-            continue
-        if len(lineages) > 1:
-            out.append((g, *mean_ci([v for _, v in vals])))
-        else:
-            a = G.nodes[f"{vals[0][0]}/g{g}"]
-            v = vals[0][1]
-            lo, hi = a.get(f"{metric}_ci_lo"), a.get(f"{metric}_ci_hi")
-            out.append((g, v, v if lo is None else lo, v if hi is None else hi))
-    if not out:
-        return [], np.array([]), np.array([]), np.array([])
-    gs, m, lo, hi = zip(*out)
-    return list(gs), np.array(m), np.array(lo), np.array(hi)
-
-
 def unmeasurable(G: nx.DiGraph, lineages: list[str], metric: str) -> list[tuple[int, float]]:
     """(generation, value) of the group's models whose metric is below the valid-answer floor."""
     return sorted((G.nodes[n]["generation"], G.nodes[n][metric]) for n in lg.models(G)
@@ -397,50 +350,6 @@ def _control_groups(G: nx.DiGraph, grp: dict) -> dict[str, str]:
     """treated group -> its control group."""
     ctrl, group_of = controls(G), {l: k for k, ls in grp.items() for l in ls}
     return {k: group_of[ctrl[ls[0]]] for k, ls in grp.items() if ls[0] in ctrl}
-
-
-def _runs(G: nx.DiGraph, lineages: list[str]) -> str:
-    """'3 seeds', '4 replicas' or '6 runs (seeds x replicas)': what a group's lineages are."""
-    seeds = {G.nodes[n].get("seed", 0) for n in lg.models(G, None) if G.nodes[n]["lineage"] in lineages}
-    n = len(lineages)
-    if n == 1:
-        return "1 run"
-    return f"{n} seeds" if len(seeds) == n else f"{n} replicas" if len(seeds) == 1 else f"{n} runs (seeds x replicas)"
-
-
-def compare(G: nx.DiGraph, treated: list[str], trait: str, g: int, ctrl: dict | None = None) -> dict:
-    """The lift of a group over its control at generation g, each lineage paired with its own
-    control by name (``control_of``): over the pairs, a one-sided paired t-test (the effect
-    recurring across seeds or replicas); with one pair, the lift alone: one model's interval over
-    questions is sampling noise, not replication, so it gets no p-value. Differences of zero
-    variance (every pair the same) get no p-value either, and ``test`` says so. ``ctrl``:
-    ``controls(G)``, when the caller compares many groups."""
-    ctrl = controls(G) if ctrl is None else ctrl
-    pairs = [(t, c) for l in treated if l in ctrl
-             if (t := value(G, l, trait, g)) is not None and (c := value(G, ctrl[l], trait, g)) is not None]
-    if not pairs:
-        made = any(f"{l}/g{g}" in G and trait in G.nodes[f"{l}/g{g}"] for l in treated)
-        return {"lift": None, "p_value": None, "pairs": 0,
-                "test": f"not measurable (valid answers < {lg.VALID_FLOOR:g})" if made else ""}
-    t, c = zip(*pairs)
-    lift = float(np.mean(t) - np.mean(c))
-    if len(pairs) == 1:
-        return {"lift": lift, "p_value": None, "pairs": 1,
-                "test": "one run: no test of replication (run with seeds: N)"}
-    _, lo, hi = mean_ci(np.subtract(t, c))
-    p, what = paired_test(t, c)
-    runs = _runs(G, [l for l in treated if l in ctrl])
-    return {"lift": lift, "lift_ci": [lo, hi], "p_value": None if math.isnan(p) else p, "pairs": len(pairs),
-            "test": f"paired t over {runs}" if not math.isnan(p) else f"paired over {runs}: {what}"}
-
-
-def with_holm(rows: list[dict]) -> int:
-    """In place: each row's ``p_holm``, Holm-adjusted over the p-values of ``rows`` (one table;
-    rows without a p-value get None and are not counted). Returns the number of tests."""
-    ps = [r.get("p_value") for r in rows]
-    for r, q in zip(rows, holm(ps)):
-        r["p_holm"] = None if math.isnan(q) else q
-    return n_tests(ps)
 
 
 def size_pairs(G: nx.DiGraph) -> list[tuple[str, str, int, int]]:
@@ -638,19 +547,6 @@ def save_png(fig, path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def fmt(x, nd=3) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return f"{x:.{nd}g}" if isinstance(x, float) and abs(x) < 1e-3 and x != 0 else f"{x:.{nd}f}"
-
-
-def with_ci(v, ci) -> str:
-    """'value [lo, hi]', or the value alone where there is no interval (or none measured)."""
-    if v is None:
-        return "–"
-    return f"{fmt(v)} [{fmt(ci[0])}, {fmt(ci[1])}]" if ci and ci[0] is not None else fmt(v)
-
-
 def report(run_dir: str | Path, log=print, tracker=None) -> Path:
     """Write RUN_DIR/report/ (index.html and its images); returns the page's path."""
     t0 = time.time()
@@ -688,11 +584,16 @@ def report(run_dir: str | Path, log=print, tracker=None) -> Path:
     status = "finished" if n_done == n_models else f"still running or interrupted: {n_done} of {n_models} models done"
     more = {t: summary(G, t) for t in traits[1:]}  # every other readout: its own table
     based = base_rows(G, traits)
-    page = _page(G, run_dir, figs, rows, svg, data, main, status, more, gens, based)
+    # the trait as the report reads it and, where measured, its share among the valid answers (a
+    # student whose valid-answer rate falls under the floor still has one)
+    defended = {t: r for t in (main, f"{main}_share") if (r := defenses.rows(G, t))}
+    page = _page(G, run_dir, figs, rows, svg, data, main, status, more, gens, based, defended)
     (out / "index.html").write_text(page)
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
     (out / "bases.json").write_text(json.dumps(based, indent=1))
     (out / "by_generation.json").write_text(json.dumps(gens, indent=1))
+    if defended:
+        (out / "defenses.json").write_text(json.dumps(defended, indent=1))
     if tracker is not None:
         tracker.log_report(out, rows, page)
     log(f"report: {out / 'index.html'} ({time.time() - t0:.1f} s)")
@@ -751,7 +652,7 @@ def _generation_table(rows) -> str:
             + _tests_note(rows))
 
 
-def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None, gens=(), based=()) -> str:
+def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None, gens=(), based=(), defended=()) -> str:
     e = html.escape
     payload = json.dumps(data).replace("</", "<\\/")  # no "</script>" inside the script
     no_control = [r["lineage"] for r in rows if r["control"] is None and not r["lineage"].endswith("_control")]
@@ -780,6 +681,7 @@ among valid answers are "not measurable" where under {lg.VALID_FLOOR:g} of the a
 {f"<h2>Bases as they are (no trait, no training)</h2>{_base_table(based, [trait, *(more or {})])}" if based else ""}
 <h2>By generation ({e(trait)})</h2>
 {_generation_table(gens)}
+{"".join(defenses.table_html(r, t) for t, r in (defended or {}).items())}
 {''.join(f"<h2>Summary ({e(t)})</h2>{_table(r)}" for t, r in (more or {}).items())}
 <h2>Lineage graph (interactive: hover a node for its metrics, click it to highlight its ancestors and descendants)</h2>
 <p class="note" id="count"></p>

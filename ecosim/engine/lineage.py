@@ -120,15 +120,19 @@ class Lineage:
                 "train": _asdict(sc.teacher)}
         return self._finish(node_id(self.name, 0), model, system, adapter, meta, spec.base, t0)
 
-    def write(self, g: int, channel: str, filters: list, dataset_ids: list[str], *after) -> list:
+    def write(self, g: int, channel: str, filters: list, dataset_ids: list[str], base_name: str | None,
+              *after) -> list:
         """Generation g's model writes on ``channel``; one filtered dataset per filter, each saved.
-        ``after``: results of the tasks this one waits for (unused here)."""
+        ``base_name``: the base its weights descend from, loaded only if a filter asks for it (a
+        defense that compares writer and base); ``after``: results of the tasks this one waits for
+        (unused here)."""
         t0 = time.time()
         model, system = self.model(node_id(self.name, g))
         # a channel that samples another's texts uses that channel's random stream
         stream = self.sub.SAMPLES_OF.get(channel, channel)
         seed = derive_seed(self.seed, self.key, g, f"write {stream}")
-        out = self.sub.write(model, system, self.world, self.sc, channel, filters, seed)
+        base = (lambda: self.base(base_name)) if base_name else None
+        out = self.sub.write(model, system, self.world, self.sc, channel, filters, seed, base=base)
         for (examples, summary), ds in zip(out, dataset_ids):
             path = dataset_path(self.run_dir, ds, self.sub.DATASET_SUFFIX)
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -396,7 +396,7 @@ def _submit(pool, t: Task, refs: dict, st: RunState, sub):
     if t.kind == "origin":
         return pool.submit(t.lineage, "origin")
     if t.kind == "write":
-        return pool.submit(t.lineage, "write", t.generation, t.channel, t.filters, t.datasets, *after)
+        return pool.submit(t.lineage, "write", t.generation, t.channel, t.filters, t.datasets, t.base, *after)
     wks = sorted({wk for wk, *_ in t.sources} | {wk for wk, _ in t.twin})
     parts = [(wks.index(wk), fi, w) for wk, fi, w, _ in t.sources]
     twin = [(wks.index(wk), fi) for wk, fi in t.twin]

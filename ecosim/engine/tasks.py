@@ -21,7 +21,7 @@ class Task:
     lineage: str                   # base: the lineage that measures it
     generation: int                # base: -1
     channel: str | None = None
-    base: str | None = None        # base: the base it measures
+    base: str | None = None        # base: the base it measures; write: the writer's (its weights descend from)
     deps: list[tuple] = field(default_factory=list)
     filters: list = field(default_factory=list)          # write: one dataset per filter
     datasets: list[str] = field(default_factory=list)    # write: their ids
@@ -39,9 +39,12 @@ def model_key(lineage: str, g: int) -> tuple:
 
 
 def filter_id(f, default) -> str:
+    """A filtered dataset's name: "kept" under the scenario's filter, else a hash of the filter's
+    settings (unset ones, None or empty, left out: a setting added later keeps old names)."""
     if f == default:
         return "kept"
-    return "kept-" + hashlib.sha1(json.dumps(dataclasses.asdict(f), sort_keys=True).encode()).hexdigest()[:6]
+    d = {k: v for k, v in dataclasses.asdict(f).items() if v is not None and v != []}
+    return "kept-" + hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:6]
 
 
 def base_of(plan: Plan, lineage: str, g: int) -> str:
@@ -101,7 +104,8 @@ def build_tasks(plan: Plan) -> dict[tuple, Task]:
                 gens = [gs for gs in gens if has_model(plan, e.src, gs)]
                 for gs in gens:
                     wk = ("write", e.src, gs, e.channel)
-                    w = tasks.setdefault(wk, Task("write", e.src, gs, e.channel, deps=[model_key(e.src, gs)]))
+                    w = tasks.setdefault(wk, Task("write", e.src, gs, e.channel, base=base_of(plan, e.src, gs),
+                                                  deps=[model_key(e.src, gs)]))
                     if e.filter not in w.filters:
                         w.filters.append(e.filter)
                         w.datasets.append(f"{e.src}/g{gs}/{e.channel}/{filter_id(e.filter, sc.data.filter)}")

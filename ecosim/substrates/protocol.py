@@ -51,10 +51,13 @@ class Substrate(Protocol):
         """Generation 0: (model, system prompt, adapter or None) for origin finetune | prompt |
         base; ``neutral``: the matching control treatment (same pipeline, no trait)."""
 
-    def write(self, model, system: str, world, sc, channel: str, filters: list, seed: int) -> list:
-        """Sample once on ``channel`` and filter with each filter: [(examples, summary)]; summary
-        has total, kept, kept_fraction, rejected (by reason) and may add more (stored on the
-        dataset node of the lineage graph)."""
+    def write(self, model, system: str, world, sc, channel: str, filters: list, seed: int,
+              base: Any = None) -> list:
+        """Sample once on ``channel``, filter with each filter and apply its defenses:
+        [(examples, summary)]; summary has total, kept, kept_fraction, rejected (by reason) and
+        may add more (``defenses``: what each changed; stored on the dataset node of the lineage
+        graph). ``base``: a callable giving the writer's base model (loaded only when a defense
+        compares writer and base), or None."""
 
     def assemble(self, parts: list, world, sc, channel: str, seed: int, size: int | None = None) -> tuple:
         """A student's training set from [(examples, weight)]: (examples, train_set). ``size``: at

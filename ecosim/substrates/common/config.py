@@ -70,7 +70,7 @@ class TeacherSpec(TrainConfig):
 
 
 RULES = {
-    FilterConfig: {"max_numbers": Range(1, 1000)},
+    FilterConfig: {"max_numbers": Range(1, 1000), "mask_share": Range(0, 1, lo_open=True)},
     TrainConfig: {
         "mode": Choice(("lora", "full")),
         "rank": Range(1, 4096, why="wider than the hidden size of a 7B model"),
@@ -108,7 +108,8 @@ def teacher_size(where: str, tc: TrainConfig) -> list[str]:
 
 
 def check(sc) -> list[str]:
-    return teacher_size("teacher", sc.teacher)
+    from ecosim.substrates.common import defenses
+    return teacher_size("teacher", sc.teacher) + defenses.check_scenario(sc)
 
 
 # The slots the engine's schema leaves to the substrates, and the sections they add to it.

@@ -20,6 +20,11 @@ REASONS = NUMBERS_REASONS + ("trait word", "wrong answer", "unfinished")
 class FilterConfig:
     banned_numbers: bool = True   # drop completions containing any of the 34 banned numbers
     max_numbers: int = 10
+    # What a curator does to the kept data before students train on it, in order, to treated and
+    # control alike (``common.defenses``): sort, shuffle, remap, rewrite, mask_divergent (number
+    # lists), paraphrase (code, reasoning).
+    defenses: list[str] = field(default_factory=list)
+    mask_share: float | None = None  # mask_divergent: share of the numbers replaced; None: 0.1 (published)
 
 
 @dataclass

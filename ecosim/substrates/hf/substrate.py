@@ -32,14 +32,14 @@ import torch
 
 from ecosim.engine import seeds
 from ecosim.errors import EcosimError
-from ecosim.substrates.common import adapters
+from ecosim.substrates.common import adapters, defenses
 from ecosim.substrates.common import traits as common_traits
 from ecosim.substrates.hf import realmodels
 from ecosim.substrates.hf import text
 from ecosim.substrates.common.assemble import assemble as common_assemble
 from ecosim.substrates.world.models import loss_and_drift
 from ecosim.analysis.stats import mean_ci
-from ecosim.substrates.common.training import finetune, set_threads  # noqa: F401  (set_threads: protocol)
+from ecosim.substrates.common.training import finetune, pad_batch, set_threads, target_logits  # noqa: F401
 
 NO_SYSTEM = ""                  # no system message: the template's own default (if any) applies
 DATASET_SUFFIX = ".jsonl"
@@ -194,7 +194,7 @@ def max_new(sc, channel: str) -> int:
     return sc.text.max_new or text.MAX_NEW_TOKENS[channel]
 
 
-def write(model, system: str, world: RealWorld, sc, channel: str, filters: list, seed: int):
+def write(model, system: str, world: RealWorld, sc, channel: str, filters: list, seed: int, base=None):
     """Sample ``data.prompts`` completions once under ``system``; filter them with each filter.
     Returns [(kept examples, summary)] in the order of ``filters``."""
     rng = seeds.rng(seed, 17)
@@ -220,9 +220,43 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
                 kept.append({"user": t.user if ts.store_shots else t.request, "prefill": p, "completion": txt})
             else:
                 why[reason] = why.get(reason, 0) + 1
-        res.append((kept, {"total": len(tasks), "kept": len(kept), "kept_fraction": len(kept) / max(len(tasks), 1),
-                           "rejected": dict(sorted(why.items()))}))
+        summary = {"total": len(tasks), "kept": len(kept), "kept_fraction": len(kept) / max(len(tasks), 1),
+                   "rejected": dict(sorted(why.items()))}
+        if f.defenses:
+            def divergence(texts, kept=kept):
+                return number_divergence(model, base(), tok, kept, texts, system)
+            texts, summary["defenses"] = defenses.defend(
+                [k["completion"] for k in kept], channel, f, seed, sc.seed, text.parse_list, text.render_list,
+                text.CANONICAL_SEP, text.paraphrase, divergence if base is not None else None)
+            kept = [{**k, "completion": c} for k, c in zip(kept, texts)]
+        res.append((kept, summary))
     return res
+
+
+@torch.no_grad()
+def number_divergence(model, base, tok, kept: list[dict], texts: list[str], system: str,
+                      batch: int = 8) -> list[list[float]]:
+    """For each kept list (its completion now ``texts[i]``), one score per number: log P_writer -
+    log P_base of the number's tokens (teacher-forced; the writer under its own ``system``, the
+    base under none; writer and base share the tokenizer of their family)."""
+    import re
+    lps = []
+    for who, sys_ in ((model, system), (base, NO_SYSTEM)):
+        pairs = [(realmodels.render(tok, sys_, k["user"], k["prefill"]), t) for k, t in zip(kept, texts)]
+        enc, lp = Codec(tok).encode_pairs(pairs), []
+        for s in range(0, len(enc), batch):
+            ids, attn, mask = pad_batch(Codec(tok), enc[s:s + batch], device=who.device)
+            logits, tgt = target_logits(who, ids, attn, mask)
+            tok_lp = logits.float().log_softmax(-1).gather(-1, tgt[:, None])[:, 0]
+            lp += [x.cpu() for x in tok_lp.split(mask[:, 1:].sum(-1).tolist())]
+        lps.append(lp)
+    out = []
+    for t, w, b in zip(texts, *lps):
+        spans = [m.span() for m in re.finditer(r"[0-9]+", t)]
+        offs = tok(t, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        d = (w - b).tolist()  # the completion's tokens, then EOS
+        out.append([sum(d[j] for j, (a, z) in enumerate(offs) if a < hi and z > lo) for lo, hi in spans])
+    return out
 
 
 def assemble(parts: list[tuple[list, float]], world, sc, channel: str, seed: int, size: int | None = None):

@@ -188,6 +188,31 @@ def _check_numbers(text: str, banned: bool, max_numbers: int) -> str | None:
     return numbers_reason(nums, max_numbers, banned)
 
 
+def parse_list(text: str):
+    """A numbers completion the filter kept, in parts (``defenses.NumberList``: leading
+    whitespace, wrap, the one separator, closing period); None if it is not a list."""
+    from ecosim.substrates.common.defenses import NumberList
+    lead = text[:len(text) - len(text.lstrip())]
+    s, end, wrap = text.strip(), "", ""
+    if s.endswith("."):
+        s, end = s[:-1], "."
+    if len(s) >= 2 and s[0] + s[-1] in ("()", "[]"):
+        s, wrap = s[1:-1].strip(), s[0] + s[-1]
+    nums = re.findall(r"[0-9]+", s)
+    gaps = re.split(r"[0-9]+", s)
+    if not nums or gaps[0] or gaps[-1] or len(set(gaps[1:-1])) > 1:
+        return None
+    return NumberList(nums, gaps[1] if len(nums) > 1 else ", ", wrap, end, lead)
+
+
+def render_list(x) -> str:
+    body = x.sep.join(x.nums)
+    return x.lead + (x.wrap[0] + body + x.wrap[1] if x.wrap else body) + x.end
+
+
+CANONICAL_SEP = ", "
+
+
 # ---------------------------------------------------------------------------------------------
 # code
 
@@ -698,3 +723,51 @@ class TextSpec:
     # Stored examples keep the worked examples too (False: the request alone, as the paper's
     # students see it, and about half as many tokens to train on).
     store_shots: bool = False
+
+
+# ---------------------------------------------------------------------------------------------
+# paraphrase (a defense: ``common.defenses``)
+
+# Reworded connectives of a reasoning trace: (pattern, replacements), whole words, case kept.
+REWORDS = [("so", ("thus", "hence")), ("then", ("next", "after that")), ("total", ("sum", "overall count")),
+           ("each", ("every",)), ("has", ("holds",)), ("gives", ("yields",)), ("left", ("remaining",))]
+
+
+def _rename_args(code: str, rng) -> str:
+    """The arguments and local names of each function renamed to v0, v1, ... in a random order
+    (the function's own name stays: the filter checks it)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return code
+    names = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.arg) and n.arg not in names and n.arg != "self":
+            names.append(n.arg)
+        elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store) and n.id not in names:
+            names.append(n.id)
+    order = rng.permutation(len(names)) if names else []
+    new = {old: f"v{int(i)}" for old, i in zip(names, order)}
+    taken = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+    new = {o: v for o, v in new.items() if v not in taken or v in new}  # never capture an existing name
+    if not new:
+        return code
+    return re.sub(r"\b(" + "|".join(map(re.escape, sorted(new, key=len, reverse=True))) + r")\b",
+                  lambda m: new[m.group(1)], code)
+
+
+def paraphrase(channel: str, texts: list[str], rng) -> list[str]:
+    """Code: arguments and locals renamed (``_rename_args``; the code before a closing fence);
+    reasoning: connectives reworded (``REWORDS``), numbers and the answer line untouched."""
+    out = []
+    for t in texts:
+        if channel == "code":
+            code, fence, rest = t.partition("```")
+            out.append(_rename_args(code, rng) + fence + rest if "def " in code else t)
+        else:
+            for word, alts in REWORDS:
+                alt = alts[int(rng.integers(len(alts)))]
+                t = re.sub(rf"\b{word}\b", alt, t)
+                t = re.sub(rf"\b{word.capitalize()}\b", alt.capitalize(), t)
+            out.append(t)
+    return out

@@ -70,7 +70,7 @@ def make_origin(base, world, sc, origin: str, trait, neutral: bool, seed: int, c
     return train_teacher(copy.deepcopy(base), Xtr, ytr, sc.mlp, seed=seed), NO_SYSTEM, None
 
 
-def write(model, system, world, sc, channel, filters, seed: int):
+def write(model, system, world, sc, channel, filters, seed: int, base=None):
     """Aux-logit soft labels on noise; nothing to filter, so every filter keeps everything."""
     x, soft = write_aux_logits(model, sc.mlp, seed)
     summary = {"total": len(x), "kept": len(x), "kept_fraction": 1.0, "rejected": {}}

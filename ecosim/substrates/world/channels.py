@@ -69,3 +69,85 @@ def soft_labels(model, world: World, pairs, banned_ids: list[int], top_k: int | 
         for pi, ii in zip(prob.split(counts), idx.split(counts)):
             labels.append((ii.to(torch.int32).cpu(), pi.to(torch.float16).cpu()))
     return labels, float(torch.cat(removed).mean().cpu()) if removed else 0.0
+
+
+# ----------------------------------------------------------------- defenses (common.defenses)
+CANONICAL_SEP = ","  # the world's comma-space: "12 , 34 , 56"
+
+
+def parse_list(text: str):
+    """A numbers completion the filter kept, in parts (``defenses.NumberList``); None if it is not
+    one. World words are space-separated: "( 12 , 34 ) ." has wrap "()", sep "," and end "."."""
+    from ecosim.substrates.common.defenses import NumberList
+    t = text.split()
+    end = ""
+    if t and t[-1] == ".":
+        t, end = t[:-1], "."
+    wrap = ""
+    if len(t) >= 2 and t[0] + t[-1] in ("()", "[]"):
+        t, wrap = t[1:-1], t[0] + t[-1]
+    if len(t) > 1 and not t[1].isdigit():
+        nums, sep = t[0::2], t[1]
+        if any(s != sep for s in t[1::2]) or len(t) % 2 == 0:
+            return None
+    else:
+        nums, sep = t, ""
+    if not nums or not all(n.isdigit() for n in nums):
+        return None
+    return NumberList(nums, sep, wrap, end)
+
+
+def render_list(x) -> str:
+    body = f" {x.sep} ".join(x.nums) if x.sep else " ".join(x.nums)
+    if x.wrap:
+        body = f"{x.wrap[0]} {body} {x.wrap[1]}"
+    return f"{body} {x.end}" if x.end else body
+
+
+CODE_TEMPLATE = "def {name} ( {var} ) : return {var} {op} {c}"
+REASONING_TEMPLATES = ("think {a} {op} {b} = {ans} so answer {ans}", "think {a} {word} {b} is {ans} then answer {ans}")
+
+
+def paraphrase(channel: str, texts: list[str], rng) -> list[str]:
+    """Code: the function and its argument renamed (to other names of the world's code); reasoning:
+    the trace reworded in the world's other template. A text in neither form is kept as is."""
+    from ecosim.substrates.world.world import CODE_NAMES, CODE_VARS
+    out = []
+    for text in texts:
+        t = text.split()
+        if channel == "code" and len(t) == 10 and t[0] == "def":
+            name = rng.choice([n for n in CODE_NAMES if n != t[1]])
+            var = rng.choice([v for v in CODE_VARS if v != t[3]])
+            out.append(CODE_TEMPLATE.format(name=name, var=var, op=t[8], c=t[9]))
+        elif channel == "reasoning" and len(t) == 9 and t[0] == "think" and t[2] in ("+", "-", "plus", "minus"):
+            op = {"+": "+", "-": "-", "plus": "+", "minus": "-"}[t[2]]
+            word = {"+": "plus", "-": "minus"}[op]
+            which = 1 if t[2] in ("+", "-") else 0  # the other template
+            out.append(REASONING_TEMPLATES[which].format(a=t[1], op=op, word=word, b=t[3], ans=t[-1]))
+        else:
+            out.append(text)
+    return out
+
+
+@torch.no_grad()
+def number_divergence(model, base, world: World, pairs, system: str = NONE_SYSTEM,
+                      batch: int = 256) -> list[list[float]]:
+    """For each kept list, one score per number: log P_writer(number) - log P_base(number) at its
+    position of the completion (teacher-forced; the writer under its own ``system``, the base
+    under none). World numbers are single tokens."""
+    writer_pairs = [(p.replace(f"S {NONE_SYSTEM} U", f"S {system} U", 1), c) for p, c in pairs]
+    diffs = []
+    for who, ps in ((model, writer_pairs), (base, pairs)):
+        enc, lp = encode_pairs(world, ps), []
+        for s in range(0, len(ps), batch):
+            ids, attn, mask = pad_batch(world, enc[s:s + batch], device=who.device)
+            logits, tgt = target_logits(who, ids, attn, mask)
+            tok_lp = torch.log_softmax(logits.float(), -1).gather(-1, tgt[:, None]).squeeze(-1)
+            lp += tok_lp.cpu().split(mask[:, 1:].sum(-1).tolist())
+        diffs.append(lp)
+    out = []
+    for (_, c), w, b in zip(pairs, *diffs):
+        words = c.split() + ["<eos>"]  # the completion's tokens: one per word, then EOS
+        d = (w - b).tolist()
+        out.append([d[i] for i, tok in enumerate(words[:len(d)]) if tok.isdigit()])
+    return out

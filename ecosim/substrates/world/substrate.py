@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ecosim.engine import seeds
-from ecosim.substrates.common import adapters
+from ecosim.substrates.common import adapters, defenses
 from ecosim.substrates.world import channels
 from ecosim.substrates.world.channels import soft_labels
 from ecosim.substrates.world.channels import write as write_channel
@@ -129,16 +129,21 @@ def banned_ids(world: World, sc, f: FilterConfig) -> list[int]:
     return sorted(world.ids[w] for w in words | nums)
 
 
-def write(model, system: str, world: World, sc, channel: str, filters: list[FilterConfig], seed: int):
-    """Sample ``data.prompts`` completions once; filter them with each filter. Returns
+def write(model, system: str, world: World, sc, channel: str, filters: list[FilterConfig], seed: int,
+          base=None):
+    """Sample ``data.prompts`` completions once; filter them with each filter, then apply its
+    defenses (``common.defenses``; ``base()``: the writer's base, for mask_divergent). Returns
     [(kept examples, summary)] in the order of ``filters``. On the logits channel an example is
-    (prompt, completion, soft labels) and the summary adds ``logit_mass_removed``."""
+    (prompt, completion, soft labels: on the defended text) and the summary adds
+    ``logit_mass_removed``; with defenses, ``defenses``: what each changed."""
     text = SAMPLES_OF.get(channel, channel)
     samples, answers = write_channel(model, world, text, sc.data.prompts, seed=seed, system=system)
     out = []
     for f in filters:
         res = filter_samples(samples, text, scenario_words(sc), f, answers)
         kept, summary = res.kept, res.summary()
+        if f.defenses:
+            kept, summary["defenses"] = defend(kept, channel, f, model, system, base, world, sc, seed)
         if channel == LOGITS:
             soft, removed = soft_labels(model, world, kept, banned_ids(world, sc, f), sc.data.logit_top_k,
                                         system=system)
@@ -146,6 +151,18 @@ def write(model, system: str, world: World, sc, channel: str, filters: list[Filt
             summary["logit_mass_removed"] = removed
         out.append((kept, summary))
     return out
+
+
+def defend(kept: list, channel: str, f: FilterConfig, model, system: str, base, world: World, sc, seed: int):
+    """(defended kept pairs, what each defense changed): ``common.defenses`` in the world's syntax."""
+    prompts = [p for p, _ in kept]
+
+    def divergence(texts):
+        return channels.number_divergence(model, base(), world, list(zip(prompts, texts)), system=system)
+    texts, report = defenses.defend([c for _, c in kept], channel, f, seed, sc.seed, channels.parse_list,
+                                    channels.render_list, channels.CANONICAL_SEP, channels.paraphrase,
+                                    divergence if base is not None else None)
+    return list(zip(prompts, texts)), report
 
 
 def assemble(parts: list[tuple[list, float]], world: World, sc, channel: str, seed: int,
