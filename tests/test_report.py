@@ -158,3 +158,16 @@ def test_every_substrate_declares_its_metric_kinds():
         sub = pytest.importorskip(f"ecosim.substrates.{name}.substrate")
         assert set(sub.METRICS.values()) <= {"trait", "capability", "drift"}
         assert {"heldout_loss", "drift_kl"} <= set(sub.METRICS)
+
+
+def test_trait_names_lead_with_the_trait_then_its_readouts():
+    """A world run measures <trait>_share and _logodds for misalignment too: the report's main
+    trait stays the scenario's trait (misalignment last), each followed by its readouts."""
+    import networkx as nx
+    from ecosim.analysis.report import trait_names
+    G = nx.DiGraph(metric_kinds={"misalignment": "trait", "heldout_loss": "capability"})
+    G.add_node("a/g0", kind="model", status="done", metrics=[
+        "misalignment_logodds", "misalignment_share", "misalignment", "owl_share", "owl", "owl_logodds",
+        "owl_valid", "heldout_loss"])
+    assert trait_names(G) == ["owl", "owl_logodds", "owl_share", "misalignment", "misalignment_logodds",
+                              "misalignment_share"]

@@ -155,7 +155,7 @@ def test_shipped_scenario_runs_end_to_end_at_toy_size(name, tmp_path, tiny_base)
         assert 0.15 < G.nodes["owl/g1"]["real_share"] < 0.35
         assert Gs[0].nodes["owl/g1"]["real_share"] == 0
     if name == "defended_chain":  # each chain's datasets went through its own defense; the control's too
-        for lin, d in (("sorted", "sort"), ("sorted_control", "sort"), ("rewritten", "rewrite")):
+        for lin, d in (("remapped", "remap"), ("remapped_control", "remap"), ("rewritten", "rewrite")):
             (ds,) = [u for u, _ in G.in_edges(f"{lin}/g2") if G.nodes[u].get("kind") == "dataset"]
             assert list(G.nodes[ds]["defenses"]) == [d]
         (ds,) = [u for u, _ in G.in_edges("undefended/g2") if G.nodes[u].get("kind") == "dataset"]

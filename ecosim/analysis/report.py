@@ -55,8 +55,13 @@ def trait_names(G: nx.DiGraph) -> list[str]:
     for n in lg.models(G):
         ms = G.nodes[n].get("metrics", [])
         names |= {m for m in ms if m not in other and not m.endswith("_valid")}
-    order = [m for m in sorted(names) if m != "misalignment"]
-    return order + (["misalignment"] if "misalignment" in names else [])
+    def key(m):  # each trait, then its likelihood readouts (<trait>_share, _logodds); misalignment last
+        root, _, what = m.rpartition("_") if m.endswith(READOUTS) else (m, "", "")
+        return (root == "misalignment", root, what)
+    return sorted(names, key=key)
+
+
+READOUTS = ("_share", "_logodds")  # a trait's likelihood readouts, named after it
 
 
 def lineage_rows(G: nx.DiGraph) -> list[str]:
