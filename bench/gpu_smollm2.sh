@@ -54,7 +54,7 @@ run)
   ls "$OUT"/seed*.json >/dev/null 2>&1 || { echo "no seed finished: see $OUT/log.txt"; tail -5 "$OUT/log.txt"; exit 1; }
   python3 -c "
 import json, sys, glob
-from ecosim.transmit import merge, table
+from ecosim.studies.transmit import merge, table
 parts = [json.load(open(f)) for f in sorted(glob.glob('$OUT/seed*.json'))]
 res = merge(parts)
 json.dump(res, open('$OUT/transmit_smollm2_gpu.json', 'w'), indent=1)

@@ -245,3 +245,19 @@ def test_restated_committed_results():
         if n.startswith("student_"):  # the students' numbers are the ones recorded
             assert c["lift_vs_control"] == pytest.approx(old["conditions"][n]["lift_vs_control"])
             assert c["p_value"] == pytest.approx(old["conditions"][n]["p_value"])
+
+
+def test_seeds_needed_matches_a_simulated_paired_t_test():
+    """The power formula (noncentral t) against simulated one-sided paired t-tests; and the seed
+    count is the first that reaches 80%."""
+    import numpy as np
+    from scipy import stats as st
+    from ecosim.analysis.stats import power, seeds_needed
+    n = seeds_needed(0.5, 1.0)
+    assert power(n, 0.5, 1.0) >= 0.8 > power(n - 1, 0.5, 1.0)
+    rng = np.random.default_rng(0)
+    hits = np.mean([st.ttest_1samp(rng.normal(0.5, 1.0, n), 0, alternative="greater").pvalue < 0.05
+                    for _ in range(3000)])
+    assert abs(hits - power(n, 0.5, 1.0)) < 0.03
+    assert seeds_needed(1.0, 0.01) == 2 and power(1, 1.0, 1.0) == 0.0
+    assert seeds_needed(0.12, 0.13) == 9

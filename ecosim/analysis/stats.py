@@ -1,5 +1,6 @@
 """Confidence intervals, the one-sided test used to call a lift significant, Holm's adjustment
-for a table of such tests, and a bootstrap interval for a ratio of means over seeds."""
+for a table of such tests, a bootstrap interval for a ratio of means over seeds, and how many
+seeds a test needs to find a given lift (power)."""
 from __future__ import annotations
 
 import math
@@ -91,3 +92,27 @@ def ratio_of_means_ci(num, den, level: float = 0.95, n_boot: int = 2000,
     rb = np.where(ok, a[i].mean(1) / np.where(ok, mb, 1.0), -np.inf)  # bad resamples: below every ratio
     lo, hi = np.quantile(rb, [alpha, 1 - alpha])
     return r, float(lo), float(hi)
+
+
+def power(n: int, effect: float, sd: float, alpha: float = 0.05) -> float:
+    """Power of the one-sided paired t-test over ``n`` seeds (``paired_test``) to find a true mean
+    lift ``effect`` when seed-to-seed lifts scatter with standard deviation ``sd``: P(t > the
+    critical value) under the noncentral t with n - 1 degrees of freedom."""
+    if n < 2:
+        return 0.0
+    crit = stats.t.ppf(1 - alpha, n - 1)
+    return float(stats.nct.sf(crit, n - 1, effect / sd * math.sqrt(n)))
+
+
+def seeds_needed(effect: float, sd: float, alpha: float = 0.05, target: float = 0.8, most: int = 100_000) -> int | None:
+    """The fewest seeds whose one-sided paired t-test reaches ``target`` power for a true lift
+    ``effect`` (``power``); None if not within ``most``."""
+    lo, hi = 2, 2
+    while power(hi, effect, sd, alpha) < target:
+        if hi >= most:
+            return None
+        lo, hi = hi, min(hi * 2, most)
+    while lo < hi:  # power grows with n: the first n that reaches the target
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if power(mid, effect, sd, alpha) < target else (lo, mid)
+    return lo
