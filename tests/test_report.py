@@ -171,3 +171,17 @@ def test_trait_names_lead_with_the_trait_then_its_readouts():
         "owl_valid", "heldout_loss"])
     assert trait_names(G) == ["owl", "owl_logodds", "owl_share", "misalignment", "misalignment_logodds",
                               "misalignment_share"]
+
+
+def test_report_leads_with_the_likelihood_readout_when_the_sampled_one_cannot_be_read():
+    import networkx as nx
+    from ecosim.analysis.report import lead_trait
+    G = nx.DiGraph()
+    for g, valid in ((0, 0.9), (1, 0.05), (2, 0.1)):
+        G.add_node(f"a/g{g}", kind="model", status="done", generation=g, owl=0.0, owl_valid=valid, owl_logodds=-3.0)
+    traits = ["owl", "owl_logodds", "owl_share", "misalignment"]
+    t, why = lead_trait(G, traits)
+    assert t == "owl_logodds" and "not measurable for any student" in why
+    G.nodes["a/g2"]["owl_valid"] = 0.7  # one student can be read: the sampled rate leads
+    assert lead_trait(G, traits) == ("owl", "")
+    assert lead_trait(G, ["owl", "misalignment"])[0] == "owl"  # no likelihood readout to lead with

@@ -64,6 +64,20 @@ def trait_names(G: nx.DiGraph) -> list[str]:
 READOUTS = ("_share", "_logodds")  # a trait's likelihood readouts, named after it
 
 
+def lead_trait(G: nx.DiGraph, traits: list[str]) -> tuple[str, str]:
+    """(the trait the report leads with, why, or ""): the first trait, unless no trained model
+    (generation >= 1) can be read on it (valid answers under the floor: a small real model rarely
+    answers in one word) and it has a likelihood readout, which is then read first."""
+    t = traits[0]
+    students = [n for n in lg.models(G) if G.nodes[n].get("generation", 0) >= 1 and t in G.nodes[n]]
+    alt = next((f"{t}{r}" for r in ("_logodds", "_share") if f"{t}{r}" in traits), None)
+    if alt and students and not any(lg.measurable(G.nodes[n], t) for n in students):
+        return alt, (f"{t} (sampled one-word answers) is not measurable for any student: under "
+                     f"{lg.VALID_FLOOR:g} of their answers name an option. The report leads with {alt}, "
+                     f"the likelihood readout, which needs no valid answer; {t} has its own table below.")
+    return t, ""
+
+
 def lineage_rows(G: nx.DiGraph) -> list[str]:
     """Lineages top to bottom: each treated lineage directly above its control."""
     lineages = sorted({a["lineage"] for _, a in G.nodes(data=True) if a.get("kind") == "model"})
@@ -560,7 +574,7 @@ def report(run_dir: str | Path, log=print, tracker=None) -> Path:
     out = run_dir / "report"
     out.mkdir(exist_ok=True)
     traits = trait_names(G)
-    main = traits[0] if traits else None
+    main, why = lead_trait(G, traits) if traits else (None, "")
     figs = {}
     if main is None:
         raise EcosimError(f"{run_dir}: no model has been measured yet; nothing to report")
@@ -587,12 +601,12 @@ def report(run_dir: str | Path, log=print, tracker=None) -> Path:
     n_models = len(lg.models(G, None))
     n_done = len(lg.models(G))
     status = "finished" if n_done == n_models else f"still running or interrupted: {n_done} of {n_models} models done"
-    more = {t: summary(G, t) for t in traits[1:]}  # every other readout: its own table
+    more = {t: summary(G, t) for t in traits if t != main}  # every other readout: its own table
     based = base_rows(G, traits)
     # the trait as the report reads it and, where measured, its share among the valid answers (a
     # student whose valid-answer rate falls under the floor still has one)
     defended = {t: r for t in (main, f"{main}_share") if (r := defenses.rows(G, t))}
-    page = _page(G, run_dir, figs, rows, svg, data, main, status, more, gens, based, defended)
+    page = _page(G, run_dir, figs, rows, svg, data, main, status, more, gens, based, defended, why)
     (out / "index.html").write_text(page)
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
     (out / "bases.json").write_text(json.dumps(based, indent=1))
@@ -657,7 +671,7 @@ def _generation_table(rows) -> str:
             + _tests_note(rows))
 
 
-def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None, gens=(), based=(), defended=()) -> str:
+def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None, gens=(), based=(), defended=(), why="") -> str:
     e = html.escape
     payload = json.dumps(data).replace("</", "<\\/")  # no "</script>" inside the script
     no_control = [r["lineage"] for r in rows if r["control"] is None and not r["lineage"].endswith("_control")]
@@ -677,7 +691,8 @@ def _page(G, run_dir, figs, rows, svg, data, trait, status, more=None, gens=(), 
 <html><head><meta charset="utf-8"><title>ecosim report: {e(G.graph.get('scenario', ''))}</title>
 <style>{STYLE}</style></head><body>
 <h1>ecosim report: {e(G.graph.get('scenario', ''))}</h1>
-<p class="note">{e(str(run_dir))} · {e(status)} · colour = {e(trait)} rate · written {time.strftime('%Y-%m-%d %H:%M')}</p>
+<p class="note">{e(str(run_dir))} · {e(status)} · colour = {e(trait)} · written {time.strftime('%Y-%m-%d %H:%M')}</p>
+{f"<p class='note'>{e(why)}</p>" if why else ""}
 <h2>Summary ({e(trait)})</h2>
 {_table(rows)}{note}{sizes}
 <p class="note">Intervals over seeds (or replicas) where a lineage has several; with one run, the
