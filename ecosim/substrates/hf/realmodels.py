@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -284,15 +285,39 @@ class RowSampler:
         return torch.full_like(scores, -float("inf")).scatter_(1, tok, 0.0)
 
 
+class AllowedTokens:
+    """A logits processor for constrained decoding: every token outside ``allowed`` gets -inf,
+    so sampling (``RowSampler``) or greedy decoding can only take an allowed one."""
+
+    def __init__(self, allowed: list[int]):
+        self.allowed = torch.tensor(sorted(set(allowed)), dtype=torch.long)
+
+    def __call__(self, input_ids, scores):
+        mask = torch.full_like(scores, -float("inf"))
+        mask[:, self.allowed.to(scores.device)] = 0.0
+        return scores + mask
+
+
+LIST_CHARS = re.compile(r"[0-9, ]+")
+
+
+def list_tokens(tok) -> list[int]:
+    """The tokens a number list written as digits, commas and spaces can be made of (their text is
+    nothing else), and EOS: a constrained decoder's vocabulary for the numbers channel."""
+    ids = [i for i in range(len(tok)) if LIST_CHARS.fullmatch(tok.decode([i]) or "x")]
+    return sorted(set(ids) | {tok.eos_token_id})
+
+
 @torch.no_grad()
 def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 1.0, seed: int = 0,
-             batch: int = 64, stop: list[str] | None = None) -> list[tuple[str, bool]]:
+             batch: int = 64, stop: list[str] | None = None, allowed: list[int] | None = None) -> list[tuple[str, bool]]:
     """Sample one completion per rendered prompt, batched with left padding and the KV cache
     (prompts sorted by length so a batch carries little padding). Returns (text, finished):
     finished is False when ``max_new`` tokens ran out before EOS or a ``stop`` string (which
     ends a completion and is cut off: a newline for one-line answers). Prompt i samples from its
     own stream, ``seeds.seed(seed, "sample", i)`` (``RowSampler``), so its completion does not
-    depend on ``batch`` or on the other prompts; temperature 0 is greedy."""
+    depend on ``batch`` or on the other prompts; temperature 0 is greedy. ``allowed``: constrained
+    decoding, only these tokens (``list_tokens``)."""
     from transformers import LogitsProcessorList
     dev = model.device
     enc = encode(tok, prompts)
@@ -304,8 +329,11 @@ def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 
     for s in range(0, len(order), batch):
         idx = order[s:s + batch]
         ids, attn = left_pad([enc[i] for i in idx], tok.pad_token_id, dev)
+        procs = [AllowedTokens(allowed)] if allowed is not None else []
         if temperature > 0:
-            kw["logits_processor"] = LogitsProcessorList([RowSampler(temperature, [seeds.seed(seed, "sample", i) for i in idx])])
+            procs.append(RowSampler(temperature, [seeds.seed(seed, "sample", i) for i in idx]))
+        if procs:
+            kw["logits_processor"] = LogitsProcessorList(procs)
         gen = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new,
                              eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **kw)
         for j, i in enumerate(idx):
