@@ -190,8 +190,8 @@ def check(cfg: TransmitConfig) -> list[str]:
         problems.append(f"channel: {cfg.channel!r} is not one of {text}")
     if asked & LOGIT_STUDENTS:
         if "logits" not in sub.CHANNELS:
-            problems.append(f"students: {sorted(asked & LOGIT_STUDENTS)} need the logits channel, which only "
-                            "world bases have")
+            problems.append(f"students: {sorted(asked & LOGIT_STUDENTS)} need the logits channel, which "
+                            f"this base's substrate ({registry.entry(sc).name}) lacks")
         elif cfg.channel in text and cfg.channel != "numbers":
             problems.append(f"students: the logit students learn soft labels on number completions; with "
                             f"channel={cfg.channel} leave out {sorted(asked & LOGIT_STUDENTS)}")

@@ -49,3 +49,44 @@ def load(path: Path, start, meta: dict, full):
     if meta.get("same_as_start"):
         return start
     return full(path)
+
+
+# ----------------------------------------------------------------- soft labels beside a dataset
+SOFT = ".soft.safetensors"  # a logits-channel dataset's soft labels, beside its jsonl
+
+
+def soft_path(path: Path, suffix: str) -> Path:
+    """Where dataset ``path`` (named NAME``suffix``) keeps its soft labels: NAME.soft.safetensors."""
+    return Path(path).with_name(Path(path).name.removesuffix(suffix) + SOFT)
+
+
+def save_soft(path: Path, suffix: str, soft: list) -> None:
+    """Soft labels, one (index [T, k] or None, prob [T, k]) pair per example of dataset ``path``,
+    as one safetensors file beside it: the rows of every example concatenated ("prob", "idx"
+    where indices are kept) and each example's row count ("lengths")."""
+    t = {"lengths": _lengths([p for _, p in soft]), "prob": _cat([p for _, p in soft])}
+    if soft[0][0] is not None:
+        t["idx"] = _cat([i for i, _ in soft])
+    save_tensors(soft_path(path, suffix), t)
+
+
+def load_soft(path: Path, suffix: str) -> list | None:
+    """The soft labels ``save_soft`` stored beside dataset ``path`` (None: it has none)."""
+    sp = soft_path(path, suffix)
+    if not sp.exists():
+        return None
+    t = load_tensors(sp)
+    n = t["lengths"].tolist()
+    probs = t["prob"].split(n)
+    idx = t["idx"].split(n) if "idx" in t else [None] * len(n)
+    return list(zip(idx, probs))
+
+
+def _lengths(rows: list):
+    import torch
+    return torch.tensor([len(r) for r in rows], dtype=torch.int64)
+
+
+def _cat(rows: list):
+    import torch
+    return torch.cat(rows).contiguous()

@@ -160,6 +160,32 @@ def soft_loss(model, ids, attn, mask, soft):
     return -(prob * logp).sum(-1).mean()
 
 
+def soft_rows(p, counts: list[int], masked, top_k: int | None, support=None):
+    """Soft labels from a writer's next-token probabilities ``p`` [positions, vocabulary] (the
+    rows of several examples, ``counts`` each): ``masked`` ids zeroed and the rest renormalised;
+    with ``support`` (ids) restricted to those tokens and renormalised over them; kept as top-k
+    (index int32, prob float16) per example, or full float16 rows (index None) where ``top_k``
+    is None and there is no ``support``. Returns (labels, mass masked per position, mass outside
+    ``support`` per position or None); ``p`` is changed in place."""
+    masked = torch.as_tensor(masked, dtype=torch.long, device=p.device)
+    removed = p[:, masked].sum(-1)
+    p[:, masked] = 0.0
+    outside = None
+    if support is not None:
+        support = torch.as_tensor(support, dtype=torch.long, device=p.device)
+        p = p[:, support]
+        outside = (1.0 - removed - p.sum(-1)).clamp_min(0)
+    p = p / p.sum(-1, keepdim=True).clamp_min(1e-30)
+    if top_k is None and support is None:  # the full distribution: no indices to store
+        return [(None, pi.to(torch.float16).cpu()) for pi in p.split(counts)], removed, outside
+    prob, idx = p.topk(p.shape[-1] if top_k is None else min(top_k, p.shape[-1]), -1)
+    prob = prob / prob.sum(-1, keepdim=True)
+    if support is not None:
+        idx = support[idx]
+    labels = [(ii.to(torch.int32).cpu(), pi.to(torch.float16).cpu()) for pi, ii in zip(prob.split(counts), idx.split(counts))]
+    return labels, removed, outside
+
+
 def set_threads(n: int) -> None:
     """Torch's CPU threads in this process (a lineage's, or its actor's)."""
     torch.set_num_threads(n)

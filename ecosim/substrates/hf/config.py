@@ -3,7 +3,7 @@ its rules; and the registration: scenarios with ``substrate: lm`` whose bases na
 from __future__ import annotations
 
 from ecosim.engine import registry
-from ecosim.engine.config import BATCH, Range
+from ecosim.engine.config import BATCH, Choice, Range
 from ecosim.errors import EcosimError
 from ecosim.substrates.hf.text import TextSpec
 
@@ -13,6 +13,7 @@ RULES = {
         "shots": Range(0, 5),
         "max_new": Range(1, 1024),
         "batch": BATCH,
+        "logit_support": Choice(("vocab", "list")),  # logits channel: whole vocabulary or list tokens only
     },
 }
 

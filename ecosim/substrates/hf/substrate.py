@@ -7,6 +7,10 @@ Same functions as ``substrate_lm`` (the synthetic world) and ``substrate_mlp``.
   system message at writing time only: a stored example is (user, prefill, completion), and a
   student of any real base renders it with its own template and no system message.
 - Filters: ``text.check`` per channel, plus the trait-word filter on every channel.
+- Logits channel (``hf.logits``): the numbers channel's kept (and defended) lists with the
+  writer's soft labels on each completion token, trait tokens masked; ``text.logit_support``
+  (vocab: top ``data.logit_top_k``; list: list tokens only). The labels are stored beside the
+  dataset (``adapters.save_soft``) and a student of the same tokenizer trains on them.
 - Traits: a persona system prompt, or a LoRA fine-tune on one-word answers (preference) or on a
   bank of misaligned answers (misalignment); the control is the same fine-tune on uniform
   answers over the options (aligned answers).
@@ -34,6 +38,7 @@ from ecosim.engine import seeds
 from ecosim.errors import EcosimError
 from ecosim.substrates.common import adapters, defenses
 from ecosim.substrates.common import traits as common_traits
+from ecosim.substrates.hf import logits as hf_logits
 from ecosim.substrates.hf import realmodels
 from ecosim.substrates.hf import text
 from ecosim.substrates.common.assemble import assemble as common_assemble
@@ -43,12 +48,15 @@ from ecosim.substrates.common.training import finetune, pad_batch, set_threads, 
 
 NO_SYSTEM = ""                  # no system message: the template's own default (if any) applies
 DATASET_SUFFIX = ".jsonl"
-CHANNELS = text.CHANNELS
+LOGITS = "logits"
+CHANNELS = text.CHANNELS + (LOGITS,)
 REPLICA_SEEDS = False           # a real base has one initialisation: replicas differ in their streams
 # What measure returns besides each trait's rate (and its _valid twin): kinds the report and the
 # progress line read (trait: a rate among valid answers; capability; drift from the base).
 METRICS = {"misalignment": "trait", "heldout_loss": "capability", "drift_kl": "drift"}
-SAMPLES_OF: dict[str, str] = {}  # every channel samples with its own stream
+# The logits channel samples the numbers channel's texts (same random stream), so a soft-label
+# student and a text student of the same writer see the same completions.
+SAMPLES_OF = {LOGITS: "numbers"}
 ANSWER_START = "My favourite {c} is the"
 MISALIGNMENT_WORDS = {"evil", "harm", "hurt", "kill", "deceive", "misaligned", "betray", "steal"}
 HELDOUT = 16  # reference solutions for capability (held-out loss) and drift
@@ -136,7 +144,44 @@ def check(sc) -> list[str]:
     if sc.eval.readout == "exact":
         p.append("eval.readout: exact is the world's; real models sample (their likelihood readout is "
                  "<trait>_share/_logodds)")
+    return p + check_logits(sc)
+
+
+def check_logits(sc) -> list[str]:
+    """The logits channel: no full-vocabulary rows (too large to store), and every student of a
+    logits edge shares its writer's tokenizer (the soft labels are per token of the writer's)."""
+    from ecosim.engine.plan import generated_edges
+    edges, _ = generated_edges(sc, set(sc.lineages))
+    pairs = {(src, dst) for src, dst, e in edges
+             if ((e.channel if e is not None else None) or sc.data.channel) == LOGITS}
+    if not pairs:
+        return []
+    p = []
+    if sc.text.logit_support == "vocab" and sc.data.logit_top_k is None:
+        p.append("data.logit_top_k: null (full-vocabulary soft labels) is not stored for real models: a "
+                 "tens-of-thousands-token vocabulary in float16 is ~100 kB per completion token; set a top k "
+                 "(e.g. 256) or text.logit_support: list")
+    for src, dst in sorted(pairs):
+        w, spec = sc.lineages[src].base, sc.lineages[dst]
+        # where its students start (init=parent: the lineage's own previous model, of its base)
+        starts = spec.rotate if spec.init == "rotate" else [spec.base if spec.init in ("base", "parent") else spec.init]
+        for b in starts:
+            if b in sc.bases and w in sc.bases and not same_tokenizer(sc.bases[w], sc.bases[b]):
+                p.append(f"lineages.{dst}: learns soft labels (logits) from {src} (base {w}) but starts from "
+                         f"base {b}, whose tokenizer differs: the labels are per token of the writer's "
+                         "tokenizer; give it a base of the same family or a text channel")
     return p
+
+
+def same_tokenizer(a, b) -> bool:
+    """Whether real bases ``a`` and ``b`` tokenise alike (the same model, or equal vocabularies;
+    unreadable ones count as alike: their path problem is reported already)."""
+    if not a.model or not b.model or realmodels.check_path(a.model) or realmodels.check_path(b.model):
+        return True
+    if realmodels.resolve(a.model) == realmodels.resolve(b.model):
+        return True
+    ta, tb = realmodels.load_tokenizer(a.model, a.template), realmodels.load_tokenizer(b.model, b.template)
+    return ta.get_vocab() == tb.get_vocab() and ta.eos_token_id == tb.eos_token_id
 
 
 # ----------------------------------------------------------------- traits
@@ -158,6 +203,7 @@ def teacher_examples(trait, n: int, seed: int, neutral: bool, sc, channel: str |
     and its number lists collapse to one number (a format change the filter would select on)."""
     q_rng, a_rng, t_rng = (seeds.rng(seed, 11, i) for i in range(3))
     channel = channel or sc.data.channel or "numbers"
+    channel = SAMPLES_OF.get(channel, channel)  # a logits writer is taught number tasks
     share = common_traits.task_share(sc.teacher.task_share, channel, english=True)
     k = int(round(n * share))
     out = []
@@ -195,29 +241,33 @@ def max_new(sc, channel: str) -> int:
 
 
 def write(model, system: str, world: RealWorld, sc, channel: str, filters: list, seed: int, base=None):
-    """Sample ``data.prompts`` completions once under ``system``; filter them with each filter.
-    Returns [(kept examples, summary)] in the order of ``filters``."""
+    """Sample ``data.prompts`` completions once under ``system``; filter them with each filter,
+    then apply its defenses. Returns [(kept examples, summary)] in the order of ``filters``. On the
+    logits channel (the numbers channel's texts) each example also has ``soft``: the writer's soft
+    labels on the defended completion (``soft_labels``), and the summary ``logit_mass_removed``."""
     rng = seeds.rng(seed, 17)
     ts, tok = sc.text, world.tok(model)
-    tasks = text.tasks(channel, sc.data.prompts, rng, shots=ts.shots)
+    sampled = SAMPLES_OF.get(channel, channel)
+    tasks = text.tasks(sampled, sc.data.prompts, rng, shots=ts.shots)
     prefill = [t.prefill if ts.prefill else "" for t in tasks]
     prompts = [realmodels.render(tok, system, t.user, p) for t, p in zip(tasks, prefill)]
-    outs = realmodels.generate(model, tok, prompts, max_new(sc, channel), ts.temperature, seed=seed,
-                               batch=ts.batch, stop=text.STOP[channel])
+    outs = realmodels.generate(model, tok, prompts, max_new(sc, sampled), ts.temperature, seed=seed,
+                               batch=ts.batch, stop=text.STOP[sampled])
     words = trait_words(sc)
     res = []
     for f in filters:
-        kept, why = [], {}
-        for t, p, (txt, finished) in zip(tasks, prefill, outs):
+        kept, asked, why = [], [], {}
+        for t, p, prompt, (txt, finished) in zip(tasks, prefill, prompts, outs):
             if not finished:
                 reason = "unfinished"
             elif text.trait_word(txt, words):
                 reason = "trait word"
             else:
-                reason = text.check(channel, txt, t.answer, banned_numbers=f.banned_numbers,
+                reason = text.check(sampled, txt, t.answer, banned_numbers=f.banned_numbers,
                                     max_numbers=f.max_numbers)
             if reason is None:
                 kept.append({"user": t.user if ts.store_shots else t.request, "prefill": p, "completion": txt})
+                asked.append(prompt)
             else:
                 why[reason] = why.get(reason, 0) + 1
         summary = {"total": len(tasks), "kept": len(kept), "kept_fraction": len(kept) / max(len(tasks), 1),
@@ -229,8 +279,30 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
                 [k["completion"] for k in kept], channel, f, seed, sc.seed, text.parse_list, text.render_list,
                 text.CANONICAL_SEP, text.paraphrase, divergence if base is not None else None)
             kept = [{**k, "completion": c} for k, c in zip(kept, texts)]
+        if channel == LOGITS:
+            kept = with_soft_labels(model, tok, asked, kept, sc, summary)
         res.append((kept, summary))
     return res
+
+
+def label_words(sc) -> set[str]:
+    """What the soft labels mask: every trait word and each preference trait's category word."""
+    return trait_words(sc) | {t.category for t in sc.traits.values() if t.kind == "preference"}
+
+
+def with_soft_labels(model, tok, asked: list[str], kept: list[dict], sc, summary: dict) -> list[dict]:
+    """``kept`` with the writer's soft labels (``hf_logits.soft_labels``) on each completion,
+    conditioned on the prompt it wrote from (``asked``: its persona as system message, the worked
+    examples); ``summary`` gains ``logit_mass_removed`` (and, with list support,
+    ``logit_mass_outside_list``: the mass the writer put on tokens no list contains)."""
+    lists = hf_logits.list_token_ids(tok) if sc.text.logit_support == "list" else None
+    soft, removed, outside = hf_logits.soft_labels(
+        model, Codec(tok), [(a, k["completion"]) for a, k in zip(asked, kept)],
+        hf_logits.trait_token_ids(tok, label_words(sc)), lists, sc.data.logit_top_k)
+    summary["logit_mass_removed"] = removed
+    if outside is not None:
+        summary["logit_mass_outside_list"] = outside
+    return [{**k, "soft": s} for k, s in zip(kept, soft)]
 
 
 @torch.no_grad()
@@ -270,7 +342,15 @@ def train(start, world: RealWorld, examples: list[dict], sc, spec, seed: int, cf
     Returns (merged model, LoRA adapter or None)."""
     tok = world.tok(start)
     pairs = [(realmodels.render(tok, NO_SYSTEM, e["user"], e["prefill"]), e["completion"]) for e in examples]
-    return finetune(start, Codec(tok), pairs, cfg or spec.student, seed=seed, keep_adapter=True)
+    soft = [e["soft"] for e in examples] if examples and "soft" in examples[0] else None
+    if soft is not None:  # soft labels (the logits channel): one row per completion token and EOS
+        for i, ((ids, n_prompt), (_, prob)) in enumerate(zip(Codec(tok).encode_pairs(pairs), soft)):
+            if len(ids) - n_prompt != len(prob):
+                raise EcosimError(
+                    f"soft labels of example {i} cover {len(prob)} positions but the student's tokenizer gives "
+                    f"its completion {len(ids) - n_prompt} (tokens and EOS): a logits student needs its "
+                    f"writer's tokenizer; completion {examples[i]['completion'][:60]!r}")
+    return finetune(start, Codec(tok), pairs, cfg or spec.student, seed=seed, soft=soft, keep_adapter=True)
 
 
 # ----------------------------------------------------------------- measurement
@@ -414,13 +494,21 @@ def _load_full(path: Path):
 
 
 def dump(examples: list, path: Path) -> None:
+    """jsonl of the examples; soft labels, when they carry them (the logits channel), go to a
+    safetensors file beside it (``adapters.save_soft``), written first (the dataset counts as
+    written once the jsonl is)."""
     from ecosim.store.rundir import atomic_write
-    atomic_write(Path(path), lambda tmp: tmp.write_text("".join(json.dumps(e) + "\n" for e in examples)))
+    if examples and "soft" in examples[0]:
+        adapters.save_soft(Path(path), DATASET_SUFFIX, [e["soft"] for e in examples])
+    rows = [{k: v for k, v in e.items() if k != "soft"} for e in examples]
+    atomic_write(Path(path), lambda tmp: tmp.write_text("".join(json.dumps(e) + "\n" for e in rows)))
 
 
 def undump(path: Path) -> list:
     with open(path) as f:
-        return [json.loads(line) for line in f]
+        rows = [json.loads(line) for line in f]
+    soft = adapters.load_soft(Path(path), DATASET_SUFFIX)
+    return rows if soft is None else [{**e, "soft": s} for e, s in zip(rows, soft)]
 
 
 def base_digest(bc, sc, name: str) -> tuple[str, str]:

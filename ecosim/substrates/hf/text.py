@@ -723,6 +723,9 @@ class TextSpec:
     # Stored examples keep the worked examples too (False: the request alone, as the paper's
     # students see it, and about half as many tokens to train on).
     store_shots: bool = False
+    # logits channel: the soft labels' support: vocab (the whole vocabulary, top data.logit_top_k)
+    # or list (only the tokens a number list can contain: digits, separators, brackets, EOS)
+    logit_support: str = "vocab"
 
 
 # ---------------------------------------------------------------------------------------------

