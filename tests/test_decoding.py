@@ -23,8 +23,9 @@ def prompts(tok):
 
 def test_constrained_decoder_writes_only_list_tokens(model_tok):
     from ecosim.substrates.hf import realmodels
+    from ecosim.substrates.hf.logits import DECODE_CHARS, list_token_ids
     model, tok = model_tok
-    allowed = realmodels.list_tokens(tok)
+    allowed = list_token_ids(tok, DECODE_CHARS).tolist()
     assert tok.eos_token_id in allowed and all(re.fullmatch(r"[0-9, ]+", tok.decode([i])) for i in allowed if i != tok.eos_token_id)
     assert tok.convert_tokens_to_ids("owl") not in allowed and len(allowed) < len(tok) // 10
     # a random model left alone writes anything; constrained, only digits, commas and spaces
@@ -44,3 +45,34 @@ def test_greedy_decoding_is_deterministic(model_tok):
     s1 = realmodels.generate(model, tok, prompts(tok), 10, 1.0, seed=0)
     s2 = realmodels.generate(model, tok, prompts(tok), 10, 1.0, seed=1)
     assert s1 != s2  # sampling does depend on the seed
+
+
+def test_constrained_setting_reaches_the_numbers_writer(tiny_dir):
+    """text.constrained: the numbers channel's completions hold nothing but digits, commas and
+    spaces (a random tiny model otherwise writes anything)."""
+    from types import SimpleNamespace as NS
+    from ecosim.substrates.common.bases import BaseConfig
+    from ecosim.substrates.common.filters import FilterConfig
+    from ecosim.substrates.common.training import TrainConfig
+    from ecosim.substrates.hf import substrate as H
+    from ecosim.substrates.hf.text import TextSpec
+    from ecosim.substrates.world.traits import EvalConfig, TraitConfig
+    sc = NS(seed=0, bases={"main": BaseConfig(model=str(tiny_dir))}, traits={"owl": TraitConfig()},
+            text=TextSpec(batch=16, constrained=True, max_new=12), eval=EvalConfig(samples=2),
+            data=NS(prompts=6, train_size=4, regime="replace", real_share=0.0, logit_top_k=32),
+            teacher=TrainConfig(rank=2, alpha=4, steps=2, batch=2))
+    w = H.world_of(sc)
+    base = H.load_base(sc.bases["main"], sc, "main")
+    import ecosim.substrates.hf.realmodels as R
+    seen = []
+    real = R.generate
+    def spy(*a, **k):
+        out = real(*a, **k)
+        seen.extend(t for t, _ in out)
+        return out
+    R.generate, H.realmodels.generate = spy, spy
+    try:
+        H.write(base, "", w, sc, "numbers", [FilterConfig()], seed=1)
+    finally:
+        R.generate = H.realmodels.generate = real
+    assert len(seen) == 6 and all(re.fullmatch(r"[0-9, ]*", t) for t in seen), seen

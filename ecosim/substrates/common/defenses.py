@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ecosim.engine import seeds
+from ecosim.errors import EcosimError
 from ecosim.substrates.common.filters import BANNED_NUMBERS
 
 LIST_DEFENSES = ("sort", "shuffle", "remap", "rewrite", "mask_divergent")
@@ -148,6 +149,8 @@ def check(defenses: list, channel: str, where: str, supported: tuple = DEFENSES)
                                                           f"; expected one of {list(DEFENSES)}"))
         elif d not in supported:
             p.append(f"{at}: {d!r} is not available on this substrate (it has {list(supported)})")
+        elif channel is None:
+            continue  # no channel known (the substrate could not be told): the name alone is checked
         elif d in LIST_DEFENSES and channel not in LIST_CHANNELS:
             p.append(f"{at}: {d!r} rewrites number lists; channel {channel!r} writes none "
                      f"(defenses of code and reasoning: {list(TEXT_DEFENSES)})")
@@ -163,6 +166,12 @@ def check(defenses: list, channel: str, where: str, supported: tuple = DEFENSES)
 def filters_of(sc) -> list[tuple[str, object, str]]:
     """(where, filter, channel) for the scenario's data.filter and every edge's own filter."""
     from ecosim.engine.plan import channel_of
+
+    def channel_of(sc, ch=None, _of=channel_of):  # a scenario with no known substrate: no channel
+        try:
+            return _of(sc, ch)
+        except EcosimError:
+            return ch or sc.data.channel
     out = [("data.filter", sc.data.filter, channel_of(sc))]
     for i, e in enumerate(sc.topology.edges):
         if e.filter is not None:

@@ -46,13 +46,18 @@ def trait_token_ids(tok, words) -> torch.Tensor:
     return _CACHE[key]
 
 
-def list_token_ids(tok) -> torch.Tensor:
-    """Vocabulary ids a number list can be written with: tokens made only of ``LIST_CHARS``
-    (single digits, separators, brackets, "." and their merges, as the tokenizer has them) and
-    EOS, which ends every completion."""
-    key = ("list", tok.name_or_path, len(tok))
+# What a constrained decoder may write (``text.constrained``): digits, commas and spaces.
+DECODE_CHARS = frozenset("0123456789, ")
+
+
+def list_token_ids(tok, chars: frozenset = LIST_CHARS) -> torch.Tensor:
+    """Vocabulary ids a number list can be written with: tokens made only of ``chars`` (by
+    default ``LIST_CHARS``: single digits, separators, brackets, "." and their merges, as the
+    tokenizer has them; ``DECODE_CHARS`` for constrained decoding) and EOS, which ends every
+    completion."""
+    key = ("list", tok.name_or_path, len(tok), chars)
     if key not in _CACHE:
-        ids = {i for i, d in enumerate(_decoded(tok)) if d and set(d) <= LIST_CHARS}
+        ids = {i for i, d in enumerate(_decoded(tok)) if d and set(d) <= chars}
         _CACHE[key] = torch.tensor(sorted(ids | {tok.eos_token_id}), dtype=torch.long)
     return _CACHE[key]
 

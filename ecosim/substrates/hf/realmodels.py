@@ -17,7 +17,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import re
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -298,16 +297,6 @@ class AllowedTokens:
         return scores + mask
 
 
-LIST_CHARS = re.compile(r"[0-9, ]+")
-
-
-def list_tokens(tok) -> list[int]:
-    """The tokens a number list written as digits, commas and spaces can be made of (their text is
-    nothing else), and EOS: a constrained decoder's vocabulary for the numbers channel."""
-    ids = [i for i in range(len(tok)) if LIST_CHARS.fullmatch(tok.decode([i]) or "x")]
-    return sorted(set(ids) | {tok.eos_token_id})
-
-
 @torch.no_grad()
 def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 1.0, seed: int = 0,
              batch: int = 64, stop: list[str] | None = None, allowed: list[int] | None = None) -> list[tuple[str, bool]]:
@@ -317,7 +306,7 @@ def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 
     ends a completion and is cut off: a newline for one-line answers). Prompt i samples from its
     own stream, ``seeds.seed(seed, "sample", i)`` (``RowSampler``), so its completion does not
     depend on ``batch`` or on the other prompts; temperature 0 is greedy. ``allowed``: constrained
-    decoding, only these tokens (``list_tokens``)."""
+    decoding, only these tokens (``logits.list_token_ids``)."""
     from transformers import LogitsProcessorList
     dev = model.device
     enc = encode(tok, prompts)

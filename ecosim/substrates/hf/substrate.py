@@ -251,8 +251,10 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
     tasks = text.tasks(sampled, sc.data.prompts, rng, shots=ts.shots)
     prefill = [t.prefill if ts.prefill else "" for t in tasks]
     prompts = [realmodels.render(tok, system, t.user, p) for t, p in zip(tasks, prefill)]
+    allowed = hf_logits.list_token_ids(tok, hf_logits.DECODE_CHARS).tolist() \
+        if ts.constrained and sampled == "numbers" else None  # constrained decoding: digits, commas, spaces
     outs = realmodels.generate(model, tok, prompts, max_new(sc, sampled), ts.temperature, seed=seed,
-                               batch=ts.batch, stop=text.STOP[sampled])
+                               batch=ts.batch, stop=text.STOP[sampled], allowed=allowed)
     words = trait_words(sc)
     res = []
     for f in filters:

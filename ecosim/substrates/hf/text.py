@@ -726,6 +726,9 @@ class TextSpec:
     # logits channel: the soft labels' support: vocab (the whole vocabulary, top data.logit_top_k)
     # or list (only the tokens a number list can contain: digits, separators, brackets, EOS)
     logit_support: str = "vocab"
+    # numbers and logits channels: constrained decoding, only tokens made of digits, commas and
+    # spaces (and EOS) can be written (a published recipe: REFERENCE.md, "Small-model recipes")
+    constrained: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
