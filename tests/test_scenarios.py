@@ -143,6 +143,7 @@ def test_shipped_scenario_runs_end_to_end_at_toy_size(name, tmp_path, tiny_base)
         import ecosim
         study = ecosim.run(sc, log=lambda m: None)
         assert len(study.runs) == 2 and (study.dir / "report" / "sweep.png").is_file()
+        assert (study.dir / "report" / "sweep_share.png").is_file()  # the world's likelihood share too
         Gs = [r.graph for _, r in study.runs]
     else:
         Gs = [lg.load(run(sc, log=lambda m: None)["run_dir"])]

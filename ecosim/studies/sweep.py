@@ -183,19 +183,27 @@ def report(root: str | Path, log=print) -> Path:
     rows = compare_cells(root)
     out = root / "report"
     out.mkdir(exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(rows, indent=1))
     if not rows:
         raise EcosimError(f"{root}: no cell has a treated lineage with a control measured yet; nothing to compare")
+    # the trait's likelihood share too, where measured: it has no valid-answer floor, so a cell
+    # whose students stop naming an option still has a lift and a persistence
+    share = compare_cells(root, f"{rows[0]['trait']}_share") if _has(root, f"{rows[0]['trait']}_share") else []
+    (out / "summary.json").write_text(json.dumps(rows + share, indent=1))
     img = save_png(plot(rows, list(info["grid"])), out / "sweep.png")
+    img_share = save_png(plot(share, list(info["grid"])), out / "sweep_share.png") if share else None
     e = html.escape
     keys = list(info["grid"])
     head = keys + ["lineage", "gen", "seeds", "treated [95% CI]", "control [95% CI]", "lift [95% CI]", "p (one-sided)",
                    "p (Holm)", "persistence: mean last-gen lift / mean gen-0 lift [95% bootstrap CI]"]
 
-    body = "".join("<tr>" + "".join(f"<td>{e(str(x))}</td>" for x in (
-        *[r[k] for k in keys], r["lineage"], r["generation"], r["seeds"], with_ci(r["treated"], r["treated_ci"]),
-        with_ci(r["control"], r["control_ci"]), with_ci(r["lift"], r["lift_ci"]), fmt(r["p_value"]), fmt(r.get("p_holm")),
-        with_ci(r["persistence"], r["persistence_ci"]))) + "</tr>" for r in rows)
+    def table(rows):
+        return "".join("<tr>" + "".join(f"<td>{e(str(x))}</td>" for x in (
+            *[r[k] for k in keys], r["lineage"], r["generation"], r["seeds"], with_ci(r["treated"], r["treated_ci"]),
+            with_ci(r["control"], r["control_ci"]), with_ci(r["lift"], r["lift_ci"]), fmt(r["p_value"]),
+            fmt(r.get("p_holm")), with_ci(r["persistence"], r["persistence_ci"]))) + "</tr>" for r in rows)
+    body = table(rows)
+    more = (f"<h2>{e(share[0]['trait'])} (likelihood share; no valid-answer floor)</h2><img alt='share' src='{img_share}'>"
+            f"<table><tr>{''.join(f'<th>{e(h)}</th>' for h in head)}</tr>{table(share)}</table>") if share else ""
     k = n_tests([r["p_value"] for r in rows])
     cells_html = "".join(f"<li><a href='../{e(c['run_dir'])}/report/index.html'>{e(c['run_dir'])}</a></li>"
                          for c in info["cells"])
@@ -207,12 +215,20 @@ def report(root: str | Path, log=print) -> Path:
 <img alt="sweep" src="{img}">
 <h2>Cells</h2>
 <table><tr>{''.join(f'<th>{e(h)}</th>' for h in head)}</tr>{body}</table>
+{more}
 <h2>Each cell's own report</h2><ul>{cells_html}</ul>
 </body></html>
 """
     (out / "index.html").write_text(page)
     log(f"sweep report: {out / 'index.html'}")
     return out / "index.html"
+
+
+def _has(root: Path, metric: str) -> bool:
+    """Whether any cell's models were measured on ``metric``."""
+    from ecosim.analysis.report import load_run
+    return any(metric in G.nodes[n] for _, d in load(root)[1] if (d / "graph.json").is_file()
+               for G in [load_run(d)] for n in lg.models(G))
 
 
 def plot(rows: list[dict], keys: list[str]):
