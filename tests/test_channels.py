@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from ecosim.substrates.world.channels import prompts_for, soft_labels, write
@@ -92,3 +93,24 @@ def test_code_and_reasoning_channels_filter_real_generations(tiny_base, world):
         for _, text in f.kept:
             words = text.split()
             assert words[0] in ("def", "think") and "owl" not in words
+
+
+def test_learning_rate_schedules():
+    """lr_factor: warm-up, then constant, or linear / cosine decay to 0 at the last step; a
+    constant schedule without warm-up makes no scheduler (bit-identical to before)."""
+    import math
+    from ecosim.substrates.common.training import lr_factor
+    assert [lr_factor(s, 10, "constant", 0) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    assert [lr_factor(s, 10, "constant", 4) for s in (0, 1, 3, 4, 9)] == [0.25, 0.5, 1.0, 1.0, 1.0]
+    assert lr_factor(0, 10, "linear", 0) == 1.0 and lr_factor(10, 10, "linear", 0) == 0.0
+    assert lr_factor(5, 10, "linear", 0) == 0.5 and lr_factor(5, 10, "cosine", 0) == pytest.approx(0.5)
+    assert lr_factor(7, 12, "cosine", 2) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_factor(1, 10, "cosine", 2) == 1.0  # still warming up
+
+
+def test_schedule_is_validated(tmp_path):
+    from ecosim.cli import main
+    p = tmp_path / "s.yaml"
+    p.write_text("name: s\ngenerations: 1\nbases: {main: {arch: gpt2}}\nlineages: {a: {origin: base, "
+                 "student: {schedule: cosinus, warmup: -1}}}\n")
+    assert main(["validate", str(p)]) == 2

@@ -24,6 +24,10 @@ class TrainConfig:
     batch: int = 64                    # examples per step
     lr: float = 1e-3                   # learning rate
     weight_decay: float = 0.0
+    # the learning rate over the steps: constant, or linear / cosine decay to 0 (long students,
+    # as the published small-model recipes train them), after `warmup` steps of linear warm-up
+    schedule: str = "constant"
+    warmup: int = 0
 
 
 @dataclass
@@ -79,6 +83,8 @@ RULES = {
         "batch": BATCH,
         "lr": LR,
         "weight_decay": Range(0, 1),
+        "schedule": Choice(("constant", "linear", "cosine")),
+        "warmup": Range(0, 10_000_000),
     },
     TeacherSpec: {"task_share": SHARE},
     TeacherConfig: {"how": Choice(("finetune", "prompt")), "task_share": SHARE},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 
 import numpy as np
 import torch
@@ -106,6 +107,9 @@ def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=No
         raise EcosimError(f"student.mode: {cfg.mode!r} is not 'lora' or 'full'")
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = None  # constant with no warm-up: no scheduler at all (the optimiser's own lr, bit for bit)
+    if getattr(cfg, "schedule", "constant") != "constant" or getattr(cfg, "warmup", 0):
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, cfg.schedule, cfg.warmup))
     enc = encode_pairs(world, pairs)
     model.train()
     order = np.array([], dtype=int)
@@ -121,6 +125,8 @@ def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=No
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         if log and (step + 1) % 250 == 0:
             log(f"    step {step + 1}/{cfg.steps} loss {loss.item():.3f}")
     model.eval()
@@ -132,6 +138,18 @@ def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=No
         adapter = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
     merged = model.merge_and_unload()
     return (merged, adapter) if keep_adapter else merged
+
+
+def lr_factor(step: int, steps: int, schedule: str, warmup: int) -> float:
+    """The learning rate at optimiser step ``step`` (0-based) as a share of ``TrainConfig.lr``:
+    linear warm-up over ``warmup`` steps, then constant, or a linear or cosine decay that reaches
+    0 after the last of ``steps`` steps."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    t = (step - warmup) / max(1, steps - warmup)  # 0 at the end of warm-up, 1 after the last step
+    return max(0.0, 1.0 - t) if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 
 def apply_adapter(model, adapter: dict, cfg: TrainConfig | dict):
