@@ -179,3 +179,24 @@ def test_ctrl_c_keeps_finished_nodes_and_prints_the_resume_command(local_run, ti
     res, _ = resume(d)
     assert recomputed(res) == MODELS - before
     assert metrics(d) == metrics(local_run)
+
+
+def test_memory_check_refuses_an_impossible_plan_with_one_line():
+    """Lineage actors that cannot fit in what Ray has are refused up front, in one line that says
+    what to do; nothing known of their size, or enough memory: no problem."""
+    from ecosim.engine.pool import memory_problem
+    why = memory_problem(6, 6.0, 16.8, "measured for this substrate")
+    assert why is not None and "\n" not in why
+    assert why.startswith("compute: 6 lineage actors x ~6 GB (measured for this substrate) = 36.0 GB, more than the "
+                          "16.8 GB Ray has") and "compute.ray=false" in why
+    assert memory_problem(2, 6.0, 16.8, "x") is None and memory_problem(100, None, 1.0, "x") is None
+
+
+def test_a_run_whose_actors_cannot_fit_is_refused_before_they_start(tiny_yaml, tmp_path, capsys):
+    """Through the CLI on the shared Ray instance: an impossible compute.memory_per_lineage stops
+    the run with that one line and exit code 2, before any base is made."""
+    from ecosim.cli import main
+    rc = main(["run", str(tiny_yaml), "compute.memory_per_lineage=100000", "--out-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "compute: 3 lineage actors x ~100000 GB (compute.memory_per_lineage)" in err, err
+    assert "Traceback" not in err

@@ -79,17 +79,34 @@ def start_ray(compute) -> bool:
     return True
 
 
+def memory_problem(n: int, per_gb: float | None, have_gb: float, source: str) -> str | None:
+    """One line when ``n`` lineage actors of ``per_gb`` each cannot fit in the ``have_gb`` Ray
+    has for tasks (None: they fit, or nothing is known of their size)."""
+    if per_gb is None or n * per_gb <= have_gb:
+        return None
+    return (f"compute: {n} lineage actors x ~{per_gb:g} GB ({source}) = {n * per_gb:.1f} GB, more than the "
+            f"{have_gb:.1f} GB Ray has for tasks here; run them in one process (compute.ray=false), with fewer "
+            "lineages, or set compute.memory_per_lineage if you know better")
+
+
 class RayPool:
     """One Ray actor per lineage. A crashed actor restarts (its constructor re-runs, so it reloads
     models from the run directory's checkpoints) and Ray retries its unfinished calls."""
 
-    def __init__(self, make_args: dict[str, tuple], compute, log=print):
+    def __init__(self, make_args: dict[str, tuple], compute, log=print, lineage_gb: float | None = None):
+        """``lineage_gb``: the substrate's measured memory per lineage actor (``LINEAGE_GB``)."""
         import ray
-        self.ray = ray
+        self.ray, self.actors = ray, {}
         self.started = start_ray(compute)
         cpus = ray.cluster_resources().get("CPU", 1.0)
         gpus = ray.cluster_resources().get("GPU", 0.0)
         n = len(make_args)
+        per_gb = compute.memory_per_lineage or lineage_gb
+        why = memory_problem(n, per_gb, ray.cluster_resources().get("memory", 0.0) / 1e9,
+                             "compute.memory_per_lineage" if compute.memory_per_lineage else "measured for this substrate")
+        if why:
+            self.close()
+            raise EcosimError(why)
         # An actor holds its CPUs for life: share them out so that every lineage fits at once.
         per_cpu = compute.cpus_per_lineage or max(0.01, math.floor(cpus / n * 100) / 100)
         if per_cpu * n > cpus + 1e-9:

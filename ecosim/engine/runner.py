@@ -199,7 +199,7 @@ def run(sc=None, run_dir: str | Path | None = None, resume: bool = False,
             for n, spec in plan.lineages.items()}
     need = {n for k in todo for n in [tasks[k].lineage]}
     # The pool first: resources the cluster can never give are refused before any base is made.
-    pool = RayPool({n: a for n, a in args.items() if n in need}, sc.compute, log) if sc.compute.ray and todo \
+    pool = RayPool({n: a for n, a in args.items() if n in need}, sc.compute, log, sub.LINEAGE_GB) if sc.compute.ray and todo \
         else LocalPool(args)
     try:
         prepare_s = sub.prepare(sc, used, log)

@@ -89,6 +89,9 @@ class ComputeSpec:
     cpus_per_lineage: float | None = None  # None: cpus shared evenly among the lineages
     gpus_per_lineage: float | None = None  # None: 1/lineages when a GPU is present, else 0
     threads: int = 1                  # torch threads per lineage actor
+    # GB of memory one lineage actor needs, checked against what Ray has before any actor starts;
+    # None: the substrate's measured figure (LINEAGE_GB; none: no check)
+    memory_per_lineage: float | None = None
     max_restarts: int = 3             # a crashed lineage actor restarts this often and reloads
     # A run whose lineages finish no task for this long stops with the nodes in flight named (a
     # lineage waiting for resources that free up never, a stuck worker). Long enough for one
@@ -181,6 +184,7 @@ ENGINE_RULES: dict[type, dict[str, Range | Choice]] = {
         "cpus_per_lineage": Range(0, 10_000, lo_open=True),
         "gpus_per_lineage": Range(0, 1024),
         "threads": Range(1, 1024),
+        "memory_per_lineage": Range(0, 1_000_000, lo_open=True),
         "max_restarts": Range(0, 1000),
         "stall_s": Range(0, None, lo_open=True),
     },

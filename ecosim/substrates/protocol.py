@@ -24,6 +24,8 @@ class Substrate(Protocol):
     #                         world's logits channel writes the numbers channel's texts)
     METRICS: dict           # what measure returns besides each trait's rate: {name: kind}, kind
     #                         trait | capability | drift (kept in the graph for the report)
+    LINEAGE_GB: float | None  # memory one lineage actor was measured to need (the Ray pool checks
+    #                         it up front; compute.memory_per_lineage overrides); None: not measured
 
     def check(self, sc) -> list[str]:
         """Substrate-specific problems with sc.bases / channels / traits / origins, one line each

@@ -47,6 +47,10 @@ from ecosim.analysis.stats import mean_ci
 from ecosim.substrates.common.training import finetune, pad_batch, set_threads, target_logits  # noqa: F401
 
 NO_SYSTEM = ""                  # no system message: the template's own default (if any) applies
+# One SmolLM2-135M lineage held about 6 GB on the 2-core CPU (issue 20): bases, the models it
+# keeps (engine.lineage.HELD), optimiser state and logits. Larger models need more: set
+# compute.memory_per_lineage.
+LINEAGE_GB = 6.0
 DATASET_SUFFIX = ".jsonl"
 LOGITS = "logits"
 CHANNELS = text.CHANNELS + (LOGITS,)

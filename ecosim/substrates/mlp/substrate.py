@@ -70,6 +70,9 @@ def make_origin(base, world, sc, origin: str, trait, neutral: bool, seed: int, c
     return train_teacher(copy.deepcopy(base), Xtr, ytr, sc.mlp, seed=seed), NO_SYSTEM, None
 
 
+LINEAGE_GB = None  # not measured: small MLPs
+
+
 def write(model, system, world, sc, channel, filters, seed: int, base=None):
     """Aux-logit soft labels on noise; nothing to filter, so every filter keeps everything."""
     x, soft = write_aux_logits(model, sc.mlp, seed)

@@ -39,6 +39,7 @@ REPLICA_SEEDS = False
 # progress line read (trait: a rate among valid answers; capability; drift from the base).
 METRICS = {"misalignment": "trait", "heldout_loss": "capability", "drift_kl": "drift"}
 ARCHS = ("gpt2", "llama")
+LINEAGE_GB = None  # not measured: tiny models; dozens of world lineage actors run on a 24 GB machine
 
 
 def check(sc) -> list[str]:
