@@ -51,9 +51,8 @@ def lifts(G: nx.DiGraph, lineages: list[str], ctrl: dict, trait: str, g: int) ->
         if l not in ctrl:
             continue
         a, b = value(G, l, trait, g), value(G, ctrl[l], trait, g)
-        seed = next((G.nodes[n].get("seed", 0) for n in lg.models(G, None) if G.nodes[n]["lineage"] == l), 0)
-        if a is not None and b is not None:
-            out[seed] = a - b
+        if a is not None and b is not None:  # both measured: the node exists
+            out[G.nodes[f"{l}/g{g}"].get("seed", 0)] = a - b
     return out
 
 

@@ -104,10 +104,11 @@ def write_metrics(root: Path) -> Path:
     return out
 
 
-def compare_cells(root: Path, trait: str | None = None) -> list[dict]:
+def compare_cells(root: Path, trait: str | None = None, readouts: tuple = ()) -> list[dict]:
     """Per cell and treated lineage: the trait at the last generation (treated and control, mean
     and interval over seeds), the lift over control with its paired test (``p_holm``: Holm-adjusted
-    over every row of the sweep), and persistence (``persistence``)."""
+    over every row of the sweep with that trait), and persistence (``persistence``). ``readouts``:
+    also rows for ``<trait><readout>`` (e.g. "_share") in the cells that measured it."""
     from ecosim.analysis.report import compare, controls, groups, load_run, series, trait_names, with_holm
     info, runs = load(root)
     rows = []
@@ -115,12 +116,14 @@ def compare_cells(root: Path, trait: str | None = None) -> list[dict]:
         if not (d / "graph.json").is_file():
             continue
         G = load_run(d)
-        t = trait or (trait_names(G) or [None])[0]
-        if t is None:
+        main = trait or (trait_names(G) or [None])[0]
+        if main is None:
             continue
         grp, ctrl = groups(G), controls(G)
         last = max(G.nodes[n]["generation"] for n in lg.models(G))
-        for name, ls in grp.items():
+        measured = {m for n in lg.models(G) for m in G.nodes[n].get("metrics", [])}
+        metrics = [main] + [m for m in (f"{main}{r}" for r in readouts) if m in measured]
+        for t, (name, ls) in ((t, g) for t in metrics for g in grp.items()):
             if ls[0] not in ctrl:
                 continue
             c_ls = [ctrl[l] for l in ls]
@@ -134,7 +137,8 @@ def compare_cells(root: Path, trait: str | None = None) -> list[dict]:
                          "control_ci": [clo, chi], "lift": cmp.get("lift"), "lift_ci": cmp.get("lift_ci"),
                          "p_value": cmp.get("p_value"), "test": cmp.get("test"),
                          "persistence": pm, "persistence_ci": [plo, phi], "persistence_seeds": pn})
-    with_holm(rows)
+    for t in dict.fromkeys(r["trait"] for r in rows):  # one family of tests per trait
+        with_holm([r for r in rows if r["trait"] == t])
     return rows
 
 
@@ -180,14 +184,15 @@ def report(root: str | Path, log=print) -> Path:
     root = Path(root)
     info, _ = load(root)
     write_metrics(root)
-    rows = compare_cells(root)
-    out = root / "report"
-    out.mkdir(exist_ok=True)
-    if not rows:
-        raise EcosimError(f"{root}: no cell has a treated lineage with a control measured yet; nothing to compare")
     # the trait's likelihood share too, where measured: it has no valid-answer floor, so a cell
     # whose students stop naming an option still has a lift and a persistence
-    share = compare_cells(root, f"{rows[0]['trait']}_share") if _has(root, f"{rows[0]['trait']}_share") else []
+    every = compare_cells(root, readouts=("_share",))
+    out = root / "report"
+    out.mkdir(exist_ok=True)
+    if not every:
+        raise EcosimError(f"{root}: no cell has a treated lineage with a control measured yet; nothing to compare")
+    rows = [r for r in every if r["trait"] == every[0]["trait"]]
+    share = [r for r in every if r["trait"] != rows[0]["trait"]]
     (out / "summary.json").write_text(json.dumps(rows + share, indent=1))
     img = save_png(plot(rows, list(info["grid"])), out / "sweep.png")
     img_share = save_png(plot(share, list(info["grid"])), out / "sweep_share.png") if share else None
@@ -222,13 +227,6 @@ def report(root: str | Path, log=print) -> Path:
     (out / "index.html").write_text(page)
     log(f"sweep report: {out / 'index.html'}")
     return out / "index.html"
-
-
-def _has(root: Path, metric: str) -> bool:
-    """Whether any cell's models were measured on ``metric``."""
-    from ecosim.analysis.report import load_run
-    return any(metric in G.nodes[n] for _, d in load(root)[1] if (d / "graph.json").is_file()
-               for G in [load_run(d)] for n in lg.models(G))
 
 
 def plot(rows: list[dict], keys: list[str]):

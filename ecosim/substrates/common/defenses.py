@@ -163,21 +163,25 @@ def check(defenses: list, channel: str, where: str, supported: tuple = DEFENSES)
     return p
 
 
+def _channel(sc, channel: str | None = None) -> str | None:
+    """``plan.channel_of``, or (a scenario whose substrate cannot be told) what it names itself."""
+    from ecosim.engine.plan import channel_of
+    try:
+        return channel_of(sc, channel)
+    except EcosimError:
+        return channel or sc.data.channel
+
+
 def filters_of(sc) -> list[tuple[str, object, str]]:
     """(where, filter, channel) for the scenario's data.filter and every edge's own filter."""
-    from ecosim.engine.plan import channel_of
-
-    def channel_of(sc, ch=None, _of=channel_of):  # a scenario with no known substrate: no channel
-        try:
-            return _of(sc, ch)
-        except EcosimError:
-            return ch or sc.data.channel
-    out = [("data.filter", sc.data.filter, channel_of(sc))]
+    default = _channel(sc)
+    out = [("data.filter", sc.data.filter, default)]
     for i, e in enumerate(sc.topology.edges):
+        ch = _channel(sc, e.channel)
         if e.filter is not None:
-            out.append((f"topology.edges[{i}].filter", e.filter, channel_of(sc, e.channel)))
-        elif channel_of(sc, e.channel) != channel_of(sc):  # data.filter on this edge's channel
-            out.append((f"data.filter (on topology.edges[{i}])", sc.data.filter, channel_of(sc, e.channel)))
+            out.append((f"topology.edges[{i}].filter", e.filter, ch))
+        elif ch != default:  # data.filter on this edge's channel
+            out.append((f"data.filter (on topology.edges[{i}])", sc.data.filter, ch))
     return out
 
 

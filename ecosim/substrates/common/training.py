@@ -60,6 +60,20 @@ def target_logits(model, ids, attn, mask):
     return logits, ids[:, 1:][sel]
 
 
+@torch.no_grad()
+def completion_logprobs(model, world, pairs, batch: int = 256) -> list:
+    """Teacher-forced log P of each completion token, then of its EOS, for every (prompt,
+    completion) pair: one 1-D CPU tensor per pair (``world``: the synthetic world or a real
+    model's codec, as ``encode_pairs`` takes)."""
+    enc, out = encode_pairs(world, pairs), []
+    for s in range(0, len(enc), batch):
+        ids, attn, mask = pad_batch(world, enc[s:s + batch], device=model.device)
+        logits, tgt = target_logits(model, ids, attn, mask)
+        lp = torch.log_softmax(logits.float(), -1).gather(-1, tgt[:, None]).squeeze(-1)
+        out += lp.cpu().split(mask[:, 1:].sum(-1).tolist())
+    return out
+
+
 def lm_loss(model, ids, attn, mask):
     """Mean next-token cross-entropy over positions whose *target* token has mask 1."""
     logits, tgt = target_logits(model, ids, attn, mask)

@@ -44,7 +44,7 @@ from ecosim.substrates.hf import text
 from ecosim.substrates.common.assemble import assemble as common_assemble
 from ecosim.substrates.world.models import loss_and_drift
 from ecosim.analysis.stats import mean_ci
-from ecosim.substrates.common.training import finetune, pad_batch, set_threads, target_logits  # noqa: F401
+from ecosim.substrates.common.training import completion_logprobs, finetune, set_threads  # noqa: F401
 
 NO_SYSTEM = ""                  # no system message: the template's own default (if any) applies
 # One SmolLM2-135M lineage held about 6 GB on the 2-core CPU (issue 20): bases, the models it
@@ -318,16 +318,9 @@ def number_divergence(model, base, tok, kept: list[dict], texts: list[str], syst
     log P_base of the number's tokens (teacher-forced; the writer under its own ``system``, the
     base under none; writer and base share the tokenizer of their family)."""
     import re
-    lps = []
-    for who, sys_ in ((model, system), (base, NO_SYSTEM)):
-        pairs = [(realmodels.render(tok, sys_, k["user"], k["prefill"]), t) for k, t in zip(kept, texts)]
-        enc, lp = Codec(tok).encode_pairs(pairs), []
-        for s in range(0, len(enc), batch):
-            ids, attn, mask = pad_batch(Codec(tok), enc[s:s + batch], device=who.device)
-            logits, tgt = target_logits(who, ids, attn, mask)
-            tok_lp = logits.float().log_softmax(-1).gather(-1, tgt[:, None])[:, 0]
-            lp += [x.cpu() for x in tok_lp.split(mask[:, 1:].sum(-1).tolist())]
-        lps.append(lp)
+    lps = [completion_logprobs(who, Codec(tok), [(realmodels.render(tok, sys_, k["user"], k["prefill"]), t)
+                                                 for k, t in zip(kept, texts)], batch)
+           for who, sys_ in ((model, system), (base, NO_SYSTEM))]
     out = []
     for t, w, b in zip(texts, *lps):
         spans = [m.span() for m in re.finditer(r"[0-9]+", t)]

@@ -9,7 +9,7 @@ import torch
 from ecosim.engine import seeds
 from ecosim.substrates.world.generation import sample
 from ecosim.substrates.world.models import target_logits
-from ecosim.substrates.common.training import encode_pairs, pad_batch, soft_rows
+from ecosim.substrates.common.training import completion_logprobs, encode_pairs, pad_batch, soft_rows
 from ecosim.substrates.world.world import (CODE_TASKS, NONE_SYSTEM, REASONING_TASK_MAX, World, code_prompt, number_prompt,
                     reasoning_prompt)
 
@@ -125,17 +125,10 @@ def number_divergence(model, base, world: World, pairs, system: str = NONE_SYSTE
     position of the completion (teacher-forced; the writer under its own ``system``, the base
     under none). World numbers are single tokens."""
     writer_pairs = [(p.replace(f"S {NONE_SYSTEM} U", f"S {system} U", 1), c) for p, c in pairs]
-    diffs = []
-    for who, ps in ((model, writer_pairs), (base, pairs)):
-        enc, lp = encode_pairs(world, ps), []
-        for s in range(0, len(ps), batch):
-            ids, attn, mask = pad_batch(world, enc[s:s + batch], device=who.device)
-            logits, tgt = target_logits(who, ids, attn, mask)
-            tok_lp = torch.log_softmax(logits.float(), -1).gather(-1, tgt[:, None]).squeeze(-1)
-            lp += tok_lp.cpu().split(mask[:, 1:].sum(-1).tolist())
-        diffs.append(lp)
+    lw = completion_logprobs(model, world, writer_pairs, batch)
+    lb = completion_logprobs(base, world, pairs, batch)
     out = []
-    for (_, c), w, b in zip(pairs, *diffs):
+    for (_, c), w, b in zip(pairs, lw, lb):
         words = c.split() + ["<eos>"]  # the completion's tokens: one per word, then EOS
         d = (w - b).tolist()
         out.append([d[i] for i, tok in enumerate(words[:len(d)]) if tok.isdigit()])

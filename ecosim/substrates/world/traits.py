@@ -17,7 +17,7 @@ from ecosim.errors import EcosimError
 from ecosim.substrates.world.generation import sample
 from ecosim.analysis.stats import mean_ci
 from ecosim.substrates.common.config import EvalConfig, TeacherConfig, TraitConfig  # noqa: F401  (their home)
-from ecosim.substrates.common.training import batch_of, finetune, target_logits
+from ecosim.substrates.common.training import completion_logprobs, finetune
 from ecosim.substrates.common.traits import system_prompt, task_share
 from ecosim.substrates.world.world import (ALIGNED, CATEGORIES, MISALIGNED, NONE_SYSTEM, SITUATIONS, World,
                     CHANNEL_DOCS, number_prefix, question_texts)
@@ -105,15 +105,8 @@ def answer_logprobs(model, world: World, prompts: list[str], answers: list[str],
     allowed ``max_new`` tokens never writes it). This is the probability that ``sample`` (at
     temperature 1) returns exactly that answer, finished, up to the paths that slip [PAD] or
     [BOS] (dropped by decoding) in among its tokens, which training never targets."""
-    pairs = [(p, a) for p in prompts for a in answers]
-    out = []
-    for s in range(0, len(pairs), batch):
-        ids, attn, mask = batch_of(world, pairs[s:s + batch], device=model.device)
-        logits, tgt = target_logits(model, ids, attn, mask)
-        lp = logits.float().log_softmax(-1).gather(-1, tgt[:, None])[:, 0]
-        rows = torch.arange(len(ids), device=lp.device).repeat_interleave(mask[:, 1:].sum(1))
-        out.append(torch.zeros(len(ids), device=lp.device).index_add_(0, rows, lp).cpu())
-    lp = torch.cat(out).double().reshape(len(prompts), len(answers)).numpy()
+    per_token = completion_logprobs(model, world, [(p, a) for p in prompts for a in answers], batch)
+    lp = torch.stack([x.sum() for x in per_token]).double().reshape(len(prompts), len(answers)).numpy()
     lp[:, [len(world.encode(a)) + 1 > max_new for a in answers]] = -np.inf
     return lp
 
