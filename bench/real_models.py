@@ -1,9 +1,12 @@
 """Speed of a real model (SmolLM2-135M-Instruct) on this machine's CPU, in one run (a report, not a test):
 
     ECOSIM_CACHE=~/.cache/ecosim python bench/real_models.py [--out results/bench_real_models.json]
-        [--dtypes float32,bfloat16] [--threads N] [--batch 64] [--max-new 32] [--smoke]
+        [--dtypes float32,bfloat16,autocast] [--threads N] [--batch 64] [--max-new 32] [--smoke]
+        [--profile results/profile.txt]
 
-For each dtype:
+Each "dtype" is how the model computes: float32 or bfloat16 weights, or ``autocast``: float32
+weights with matmuls in bf16 under torch.autocast (``bases.X.autocast: bf16``; what the
+substrate runs with autocast on). For each:
   1. matmul rate in that dtype: a 2048x2048 @ 2048x2048 matmul (2*n^3 FLOP), and F.linear at the
      model's MLP shape (2048 x 576 -> 1536), the op the model actually runs (bf16 takes different
      kernel paths for the two on a CPU without native bf16); 1 warm-up, then up to 10 timed reps
@@ -21,6 +24,8 @@ For each dtype:
      per step = 4 x (non-embedding linear params) x (padded tokens) + 4 x (lm_head params) x
      (target positions): forward 2x, backward through frozen weights 2x (input gradients only);
      LoRA's own FLOPs and attention scores are left out, so the fraction is a slight underestimate.
+--profile FILE: torch.profiler's table (self CPU time, top 25 ops) of one batched generate call
+per dtype, appended to FILE: where the time of batched generation goes.
 --smoke: a tiny random Llama with SmolLM2's tokenizer, 4 prompts x 4 tokens, 2 steps: proves it runs.
 
 Cost: on the 2-core AVX2 AMD EPYC (no native bf16) a smoke check saw bf16 at ~1 GFLOP/s (square
@@ -41,12 +46,12 @@ import torch
 
 from ecosim.substrates.hf import text
 from ecosim.substrates.world.models import lm_loss
-from ecosim.substrates.hf.realmodels import encode, left_pad, load, load_tokenizer, render
+from ecosim.substrates.hf.realmodels import autocast, encode, left_pad, load, load_tokenizer, render
 from ecosim.substrates.hf.substrate import Codec
 from ecosim.substrates.common.training import TrainConfig, pad_batch, with_lora
 
 NAME = "smollm2-135m-instruct"
-DT = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DT = {"float32": torch.float32, "bfloat16": torch.bfloat16, "autocast": torch.float32}  # weights
 
 
 def cpu_model() -> str:
@@ -115,6 +120,22 @@ def speedup_ceiling(body: int, head: int, prompt_tokens: int, n: int, max_new: i
 
 def bench_dtype(dtype: str, a, tok, prompts, prompt_tokens: int, tasks_) -> dict:
     """``prompt_tokens``: the prompts' total length in tokens."""
+    with autocast("bf16" if dtype == "autocast" else "off"):
+        return _bench(dtype, a, tok, prompts, prompt_tokens, tasks_)
+
+
+def profile(model, tok, prompts, max_new: int, title: str, path: str) -> None:
+    """Append torch.profiler's top ops (self CPU time) of one batched generate call to ``path``."""
+    from torch.profiler import ProfilerActivity, profile as prof
+    with prof(activities=[ProfilerActivity.CPU]) as p:
+        dt, n = sample(model, tok, prompts, max_new)
+    table = p.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+    with open(path, "a") as f:
+        f.write(f"## {title}: {len(prompts)} prompts x {max_new} new tokens, {dt:.1f} s under the profiler\n\n"
+                f"```\n{table}\n```\n\n")
+
+
+def _bench(dtype: str, a, tok, prompts, prompt_tokens: int, tasks_) -> dict:
     if a.smoke:
         from transformers import LlamaConfig, LlamaForCausalLM
         torch.manual_seed(0)
@@ -123,12 +144,14 @@ def bench_dtype(dtype: str, a, tok, prompts, prompt_tokens: int, tasks_) -> dict
                           pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
         model = LlamaForCausalLM(cfg).to(DT[dtype]).eval()
     else:
-        model = load(NAME, dtype=dtype).model
+        model = load(NAME, dtype="float32" if dtype == "autocast" else dtype).model
     res = {"dtype": dtype, "matmul": matmul_rates(DT[dtype], a.matmul_n, model.config)}
     sample(model, tok, prompts[:1], 2)  # warm-up
     tb, nb = sample(model, tok, prompts, a.max_new)
     t1, n1 = zip(*(sample(model, tok, [p], a.max_new, seed=i) for i, p in enumerate(prompts[:a.single])))
     r_b, r_1 = nb / tb, sum(n1) / sum(t1)
+    if a.profile:
+        profile(model, tok, prompts, a.max_new, f"{dtype} ({cpu_model()}, {torch.get_num_threads()} threads)", a.profile)
     res["generate"] = {
         "prompts": len(prompts), "max_new": a.max_new, "nominal_tokens": len(prompts) * a.max_new,
         "batched": {"batch": len(prompts), "seconds": tb, "new_tokens": nb, "tokens_per_s": r_b},
@@ -193,6 +216,7 @@ def main() -> None:
     ap.add_argument("--train-batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--matmul-n", type=int, default=2048)
+    ap.add_argument("--profile", default=None, help="append a profile of batched generation to this file")
     ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args()
     if a.smoke:

@@ -76,3 +76,56 @@ def test_constrained_setting_reaches_the_numbers_writer(tiny_dir):
     finally:
         R.generate = H.realmodels.generate = real
     assert len(seen) == 6 and all(re.fullmatch(r"[0-9, ]*", t) for t in seen), seen
+
+
+def test_autocast_setting_runs_matmuls_in_bf16_and_keeps_weights_fp32(tiny_dir, monkeypatch):
+    """bases.X.autocast: bf16 runs write, train and measure under torch.autocast (the weights,
+    and so the saved checkpoint, stay float32); off runs them in float32; auto follows the CPU's
+    flags; a world base refuses the setting."""
+    import torch
+    from types import SimpleNamespace as NS
+    from ecosim.substrates.common.bases import BaseConfig
+    from ecosim.substrates.common.filters import FilterConfig
+    from ecosim.substrates.common.training import TrainConfig
+    from ecosim.substrates.hf import realmodels as R
+    from ecosim.substrates.hf import substrate as H
+    from ecosim.substrates.hf.text import TextSpec
+    from ecosim.substrates.world.traits import EvalConfig, TraitConfig
+
+    seen = []  # (function, autocast on, matmul dtype) each time a linear layer runs
+    real_linear = torch.nn.functional.linear
+
+    def spy(x, w, b=None):
+        out = real_linear(x, w, b)
+        seen.append((torch.is_autocast_enabled("cpu"), out.dtype))
+        return out
+    monkeypatch.setattr(torch.nn.functional, "linear", spy)
+
+    def run(setting):
+        seen.clear()
+        sc = NS(seed=0, bases={"main": BaseConfig(model=str(tiny_dir), autocast=setting)},
+                traits={"owl": TraitConfig()}, text=TextSpec(batch=8, max_new=6), eval=EvalConfig(samples=1),
+                data=NS(prompts=4, train_size=2, regime="replace", real_share=0.0, logit_top_k=32),
+                teacher=TrainConfig(rank=2, alpha=4, steps=1, batch=2))
+        w = H.world_of(sc)
+        base = H.load_base(sc.bases["main"], sc, "main")
+        H.write(base, "", w, sc, "numbers", [FilterConfig()], seed=1)
+        ex = [{"user": "Say 1, 2, 3.", "prefill": "", "completion": "1, 2, 3"}] * 2
+        model, _ = H.train(base, w, ex, sc, NS(student=TrainConfig(rank=2, alpha=4, steps=1, batch=2)), seed=0)
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        return set(seen)
+
+    assert run("bf16") == {(True, torch.bfloat16)}
+    assert run("off") == {(False, torch.float32)}
+    assert R.precision("auto") == ("bf16" if R.native_bf16() else "fp32")
+    assert R.precision("off") == "fp32" and R.precision("bf16") == "bf16"
+
+
+def test_world_base_refuses_autocast():
+    from ecosim.api import scenario_path
+    from ecosim.engine.schema import load_scenario
+    from ecosim.errors import EcosimError
+    with pytest.raises(EcosimError, match=r"bases\.main\.autocast: world bases run in float32 \(got 'bf16'\)"):
+        load_scenario(scenario_path("quickstart"), ["bases.main.autocast=bf16"])
+    with pytest.raises(EcosimError, match=r"bases\.main\.autocast: .*'fp16'.* not one of"):
+        load_scenario(scenario_path("quickstart"), ["bases.main.autocast=fp16"])

@@ -26,9 +26,13 @@ class BaseConfig:
     # name such as "smollm2-135m-instruct" or "gemma3-270m" (resolved by substrate_hf).
     model: str | None = None
     template: str | None = None  # None: the model's own chat template; "plain": ecosim's plain template
-    dtype: str = "float32"       # float32 | bfloat16 (real models)
+    dtype: str = "float32"       # float32 | bfloat16 (real models): the weights' type
+    # Real models: matmuls in bfloat16 under torch.autocast while weights, optimiser state and
+    # losses stay float32 (training, writing and measuring). "auto": bf16 where the device has
+    # native bf16 (CPU flags avx512_bf16 or amx_bf16; a CUDA GPU that supports it), else off.
+    autocast: str = "off"        # off | bf16 | auto
 
 
 # Fields that only real models use: left out of a world base's cache key, so that adding them
 # did not invalidate bases pretrained before they existed.
-REAL_MODEL_FIELDS = ("model", "template", "dtype")
+REAL_MODEL_FIELDS = ("model", "template", "dtype", "autocast")

@@ -100,6 +100,7 @@ RULES = {
         "batch": BATCH,
         "lr": LR,
         "dtype": Choice(("float32", "bfloat16")),
+        "autocast": Choice(("off", "bf16", "auto")),
     },
 }
 

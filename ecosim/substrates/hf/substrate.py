@@ -28,6 +28,8 @@ Same functions as ``substrate_lm`` (the synthetic world) and ``substrate_mlp``.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 from pathlib import Path
 
@@ -96,6 +98,20 @@ class RealWorld:
             bc = self.sc.bases[name]
             self._toks[name] = realmodels.load_tokenizer(bc.model, bc.template)
         return self._toks[name]
+
+
+def under_autocast(fn):
+    """``fn`` (whose first argument is a model and which takes ``sc``) run under the autocast
+    setting of that model's base (``bases.X.autocast``, ``realmodels.autocast``)."""
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def run(*args, **kw):
+        bound = sig.bind(*args, **kw).arguments
+        model = next(iter(bound.values()))
+        with realmodels.autocast(bound["sc"].bases[model.config.ecosim_base].autocast, model.device):
+            return fn(*args, **kw)
+    return run
 
 
 def world_of(sc) -> RealWorld:
@@ -244,6 +260,7 @@ def max_new(sc, channel: str) -> int:
     return sc.text.max_new or text.MAX_NEW_TOKENS[channel]
 
 
+@under_autocast
 def write(model, system: str, world: RealWorld, sc, channel: str, filters: list, seed: int, base=None):
     """Sample ``data.prompts`` completions once under ``system``; filter them with each filter,
     then apply its defenses. Returns [(kept examples, summary)] in the order of ``filters``. On the
@@ -335,6 +352,7 @@ def assemble(parts: list[tuple[list, float]], world, sc, channel: str, seed: int
     return common_assemble(parts, sc, seed, size)
 
 
+@under_autocast
 def train(start, world: RealWorld, examples: list[dict], sc, spec, seed: int, cfg=None):
     """A LoRA (or full) fine-tune of ``start`` on chat-formatted examples rendered with the
     student's own template and no system message; the loss falls on completion tokens only.
@@ -451,6 +469,7 @@ def heldout(sc) -> list[dict]:
             for ch in ("code", "reasoning") for t in text.tasks(ch, HELDOUT // 2, rng, shots=0)]
 
 
+@under_autocast
 def measure(model, system: str, base, world: RealWorld, sc, seed: int) -> dict:
     """metric -> (value, ci_lo, ci_hi[, per-question values]) for every trait (both readouts for
     a preference), misalignment (always), held-out loss and drift from the model's base."""

@@ -60,6 +60,8 @@ def check(sc) -> list[str]:
             p.append(f"{where}.template: only real models (bases.{name}.model) have a chat template")
         if b.dtype != "float32":
             p.append(f"{where}.dtype: world bases run in float32 (got {b.dtype!r}); dtype is for real models")
+        if b.autocast != "off":
+            p.append(f"{where}.autocast: world bases run in float32 (got {b.autocast!r}); autocast is for real models")
         if b.skills and b.path is not None:
             p.append(f"{where}.skills: skills are taught to pretrained world bases, not to a checkpoint from path")
         unknown = [s for s in b.skills if s not in SKILLS]
