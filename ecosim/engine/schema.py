@@ -92,6 +92,10 @@ class ComputeSpec:
     # GB of memory one lineage actor needs, checked against what Ray has before any actor starts;
     # None: the substrate's measured figure (LINEAGE_GB; none: no check)
     memory_per_lineage: float | None = None
+    # Training batches larger than this many padded tokens (rows x longest row) run as
+    # micro-batches whose gradients add up to the batch's: the same update up to float rounding,
+    # with a fraction of the activations' memory (a real model's dominant cost). None: one pass.
+    micro_batch_tokens: int | None = None
     max_restarts: int = 3             # a crashed lineage actor restarts this often and reloads
     # A run whose lineages finish no task for this long stops with the nodes in flight named (a
     # lineage waiting for resources that free up never, a stuck worker). Long enough for one
@@ -185,6 +189,7 @@ ENGINE_RULES: dict[type, dict[str, Range | Choice]] = {
         "gpus_per_lineage": Range(0, 1024),
         "threads": Range(1, 1024),
         "memory_per_lineage": Range(0, 1_000_000, lo_open=True),
+        "micro_batch_tokens": Range(1, 100_000_000),
         "max_restarts": Range(0, 1000),
         "stall_s": Range(0, None, lo_open=True),
     },

@@ -103,13 +103,19 @@ def with_lora(model, cfg: TrainConfig):
 
 
 def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=None,
-             keep_adapter: bool = False):
+             keep_adapter: bool = False, probe=None, max_tokens: int | None = None):
     """Train a copy of ``model`` on (prompt, completion) pairs and return it merged, in eval mode.
 
     With ``soft`` (one (index, prob) tensor pair per example, from the logit channel) the loss is
     the cross-entropy against those soft labels on completion positions instead of the sampled
     tokens. The input model is left untouched. ``keep_adapter``: return (merged model, the LoRA
-    adapter's state dict) so that a checkpoint can store the adapter instead of the model."""
+    adapter's state dict) so that a checkpoint can store the adapter instead of the model.
+    ``probe(updates, model)``, if given, is called after each update with the model as it trains
+    (LoRA not merged; it returns in eval mode and is put back in train mode): a long student's
+    readouts along the way (``bench/logit_sweep.py``). ``max_tokens``: a batch whose padded size
+    exceeds it runs as micro-batches of at most that many padded tokens (at least one example
+    each), whose gradients add up to the batch's (``passes``; the same update up to float
+    rounding, with a fraction of the activations' memory); None: one pass."""
     if not pairs:
         raise EcosimError("no training examples left after filtering: nothing to train on")
     rng = seeds.rng(seed)
@@ -131,18 +137,29 @@ def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=No
         if len(order) < cfg.batch:  # walk through shuffled epochs
             order = np.concatenate([order, rng.permutation(len(enc))])
         idx, order = order[:cfg.batch], order[cfg.batch:]
-        ids, attn, mask = pad_batch(world, [enc[i] for i in idx], device=model.device)
-        if soft is None:
-            loss = lm_loss(model, ids, attn, mask)
-        else:
-            loss = soft_loss(model, ids, attn, mask, [soft[i] for i in idx])
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        parts = passes([len(enc[i][0]) for i in idx], max_tokens)
+        n_all = sum(len(enc[i][0]) - enc[i][1] for i in idx)  # target positions of the whole batch
+        loss = 0.0
+        for part in parts:  # one pass, or micro-batches whose gradients add up to the batch's
+            ids, attn, mask = pad_batch(world, [enc[idx[j]] for j in part], device=model.device)
+            if soft is None:
+                part_loss = lm_loss(model, ids, attn, mask)
+            else:
+                part_loss = soft_loss(model, ids, attn, mask, [soft[idx[j]] for j in part])
+            if len(parts) > 1:  # each part's mean, weighted by its share of the targets
+                part_loss = part_loss * (int(mask[:, 1:].sum()) / n_all)
+            part_loss.backward()
+            loss = loss + part_loss.detach()
         opt.step()
         if sched is not None:
             sched.step()
         if log and (step + 1) % 250 == 0:
             log(f"    step {step + 1}/{cfg.steps} loss {loss.item():.3f}")
+        if probe is not None:
+            model.eval()
+            probe(step + 1, model)
+            model.train()
     model.eval()
     if cfg.mode != "lora":
         return (model, None) if keep_adapter else model
@@ -152,6 +169,21 @@ def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=No
         adapter = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
     merged = model.merge_and_unload()
     return (merged, adapter) if keep_adapter else merged
+
+
+def passes(lengths: list[int], max_tokens: int | None) -> list[list[int]]:
+    """The batch's examples (by position) in consecutive groups whose padded size (rows x
+    longest row) is at most ``max_tokens``, one example at least; all in one group if None."""
+    if max_tokens is None:
+        return [list(range(len(lengths)))]
+    out, cur, longest = [], [], 0
+    for j, n in enumerate(lengths):
+        if cur and (len(cur) + 1) * max(longest, n) > max_tokens:
+            out.append(cur)
+            cur, longest = [], 0
+        cur.append(j)
+        longest = max(longest, n)
+    return out + [cur]
 
 
 def lr_factor(step: int, steps: int, schedule: str, warmup: int) -> float:

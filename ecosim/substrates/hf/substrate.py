@@ -353,10 +353,10 @@ def assemble(parts: list[tuple[list, float]], world, sc, channel: str, seed: int
 
 
 @under_autocast
-def train(start, world: RealWorld, examples: list[dict], sc, spec, seed: int, cfg=None):
+def train(start, world: RealWorld, examples: list[dict], sc, spec, seed: int, cfg=None, probe=None):
     """A LoRA (or full) fine-tune of ``start`` on chat-formatted examples rendered with the
     student's own template and no system message; the loss falls on completion tokens only.
-    Returns (merged model, LoRA adapter or None)."""
+    Returns (merged model, LoRA adapter or None). ``probe``: as ``finetune`` takes it."""
     tok = world.tok(start)
     pairs = [(realmodels.render(tok, NO_SYSTEM, e["user"], e["prefill"]), e["completion"]) for e in examples]
     soft = [e["soft"] for e in examples] if examples and "soft" in examples[0] else None
@@ -367,7 +367,8 @@ def train(start, world: RealWorld, examples: list[dict], sc, spec, seed: int, cf
                     f"soft labels of example {i} cover {len(prob)} positions but the student's tokenizer gives "
                     f"its completion {len(ids) - n_prompt} (tokens and EOS): a logits student needs its "
                     f"writer's tokenizer; completion {examples[i]['completion'][:60]!r}")
-    return finetune(start, Codec(tok), pairs, cfg or spec.student, seed=seed, soft=soft, keep_adapter=True)
+    return finetune(start, Codec(tok), pairs, cfg or spec.student, seed=seed, soft=soft, keep_adapter=True,
+                    probe=probe, max_tokens=sc.compute.micro_batch_tokens)
 
 
 # ----------------------------------------------------------------- measurement

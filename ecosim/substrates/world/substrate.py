@@ -182,7 +182,8 @@ def train(start, world: World, examples: list, sc, spec, seed: int):
     if examples and len(examples[0]) == 3:
         soft = [e[2] for e in examples]
         examples = [(p, c) for p, c, _ in examples]
-    return finetune(start, world, examples, spec.student, seed=seed, soft=soft, keep_adapter=True)
+    return finetune(start, world, examples, spec.student, seed=seed, soft=soft, keep_adapter=True,
+                    max_tokens=sc.compute.micro_batch_tokens)
 
 
 # ----------------------------------------------------------------- measurement

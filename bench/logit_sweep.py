@@ -1,0 +1,138 @@
+"""Where the logit channel's effect appears, on one seed of a finished ``ecosim transmit`` run with
+logit students (a report, not a test):
+
+    ECOSIM_CACHE=~/.cache/ecosim python bench/logit_sweep.py \\
+        --run results/transmit_smollm2_logit/seed0 --supports vocab,top32,list --updates 25,100,300 \\
+        --out docs/runs/transmit_smollm2_logit/sweep_seed0.json
+
+The seed's teacher and control teacher are loaded from the run's checkpoints. For each support
+of the soft labels (``vocab``: the full next-token distribution; ``topK``: its K most likely
+tokens; ``list``: only the tokens a number list can contain, ``text.logit_support: list``) both
+teachers write the logits channel again with the run's own seeds, so they sample the run's lists
+and only the labels change; trait tokens are masked as in the run. A logit student and its
+control then train from the base exactly as the run's ``student_logit`` and ``control_logit``
+(same seeds, examples and settings, ``student`` section of the run), up to the largest update
+count, and the likelihood readout (``<trait>_logodds``, ``<trait>_share``) is taken after each
+listed number of updates: the learning rate is constant, so the model after 25 updates of a
+300-update student is the 25-update student. With the run's own support and update count the
+numbers repeat the run's ``student_logit`` / ``control_logit`` (a check printed beside the table).
+
+Lift = student - control log-odds, averaged over the trait questions; p: one-sided paired t over
+the questions (one seed: it says how sure the lift is for this seed's teachers, not over seeds)."""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+from ecosim.analysis.stats import paired_test
+from ecosim.engine import registry
+from ecosim.engine.lineage import Lineage, derive_seed
+from ecosim.engine.schema import load_scenario
+from ecosim.store import graph as lg
+
+
+def support(name: str) -> tuple[str, int | None]:
+    """(text.logit_support, data.logit_top_k) of a support's name."""
+    if name == "vocab":
+        return "vocab", None
+    if name == "list":
+        return "list", None
+    if name.startswith("top") and name[3:].isdigit():
+        return "vocab", int(name[3:])
+    raise SystemExit(f"--supports: {name!r} is not vocab, list or topK (e.g. top32)")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True, help="a transmit seed's run directory (OUT_DIR/seedN)")
+    ap.add_argument("--supports", default="vocab,top32,list")
+    ap.add_argument("--updates", default="25,100,300")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    run = Path(a.run)
+    sc = load_scenario(str(run / "config.yaml"))
+    sub = registry.of(sc)
+    trait = next(iter(sc.traits))
+    updates = sorted({int(x) for x in a.updates.split(",")})
+    G = lg.load(run)
+
+    def lineage(name, key):
+        # only its checkpoints and base are used here, so the treated lineage's spec serves both
+        return Lineage(name, sc, sc.lineages["teacher"], key, trait, str(run), threads=a.threads, seed=sc.seed)
+    writers = {"student": lineage("teacher", "teacher"), "control": lineage("teacher_control", "teacher")}
+    base = writers["student"].base("main")
+    spec = sc.lineages["student_logit"]
+    tok = writers["student"].world.tok(base)
+    run_support = (sc.text.logit_support, sc.data.logit_top_k)
+    results, t_start = [], time.time()
+    for name in a.supports.split(","):
+        s_sc = copy.deepcopy(sc)
+        s_sc.text.logit_support, s_sc.data.logit_top_k = support(name)
+        row = {"support": name, "updates": {}}
+        data = {}
+        for who, w in writers.items():
+            t0 = time.time()
+            model, system = w.model(f"{w.name}/g0")
+            seed = derive_seed(sc.seed, "teacher", 0, "write numbers")
+            (kept, summary), = sub.write(model, system, w.world, s_sc, "logits", [sc.data.filter], seed)
+            data[who] = kept
+            row[f"{who}_writer"] = {"kept": len(kept), "logit_mass_removed": summary["logit_mass_removed"],
+                                    **({"logit_mass_outside_list": summary["logit_mass_outside_list"]}
+                                       if "logit_mass_outside_list" in summary else {}),
+                                    "seconds": time.time() - t0}
+        n = min(sc.data.train_size, *(len(d) for d in data.values()))
+        for who in ("student", "control"):
+            t0 = time.time()
+            key = "student_logit"  # a control's seeds are its treated twin's
+            seed = derive_seed(sc.seed, key, 1, "train")
+            examples, _ = sub.assemble([(data[who], 1.0)], writers[who].world, s_sc, "logits", seed, size=n)
+            read = {}
+
+            def probe(k, model, read=read):
+                if k in updates:
+                    r = sub.preference(model, tok, sub.NO_SYSTEM, sc.traits[trait], s_sc, sc.seed)
+                    read[k] = {"logodds": r["logodds"][0], "share": r["share"][0], "per_question": r["logodds"][3]}
+                    print(f"  {name} {who} after {k} updates: {trait}_logodds {r['logodds'][0]:+.3f}", flush=True)
+            cfg = copy.copy(spec.student)
+            cfg.steps = max(updates)
+            sub.train(base, writers[who].world, examples, s_sc, spec, seed, cfg=cfg, probe=probe)  # the probes
+            # run inside train, under the base's autocast setting
+            row[f"{who}_seconds"] = time.time() - t0
+            for k, r in read.items():
+                row["updates"].setdefault(k, {})[who] = r
+        for k, r in row["updates"].items():
+            x, y = r["student"]["per_question"], r["control"]["per_question"]
+            p, test = paired_test(x, y)
+            r["lift"] = r["student"]["logodds"] - r["control"]["logodds"]
+            r["p_questions"], r["test"] = p, test
+        row["examples"] = n
+        results.append(row)
+        print(f"{name}: " + ", ".join(f"{k} updates lift {r['lift']:+.3f} (p {r['p_questions']:.2g})"
+                                      for k, r in sorted(row["updates"].items())), flush=True)
+    # the run's own student and control, for the check
+    run_nodes = {who: G.nodes[n] for who, n in (("student", "student_logit/g1"), ("control", "student_logit_control/g1"))}
+    out = {"command": " ".join([Path(sys.executable).name] + sys.argv), "run": str(run),
+           "run_support": {"logit_support": run_support[0], "top_k": run_support[1]},
+           "run_student_updates": spec.student.steps,
+           "run_logodds": {who: a_[f"{trait}_logodds"] for who, a_ in run_nodes.items()},
+           "trait": trait, "seconds": time.time() - t_start, "results": results}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1))
+    print(f"\n{'support':8} " + " ".join(f"{'lift @' + str(k):>14}" for k in updates))
+    for row in results:
+        print(f"{row['support']:8} " + " ".join(
+            f"{row['updates'][k]['lift']:+7.3f} p{row['updates'][k]['p_questions']:5.2g}" for k in updates))
+    rl = out["run_logodds"]
+    print(f"the run's own ({run_support}, {spec.student.steps} updates): student {rl['student']:+.3f} "
+          f"control {rl['control']:+.3f} lift {rl['student'] - rl['control']:+.3f}")
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
