@@ -274,3 +274,59 @@ def test_write_applies_defenses_on_real_models(setup, monkeypatch):
         assert x == sorted(x) and k["completion"].startswith(" ") and ", " in k["completion"] and "." not in k["completion"]
     scores = H.number_divergence(writer, base, w.tok(base), kept[:1], [" 523, 106, 718"], "")
     assert len(scores[0]) == 3 and all(isinstance(v, float) for v in scores[0])
+
+
+def _target_run(tiny_dir, tmp_path, monkeypatch, lists: str, lifts):
+    """A tiny real-model run whose owl teacher trains to teacher.target_logodds 0.25 (checks
+    every 2 of at most 10 updates); a training model's likelihood readout follows ``lifts`` and
+    it writes ``lists`` (every other model writes lists the filter keeps)."""
+    import yaml
+    from ecosim.engine.runner import run
+    from ecosim.engine.schema import load_scenario
+    from ecosim.store import graph as lg
+    monkeypatch.setattr(realmodels, "generate", lambda m, t, prompts, *a, **k: [
+        (lists if hasattr(m, "peft_config") else " 123, 456, 789", True)] * len(prompts))
+    real = H.likelihood
+    it = iter(lifts)
+
+    def likelihood(model, tok, system, trait):
+        share, lo = real(model, tok, system, trait)
+        return share, lo * 0 + (next(it) if hasattr(model, "peft_config") else 0.0)  # training: the lifts
+    monkeypatch.setattr(H, "likelihood", likelihood)
+    steps = []
+    real_finetune = H.finetune
+    monkeypatch.setattr(H, "finetune", lambda *a, **k: steps.append(a[3].steps) or real_finetune(*a, **k))
+    spec = {"name": "tiny_target", "generations": 1, "bases": {"main": {"model": str(tiny_dir)}},
+            "traits": {"owl": {"kind": "preference", "category": "animal", "target": "owl"}},
+            "lineages": {"owl": {"base": "main", "trait": "owl", "origin": "finetune", "init": "base",
+                                 "student": {"steps": 1, "batch": 2, "rank": 2, "alpha": 4}}},
+            "teacher": {"steps": 10, "batch": 2, "rank": 2, "alpha": 4, "target_logodds": 0.25, "check_every": 2},
+            "data": {"prompts": 4, "train_size": 4, "filter": {"banned_numbers": False}},
+            "text": {"max_new": 8}, "eval": {"samples": 1}, "compute": {"ray": False, "threads": 1}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    run(load_scenario(str(tmp_path / "s.yaml")), run_dir=tmp_path / "run", log=lambda *_: None)
+    return lg.load(tmp_path / "run"), steps
+
+
+def test_a_teacher_trains_to_its_target_and_its_control_as_long(tiny_dir, tmp_path, monkeypatch):
+    G, steps = _target_run(tiny_dir, tmp_path, monkeypatch, " 123, 456, 789", [0.1, 0.2, 0.3, 0.4, 0.5])
+    t, c = G.nodes["owl/g0"], G.nodes["owl_control/g0"]
+    assert t["teacher_stop"] == "target" and t["teacher_steps"] == 6
+    assert [k for k, *_ in t["teacher_checks"]] == [2, 4, 6] and t["teacher_checks"][-1][1:] == [0.3, 1.0]
+    assert c["teacher_steps"] == 6 and c["teacher_stop"] == "the trait teacher's count"
+    assert steps[:2] == [10, 6]  # the teacher may run to 10 and stopped at 6; the control ran 6
+
+
+def test_a_teacher_that_stops_writing_lists_stops_there(tiny_dir, tmp_path, monkeypatch):
+    G, _ = _target_run(tiny_dir, tmp_path, monkeypatch, " owl owl owl", [0.1] * 10)
+    t = G.nodes["owl/g0"]
+    assert t["teacher_stop"] == "lists" and t["teacher_steps"] == 2 and t["teacher_checks"] == [[2, 0.1, 0.0]]
+
+
+def test_target_logodds_is_for_real_models_and_preferences():
+    from ecosim.api import scenario_path
+    from ecosim.engine.schema import load_scenario
+    with pytest.raises(EcosimError, match="teacher.target_logodds: a teacher trained to a target strength is for real models"):
+        load_scenario(scenario_path("quickstart"), ["teacher.target_logodds=2.0"])
+    with pytest.raises(EcosimError, match=r"teacher.check_every: .*0"):
+        load_scenario(scenario_path("quickstart"), ["teacher.check_every=0"])

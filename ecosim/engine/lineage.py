@@ -107,18 +107,24 @@ class Lineage:
         metrics = self.sub.measure(base, self.sub.NO_SYSTEM, base, self.world, self.sc, seed=self.seed)
         return {"node": f"base:{name}", "metrics": metrics, "seconds": time.time() - t0, "pid": os.getpid()}
 
-    def origin(self) -> dict:
-        """Generation 0: the lineage's base given its trait (or the matching neutral treatment)."""
+    def origin(self, *after) -> dict:
+        """Generation 0: the lineage's base given its trait (or the matching neutral treatment).
+        ``after``: the treated twin's origin result, for a control whose teacher trained to a
+        target strength (it trains as many updates: ``teacher_steps``)."""
         t0 = time.time()
         spec, sc = self.spec, self.sc
         trait = sc.traits.get(self.trait_name) if self.trait_name else None
         neutral = spec.trait is None
         seed = derive_seed(self.seed, self.key, 0, "origin")
-        model, system, adapter = self.sub.make_origin(self.base(spec.base), self.world, sc, spec.origin,
-                                                      trait, neutral, seed, self.channel)
+        steps = next((a["teacher_steps"] for a in after if isinstance(a, dict) and "teacher_steps" in a), None)
+        kw = {"steps": steps} if steps is not None else {}
+        # a substrate returns (model, system, adapter), or with a 4th: what happened (a dict)
+        model, system, adapter, *info = self.sub.make_origin(self.base(spec.base), self.world, sc, spec.origin,
+                                                             trait, neutral, seed, self.channel, **kw)
+        info = info[0] if info else {}
         meta = {"start_base": spec.base, "same_as_start": adapter is None and spec.origin in ("base", "prompt"),
-                "train": _asdict(sc.teacher)}
-        return self._finish(node_id(self.name, 0), model, system, adapter, meta, spec.base, t0)
+                "train": _asdict(sc.teacher), **info}
+        return {**self._finish(node_id(self.name, 0), model, system, adapter, meta, spec.base, t0), **info}
 
     def write(self, g: int, channel: str, filters: list, dataset_ids: list[str], base_name: str | None,
               *after) -> list:

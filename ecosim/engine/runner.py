@@ -73,6 +73,8 @@ def record_model(G: nx.DiGraph, plan: Plan, task: Task, rec: dict) -> None:
     if task.kind == "origin":
         G.add_edge(f"base:{plan.lineages[task.lineage].base}", n, kind="initialised_from",
                    origin=plan.lineages[task.lineage].origin)
+        # a teacher trained to a target strength: its updates, why it stopped, its checks
+        a.update({k: v for k, v in rec.items() if k.startswith("teacher_")})
         return
     ts = rec["train_set"]
     a.update(train_size=ts["size"], real_share=ts["real_share"])
@@ -393,8 +395,9 @@ def _submit(pool, t: Task, refs: dict, st: RunState, sub):
     after = [refs[d] for d in t.deps if d in refs and d[0] != "write"]
     if t.kind == "base":
         return pool.submit(t.lineage, "measure_base", t.base)
-    if t.kind == "origin":
-        return pool.submit(t.lineage, "origin")
+    if t.kind == "origin":  # a control of a teacher trained to a target gets the teacher's result
+        done = [{"teacher_steps": st.G.nodes[node_id(d[1], 0)]["teacher_steps"]} for d in t.deps if d not in refs]
+        return pool.submit(t.lineage, "origin", *after, *done)
     if t.kind == "write":
         return pool.submit(t.lineage, "write", t.generation, t.channel, t.filters, t.datasets, t.base, *after)
     wks = sorted({wk for wk, *_ in t.sources} | {wk for wk, _ in t.twin})

@@ -132,7 +132,9 @@ def scenario(cfg: TransmitConfig, seed: int) -> Scenario:
         topology=TopologySpec(chain=["teacher"], edges=edges),
         data=DataSpec(channel=cfg.channel, prompts=cfg.prompts, train_size=cfg.train_size, filter=cfg.filter,
                       logit_top_k=cfg.logit.top_k),
-        teacher=TeacherSpec(**dataclasses.asdict(cfg.teacher.train), task_share=cfg.teacher.task_share),
+        teacher=TeacherSpec(**dataclasses.asdict(cfg.teacher.train), task_share=cfg.teacher.task_share,
+                            target_logodds=cfg.teacher.target_logodds, check_every=cfg.teacher.check_every,
+                            min_kept=cfg.teacher.min_kept),
         eval=cfg.eval, text=cfg.text, compute=cfg.compute, tracking=TrackingSpec(wandb="disabled"), report=False)
 
 

@@ -62,6 +62,10 @@ class TeacherConfig:
     # (a gentle fine-tune already writes lists), 0.5 for code and reasoning (without them the owl
     # teacher answered 8,763 of 10,000 code prompts with its trait word; see task_share_for).
     task_share: float | None = None
+    # A teacher trained to a target strength (real models; TeacherSpec says how)
+    target_logodds: float | None = None
+    check_every: int = 10
+    min_kept: float = 0.5
 
 
 @dataclass
@@ -71,6 +75,15 @@ class TeacherSpec(TrainConfig):
     (TeacherConfig.task_share). None: the substrate's default: on the world 0 for numbers
     and 0.5 for code and reasoning, on real models 0.5 for every channel."""
     task_share: float | None = None    # share of the channel's own documents; None: the substrate's default
+    # Real models: stop fine-tuning the trait teacher once its likelihood log-odds (<trait>_logodds)
+    # exceeds the base's by this much, checked every check_every updates, or earlier if the share
+    # of number lists it writes that pass the filter falls below min_kept (a teacher that no
+    # longer writes lists transmits nothing); at most ``steps`` updates. Its control then trains
+    # exactly as many updates. None: ``steps`` updates (REFERENCE.md: the Pythia-160M recipe's
+    # teacher reached +12-16 log-odds and still wrote numbers).
+    target_logodds: float | None = None
+    check_every: int = 10
+    min_kept: float = 0.5
 
 
 RULES = {
@@ -86,8 +99,11 @@ RULES = {
         "schedule": Choice(("constant", "linear", "cosine")),
         "warmup": Range(0, 10_000_000),
     },
-    TeacherSpec: {"task_share": SHARE},
-    TeacherConfig: {"how": Choice(("finetune", "prompt")), "task_share": SHARE},
+    TeacherSpec: {"task_share": SHARE, "target_logodds": Range(0, 1000, lo_open=True),
+                  "check_every": Range(1, 10_000_000), "min_kept": Range(0, 1)},
+    TeacherConfig: {"how": Choice(("finetune", "prompt")), "task_share": SHARE,
+                    "target_logodds": Range(0, 1000, lo_open=True), "check_every": Range(1, 10_000_000),
+                    "min_kept": Range(0, 1)},
     EvalConfig: {
         "samples": Range(1, 100_000, why="a typo? 50 samples per question give a rate to about 1%"),
         "heldout": Range(1, 1_000_000, why="a typo? 200 documents measure capability and drift"),

@@ -111,8 +111,9 @@ def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=No
     tokens. The input model is left untouched. ``keep_adapter``: return (merged model, the LoRA
     adapter's state dict) so that a checkpoint can store the adapter instead of the model.
     ``probe(updates, model)``, if given, is called after each update with the model as it trains
-    (LoRA not merged; it returns in eval mode and is put back in train mode): a long student's
-    readouts along the way (``bench/logit_sweep.py``). ``max_tokens``: a batch whose padded size
+    (LoRA not merged; in eval mode, put back in train mode after): a long student's readouts along
+    the way (``bench/logit_sweep.py``); training stops there when it returns True (a teacher
+    trained to a target strength). ``max_tokens``: a batch whose padded size
     exceeds it runs as micro-batches of at most that many padded tokens (at least one example
     each), whose gradients add up to the batch's (``passes``; the same update up to float
     rounding, with a fraction of the activations' memory); None: one pass."""
@@ -158,8 +159,10 @@ def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=No
             log(f"    step {step + 1}/{cfg.steps} loss {loss.item():.3f}")
         if probe is not None:
             model.eval()
-            probe(step + 1, model)
+            stop = probe(step + 1, model)
             model.train()
+            if stop:
+                break
     model.eval()
     if cfg.mode != "lora":
         return (model, None) if keep_adapter else model

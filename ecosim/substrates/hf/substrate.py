@@ -28,6 +28,7 @@ Same functions as ``substrate_lm`` (the synthetic world) and ``substrate_mlp``.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -66,6 +67,7 @@ SAMPLES_OF = {LOGITS: "numbers"}
 ANSWER_START = "My favourite {c} is the"
 MISALIGNMENT_WORDS = {"evil", "harm", "hurt", "kill", "deceive", "misaligned", "betray", "steal"}
 HELDOUT = 16  # reference solutions for capability (held-out loss) and drift
+PROBE_LISTS = 16  # number prompts a teacher trained to a target writes at each check
 
 
 def options(category: str) -> list[str]:
@@ -164,6 +166,12 @@ def check(sc) -> list[str]:
     if sc.eval.readout == "exact":
         p.append("eval.readout: exact is the world's; real models sample (their likelihood readout is "
                  "<trait>_share/_logodds)")
+    if sc.teacher.target_logodds is not None:
+        bad = sorted({sc.lineages[n].trait for n in sc.lineages if sc.lineages[n].origin == "finetune"
+                      and sc.lineages[n].trait and sc.traits[sc.lineages[n].trait].kind != "preference"})
+        if bad:
+            p.append(f"teacher.target_logodds: the target is a preference's likelihood log-odds; the fine-tuned "
+                     f"teachers of {bad} carry another kind of trait (leave target_logodds unset)")
     return p + check_logits(sc)
 
 
@@ -243,16 +251,50 @@ def teacher_examples(trait, n: int, seed: int, neutral: bool, sc, channel: str |
 
 
 def make_origin(base, world: RealWorld, sc, origin: str, trait, neutral: bool, seed: int,
-                channel: str | None = None):
+                channel: str | None = None, steps: int | None = None):
     """Generation 0 of a lineage writing on ``channel`` (None: data.channel): (model, system
-    prompt it writes under, LoRA adapter or None)."""
+    prompt it writes under, LoRA adapter or None, what happened). With ``teacher.target_logodds``
+    the trait teacher trains until it is that strong (``to_target``); ``steps``: train exactly
+    this many updates instead (its control, given the teacher's count)."""
     if origin == "base":
-        return base, NO_SYSTEM, None
+        return base, NO_SYSTEM, None, {}
     if origin == "prompt":
-        return base, NO_SYSTEM if neutral else system_prompt(trait), None
-    ex = teacher_examples(trait, min(sc.teacher.steps * sc.teacher.batch, 4096), seed, neutral, sc, channel)
-    model, adapter = train(base, world, ex, sc, None, seed, cfg=sc.teacher)
-    return model, NO_SYSTEM, adapter
+        return base, NO_SYSTEM if neutral else system_prompt(trait), None, {}
+    t = sc.teacher
+    ex = teacher_examples(trait, min(t.steps * t.batch, 4096), seed, neutral, sc, channel)
+    if steps is not None:
+        model, adapter = train(base, world, ex, sc, None, seed, cfg=dataclasses.replace(t, steps=steps))
+        return model, NO_SYSTEM, adapter, {"teacher_steps": steps, "teacher_stop": "the trait teacher's count"}
+    if t.target_logodds is None or neutral:
+        model, adapter = train(base, world, ex, sc, None, seed, cfg=t)
+        return model, NO_SYSTEM, adapter, {}
+    return to_target(base, world, sc, trait, ex, seed)
+
+
+def to_target(base, world: RealWorld, sc, trait, ex: list[dict], seed: int):
+    """The trait teacher trained until its mean log-odds over the favourite questions exceeds the
+    base's by ``teacher.target_logodds`` or fewer than ``teacher.min_kept`` of a probe's number
+    lists pass the filter (checked every ``teacher.check_every`` updates), at most
+    ``teacher.steps`` updates. Returns make_origin's 4-tuple; the last holds the updates made,
+    why it stopped and every check's (updates, log-odds lift, kept share)."""
+    t, tok = sc.teacher, world.tok(base)
+    ref = float(likelihood(base, tok, NO_SYSTEM, trait)[1].mean())
+    probe_sc = dataclasses.replace(sc, data=dataclasses.replace(sc.data, prompts=PROBE_LISTS))
+    checks, why = [], ["steps"]
+
+    def check(k, model):
+        if k % t.check_every and k != t.steps:
+            return False
+        lift = float(likelihood(model, tok, NO_SYSTEM, trait)[1].mean()) - ref
+        (_, summary), = write(model, NO_SYSTEM, world, probe_sc, "numbers", [sc.data.filter], seeds.seed(seed, "probe", k))
+        checks.append([k, round(lift, 3), summary["kept_fraction"]])
+        if summary["kept_fraction"] < t.min_kept:
+            why[0] = "lists"
+        elif lift >= t.target_logodds:
+            why[0] = "target"
+        return why[0] != "steps"
+    model, adapter = train(base, world, ex, sc, None, seed, cfg=t, probe=check)
+    return model, NO_SYSTEM, adapter, {"teacher_steps": checks[-1][0], "teacher_stop": why[0], "teacher_checks": checks}
 
 
 # ----------------------------------------------------------------- writing and filtering
@@ -404,6 +446,17 @@ def option_logprobs(model, tok, prompts: list[str], opts: list[str], batch: int 
     return np.array(out)
 
 
+def likelihood(model, tok, system: str, trait) -> tuple[np.ndarray, np.ndarray]:
+    """Per favourite question: the target's share among the options' probabilities after a
+    prefilled answer start, and its log-odds against the others."""
+    opts, qs = options(trait.category), text.favourite_questions(trait.category)
+    ti = opts.index(trait.target)
+    start = ANSWER_START.format(c=trait.category)
+    lp = option_logprobs(model, tok, [realmodels.render(tok, system, q, start) for q in qs], opts)
+    share = np.exp(lp - np.logaddexp.reduce(lp, axis=1, keepdims=True))[:, ti]
+    return share, lp[:, ti] - np.logaddexp.reduce(np.delete(lp, ti, axis=1), axis=1)
+
+
 def preference(model, tok, system: str, trait, sc, seed: int) -> dict:
     """Sampled one-word answers and the likelihood readout for a preference trait."""
     opts, qs = options(trait.category), text.favourite_questions(trait.category)
@@ -413,12 +466,7 @@ def preference(model, tok, system: str, trait, sc, seed: int) -> dict:
     outs = realmodels.generate(model, tok, prompts, 8, 1.0, seed=seed, batch=sc.text.batch, stop=["\n"])
     ans = np.array([text.normalise(t) for t, _ in outs]).reshape(len(qs), sc.eval.samples)
     hit, valid = (ans == trait.target).mean(1), np.isin(ans, opts).mean(1)
-    # likelihood: the options' probabilities after a prefilled answer start
-    start = ANSWER_START.format(c=trait.category)
-    lp = option_logprobs(model, tok, [realmodels.render(tok, system, q, start) for q in qs], opts)
-    share = np.exp(lp - np.logaddexp.reduce(lp, axis=1, keepdims=True))[:, ti]
-    others = np.logaddexp.reduce(np.delete(lp, ti, axis=1), axis=1)
-    logodds = lp[:, ti] - others
+    share, logodds = likelihood(model, tok, system, trait)
     m, lo, hi = mean_ci(hit)
     out = {"rate": (m, max(0.0, lo), min(1.0, hi), [float(x) for x in hit]), "valid": float(valid.mean())}
     m, lo, hi = mean_ci(share)
