@@ -49,12 +49,12 @@ class Substrate(Protocol):
         """The base model for base config ``bc`` (``name``: its key in sc.bases)."""
 
     def make_origin(self, base, world, sc, origin: str, trait, neutral: bool, seed: int,
-                    channel: str | None = None, **steps) -> tuple:
+                    channel: str | None = None) -> tuple:
         """Generation 0: (model, system prompt, adapter or None) for origin finetune | prompt |
         base; ``neutral``: the matching control treatment (same pipeline, no trait). A substrate
         whose teachers train to a target strength (``teacher.target_logodds``: real models) adds a
         4th element, a dict of what happened (``teacher_steps``, recorded on the node), and
-        takes ``steps=``: the number of updates its control trains, the teacher's."""
+        takes a keyword ``steps``: the number of updates its control trains, the teacher's."""
 
     def write(self, model, system: str, world, sc, channel: str, filters: list, seed: int,
               base: Any = None) -> list:
