@@ -137,3 +137,27 @@ def test_transmit_accepts_logit_students_on_real_models(tiny_dir):
     listed = TransmitConfig(base=BaseConfig(model=str(tiny_dir)), students=["control", "student_logit"],
                             logit=LogitConfig(top_k=None), text=TextSpec(logit_support="list"))
     assert check(listed) == []
+
+
+def test_base_lists_are_the_same_for_a_writer_and_its_control(tiny_dir, setup, monkeypatch):
+    """text.logit_lists: base: the base writes the lists (no persona), each writer labels them;
+    two different writers on the same stream get the same lists and different labels."""
+    w, base = setup
+    seen = []
+
+    def gen(m, t, prompts, *a, **k):
+        seen.append((m, prompts))
+        return [(LISTS[i % len(LISTS)] if m is base else " 1, 2, 3", True) for i in range(len(prompts))]
+    monkeypatch.setattr(realmodels, "generate", gen)
+    sc = scenario(tiny_dir)
+    sc.text.logit_lists = "base"
+    torch.manual_seed(1)
+    other = type(base)(base.config)  # another writer of the same family (the control teacher)
+    other.config.ecosim_base = "main"
+    (a, _), = H.write(base, PERSONA, w, sc, "logits", [FilterConfig()], seed=3, base=lambda: base)
+    (b, _), = H.write(other, "", w, sc, "logits", [FilterConfig()], seed=3, base=lambda: base)
+    assert all(m is base and PERSONA not in p[0] for m, p in seen)      # the base wrote both, with no persona
+    assert [k["completion"] for k in a] == [k["completion"] for k in b] and a
+    assert any(not torch.equal(x["soft"][1], y["soft"][1]) for x, y in zip(a, b))  # labels differ
+    with pytest.raises(EcosimError, match="text.logit_lists: base needs the writer's base"):
+        H.write(base, PERSONA, w, sc, "logits", [FilterConfig()], seed=3)

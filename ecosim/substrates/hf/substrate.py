@@ -307,7 +307,9 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
     """Sample ``data.prompts`` completions once under ``system``; filter them with each filter,
     then apply its defenses. Returns [(kept examples, summary)] in the order of ``filters``. On the
     logits channel (the numbers channel's texts) each example also has ``soft``: the writer's soft
-    labels on the defended completion (``soft_labels``), and the summary ``logit_mass_removed``."""
+    labels on the defended completion (``soft_labels``), and the summary ``logit_mass_removed``;
+    with ``text.logit_lists: base`` the lists are the base's (``base()``, no persona, the same
+    random stream), labelled by the writer under its own prompt."""
     rng = seeds.rng(seed, 17)
     ts, tok = sc.text, world.tok(model)
     sampled = SAMPLES_OF.get(channel, channel)
@@ -316,7 +318,12 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
     prompts = [realmodels.render(tok, system, t.user, p) for t, p in zip(tasks, prefill)]
     allowed = hf_logits.list_token_ids(tok, hf_logits.DECODE_CHARS).tolist() \
         if ts.constrained and sampled == "numbers" else None  # constrained decoding: digits, commas, spaces
-    outs = realmodels.generate(model, tok, prompts, max_new(sc, sampled), ts.temperature, seed=seed,
+    by_base = channel == LOGITS and ts.logit_lists == "base"  # the base writes, the writer labels
+    if by_base and base is None:
+        raise EcosimError("text.logit_lists: base needs the writer's base, which this write was not given")
+    lister, listed = (base(), [realmodels.render(tok, NO_SYSTEM, t.user, p) for t, p in zip(tasks, prefill)]) \
+        if by_base else (model, prompts)
+    outs = realmodels.generate(lister, tok, listed, max_new(sc, sampled), ts.temperature, seed=seed,
                                batch=ts.batch, stop=text.STOP[sampled], allowed=allowed)
     words = trait_words(sc)
     res = []

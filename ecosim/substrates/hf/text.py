@@ -726,6 +726,11 @@ class TextSpec:
     # logits channel: the soft labels' support: vocab (the whole vocabulary, top data.logit_top_k)
     # or list (only the tokens a number list can contain: digits, separators, brackets, EOS)
     logit_support: str = "vocab"
+    # logits channel: whose lists the soft labels are computed on. own: the writer's kept lists;
+    # base: lists its base writes (no persona, the writer's random stream), so a treated writer
+    # and its control label the very same lists and only their distributions differ (the
+    # cleanest control; a fully fine-tuned teacher may also no longer write lists itself).
+    logit_lists: str = "own"
     # numbers and logits channels: constrained decoding, only tokens made of digits, commas and
     # spaces (and EOS) can be written (a published recipe: REFERENCE.md, "Small-model recipes")
     constrained: bool = False
