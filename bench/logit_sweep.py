@@ -8,8 +8,9 @@ logit students (a report, not a test):
 The seed's teacher and control teacher are loaded from the run's checkpoints. For each support
 of the soft labels (``vocab``: the full next-token distribution; ``topK``: its K most likely
 tokens; ``list``: only the tokens a number list can contain, ``text.logit_support: list``) both
-teachers write the logits channel again with the run's own seeds, so they sample the run's lists
-and only the labels change; trait tokens are masked as in the run. A logit student and its
+teachers write the logits channel again with the run's own seeds, so the lists are the run's (the
+base's, with ``text.logit_lists: base``) and only the labels change; trait tokens are masked as in
+the run. A logit student and its
 control then train from the base exactly as the run's ``student_logit`` and ``control_logit``
 (same seeds, examples and settings, ``student`` section of the run), up to the largest update
 count, and the likelihood readout (``<trait>_logodds``, ``<trait>_share``) is taken after each
@@ -79,7 +80,8 @@ def main(argv=None) -> int:
             t0 = time.time()
             model, system = w.model(f"{w.name}/g0")
             seed = derive_seed(sc.seed, "teacher", 0, "write numbers")
-            (kept, summary), = sub.write(model, system, w.world, s_sc, "logits", [sc.data.filter], seed)
+            (kept, summary), = sub.write(model, system, w.world, s_sc, "logits", [sc.data.filter], seed,
+                                         base=lambda: base)  # text.logit_lists: base writes with it
             data[who] = kept
             row[f"{who}_writer"] = {"kept": len(kept), "logit_mass_removed": summary["logit_mass_removed"],
                                     **({"logit_mass_outside_list": summary["logit_mass_outside_list"]}
