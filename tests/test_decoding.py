@@ -53,6 +53,7 @@ def test_constrained_setting_reaches_the_numbers_writer(tiny_dir):
     from types import SimpleNamespace as NS
     from ecosim.substrates.common.bases import BaseConfig
     from ecosim.substrates.common.filters import FilterConfig
+    from ecosim.substrates.common.config import TeacherSpec
     from ecosim.substrates.common.training import TrainConfig
     from ecosim.substrates.hf import substrate as H
     from ecosim.substrates.hf.text import TextSpec
@@ -60,7 +61,7 @@ def test_constrained_setting_reaches_the_numbers_writer(tiny_dir):
     sc = NS(seed=0, bases={"main": BaseConfig(model=str(tiny_dir))}, traits={"owl": TraitConfig()},
             text=TextSpec(batch=16, constrained=True, max_new=12), eval=EvalConfig(samples=2),
             data=NS(prompts=6, train_size=4, regime="replace", real_share=0.0, logit_top_k=32),
-            teacher=TrainConfig(rank=2, alpha=4, steps=2, batch=2))
+            teacher=TeacherSpec(rank=2, alpha=4, steps=2, batch=2), compute=NS(micro_batch_tokens=None))
     w = H.world_of(sc)
     base = H.load_base(sc.bases["main"], sc, "main")
     import ecosim.substrates.hf.realmodels as R
@@ -86,6 +87,7 @@ def test_autocast_setting_runs_matmuls_in_bf16_and_keeps_weights_fp32(tiny_dir, 
     from types import SimpleNamespace as NS
     from ecosim.substrates.common.bases import BaseConfig
     from ecosim.substrates.common.filters import FilterConfig
+    from ecosim.substrates.common.config import TeacherSpec
     from ecosim.substrates.common.training import TrainConfig
     from ecosim.substrates.hf import realmodels as R
     from ecosim.substrates.hf import substrate as H
@@ -106,7 +108,7 @@ def test_autocast_setting_runs_matmuls_in_bf16_and_keeps_weights_fp32(tiny_dir, 
         sc = NS(seed=0, bases={"main": BaseConfig(model=str(tiny_dir), autocast=setting)},
                 traits={"owl": TraitConfig()}, text=TextSpec(batch=8, max_new=6), eval=EvalConfig(samples=1),
                 data=NS(prompts=4, train_size=2, regime="replace", real_share=0.0, logit_top_k=32),
-                teacher=TrainConfig(rank=2, alpha=4, steps=1, batch=2))
+                teacher=TeacherSpec(rank=2, alpha=4, steps=1, batch=2), compute=NS(micro_batch_tokens=None))
         w = H.world_of(sc)
         base = H.load_base(sc.bases["main"], sc, "main")
         H.write(base, "", w, sc, "numbers", [FilterConfig()], seed=1)
@@ -129,3 +131,17 @@ def test_world_base_refuses_autocast():
         load_scenario(scenario_path("quickstart"), ["bases.main.autocast=bf16"])
     with pytest.raises(EcosimError, match=r"bases\.main\.autocast: .*'fp16'.* not one of"):
         load_scenario(scenario_path("quickstart"), ["bases.main.autocast=fp16"])
+
+
+def test_autocast_computes_with_the_weights_as_they_are_now():
+    """A training loop runs inside one autocast context: a step must see the weights the last
+    step made, not a cached bf16 copy of the first (torch's autocast weight cache)."""
+    import torch
+    from ecosim.substrates.hf.realmodels import autocast
+    lin = torch.nn.Linear(4, 4)
+    x = torch.randn(2, 4)
+    with autocast("bf16"):
+        before = lin(x)
+        with torch.no_grad():
+            lin.weight += 1.0
+        assert not torch.equal(lin(x), before)

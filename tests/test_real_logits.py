@@ -10,6 +10,7 @@ import torch
 from ecosim import EcosimError
 from ecosim.substrates.common.bases import BaseConfig
 from ecosim.substrates.common.filters import FilterConfig
+from ecosim.substrates.common.config import TeacherSpec
 from ecosim.substrates.common.training import TrainConfig, soft_loss, pad_batch
 from ecosim.substrates.hf import logits as L
 from ecosim.substrates.hf import realmodels
@@ -27,7 +28,7 @@ def scenario(tiny_dir, support="vocab", top_k=8):
     return NS(seed=0, bases={"main": BaseConfig(model=str(tiny_dir))}, traits={"owl": TraitConfig()},
               text=TextSpec(batch=16, logit_support=support), eval=EvalConfig(samples=2),
               data=NS(prompts=8, train_size=8, regime="replace", real_share=0.0, logit_top_k=top_k),
-              teacher=TrainConfig(rank=2, alpha=4, steps=2, batch=2))
+              teacher=TeacherSpec(rank=2, alpha=4, steps=2, batch=2), compute=NS(micro_batch_tokens=None))
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from ecosim.substrates.hf import realmodels
 from ecosim.substrates.hf import substrate as H
 from ecosim.substrates.common.bases import BaseConfig
 from ecosim.substrates.common.filters import FilterConfig
+from ecosim.substrates.common.config import TeacherSpec
 from ecosim.substrates.hf.text import TextSpec
 from ecosim.substrates.world.traits import EvalConfig, TraitConfig
 from ecosim.substrates.common.training import TrainConfig, pad_batch
@@ -25,7 +26,7 @@ def scenario(tiny_dir, **data):
     return NS(seed=0, bases={"main": BaseConfig(model=str(tiny_dir))}, traits={"owl": TraitConfig()},
               text=TextSpec(batch=16), eval=EvalConfig(samples=2),
               data=NS(**{"prompts": 6, "train_size": 4, "regime": "replace", "real_share": 0.0, **data}),
-              teacher=TrainConfig(rank=2, alpha=4, steps=2, batch=2))
+              teacher=TeacherSpec(rank=2, alpha=4, steps=2, batch=2), compute=NS(micro_batch_tokens=None))
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,7 @@ def test_a_fine_tuned_teacher_reloads_from_its_checkpoint(setup, tmp_path):
     sc, w, base = setup
     sc = NS(**{**vars(sc), "teacher": TeacherSpec(rank=2, alpha=4, steps=2, batch=2, task_share=0.1),
               "data": NS(**{**vars(sc.data), "channel": "numbers"})})
-    model, system, adapter = H.make_origin(base, w, sc, "finetune", TraitConfig(), False, seed=0)
+    model, system, adapter, _ = H.make_origin(base, w, sc, "finetune", TraitConfig(), False, seed=0)
     meta = {"train": asdict(sc.teacher)}
     H.save(tmp_path / "t", model, adapter, meta, w)
     again = H.load(tmp_path / "t", base, json.loads(json.dumps(meta)), w)

@@ -65,7 +65,10 @@ def autocast(setting: str, device: torch.device | str = "cpu"):
     """A context in which a float32 model's matmuls run in bf16 (``precision``), or does nothing."""
     dev = torch.device(device)
     if precision(setting, dev) == "bf16":
-        return torch.autocast(dev.type, dtype=torch.bfloat16)
+        # No weight cache: it keeps the first bf16 copy of each trainable weight until the
+        # outermost autocast context exits, and a whole training loop runs in this one, so every
+        # later step would compute with the weights as they were at the first.
+        return torch.autocast(dev.type, dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()
 
 
