@@ -120,8 +120,7 @@ def speedup_ceiling(body: int, head: int, prompt_tokens: int, n: int, max_new: i
 
 def bench_dtype(dtype: str, a, tok, prompts, prompt_tokens: int, tasks_) -> dict:
     """``prompt_tokens``: the prompts' total length in tokens."""
-    with autocast("bf16" if dtype == "autocast" else "off"):
-        return _bench(dtype, a, tok, prompts, prompt_tokens, tasks_)
+    return _bench(dtype, a, tok, prompts, prompt_tokens, tasks_)
 
 
 def profile(model, tok, prompts, max_new: int, title: str, path: str) -> None:
@@ -145,7 +144,16 @@ def _bench(dtype: str, a, tok, prompts, prompt_tokens: int, tasks_) -> dict:
         model = LlamaForCausalLM(cfg).to(DT[dtype]).eval()
     else:
         model = load(NAME, dtype="float32" if dtype == "autocast" else dtype).model
-    res = {"dtype": dtype, "matmul": matmul_rates(DT[dtype], a.matmul_n, model.config)}
+    mode = "bf16" if dtype == "autocast" else "off"  # as the substrate runs: a context per write, per training
+    with autocast(mode):
+        res = {"dtype": dtype, "matmul": matmul_rates(DT[dtype], a.matmul_n, model.config)}
+        _generate(res, model, tok, prompts, prompt_tokens, a, dtype)
+    with autocast(mode, training=True):
+        _train(res, model, tok, tasks_, a)
+    return res
+
+
+def _generate(res: dict, model, tok, prompts, prompt_tokens: int, a, dtype: str) -> None:
     sample(model, tok, prompts[:1], 2)  # warm-up
     tb, nb = sample(model, tok, prompts, a.max_new)
     t1, n1 = zip(*(sample(model, tok, [p], a.max_new, seed=i) for i, p in enumerate(prompts[:a.single])))
@@ -163,7 +171,11 @@ def _bench(dtype: str, a, tok, prompts, prompt_tokens: int, tasks_) -> dict:
     res["generate"]["speedup_ceiling"] = speedup_ceiling(
         body, head, prompt_tokens, len(prompts), a.max_new,
         res["matmul"]["square"]["peak_flops"], sum(t1) / len(t1))
-    # LoRA training
+
+
+def _train(res: dict, model, tok, tasks_, a) -> None:
+    """LoRA training steps (``--steps`` timed after one warm-up)."""
+    body, head = flop_params(model)
     model = with_lora(model, TrainConfig(rank=8, alpha=16))
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)

@@ -140,8 +140,10 @@ def test_autocast_computes_with_the_weights_as_they_are_now():
     from ecosim.substrates.hf.realmodels import autocast
     lin = torch.nn.Linear(4, 4)
     x = torch.randn(2, 4)
-    with autocast("bf16"):
+    with autocast("bf16", training=True):
         before = lin(x)
         with torch.no_grad():
             lin.weight += 1.0
         assert not torch.equal(lin(x), before)
+        with autocast("bf16"):  # a probe inside training (writing, measuring) keeps training's context
+            assert not torch.equal(lin(x), before)

@@ -61,14 +61,18 @@ def precision(setting: str, device: torch.device | str = "cpu") -> str:
     return "bf16" if setting == "bf16" or (setting == "auto" and native_bf16(device)) else "fp32"
 
 
-def autocast(setting: str, device: torch.device | str = "cpu"):
-    """A context in which a float32 model's matmuls run in bf16 (``precision``), or does nothing."""
+def autocast(setting: str, device: torch.device | str = "cpu", training: bool = False):
+    """A context in which a float32 model's matmuls run in bf16 (``precision``), or does nothing.
+    Inside another autocast context (a probe of a model in training) it adds nothing.
+
+    torch caches the bf16 copy of each weight that requires grad until the outermost autocast
+    context exits. Writing and measuring keep it (the weights stay put, and re-casting them at
+    every decoding step costs more than the step); ``training`` turns it off, since a whole
+    training loop runs inside one context and would otherwise compute every step with the
+    weights as they were at the first."""
     dev = torch.device(device)
-    if precision(setting, dev) == "bf16":
-        # No weight cache: it keeps the first bf16 copy of each trainable weight until the
-        # outermost autocast context exits, and a whole training loop runs in this one, so every
-        # later step would compute with the weights as they were at the first.
-        return torch.autocast(dev.type, dtype=torch.bfloat16, cache_enabled=False)
+    if precision(setting, dev) == "bf16" and not torch.is_autocast_enabled(dev.type):
+        return torch.autocast(dev.type, dtype=torch.bfloat16, cache_enabled=not training)
     return contextlib.nullcontext()
 
 

@@ -111,7 +111,8 @@ def under_autocast(fn):
     def run(*args, **kw):
         bound = sig.bind(*args, **kw).arguments
         model = next(iter(bound.values()))
-        with realmodels.autocast(bound["sc"].bases[model.config.ecosim_base].autocast, model.device):
+        with realmodels.autocast(bound["sc"].bases[model.config.ecosim_base].autocast, model.device,
+                                 training=fn.__name__ == "train"):
             return fn(*args, **kw)
     return run
 
