@@ -729,7 +729,7 @@ class TextSpec:
     # logits channel: whose lists the soft labels are computed on. own: the writer's kept lists;
     # base: lists its base writes (no persona, the writer's random stream), so a treated writer
     # and its control label the very same lists and only their distributions differ (the
-    # cleanest control; a fully fine-tuned teacher may also no longer write lists itself).
+    # cleanest control; it also serves a teacher that no longer writes lists itself).
     logit_lists: str = "own"
     # numbers and logits channels: constrained decoding, only tokens made of digits, commas and
     # spaces (and EOS) can be written (a published recipe: REFERENCE.md, "Small-model recipes")
