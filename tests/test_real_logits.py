@@ -121,6 +121,12 @@ def test_labels_round_trip_and_a_student_trains_on_them(tiny_dir, setup, lists, 
     model, adapter = H.train(base, w, back, sc, spec, seed=0)
     before, after = loss(base), loss(model)
     assert adapter and torch.isfinite(torch.tensor([before, after])).all() and after < before
+    sc.bases["main"].autocast = "bf16"  # and under bf16 autocast (float16 labels, bf16 logits)
+    try:
+        bf16, _ = H.train(base, w, back, sc, spec, seed=0)
+    finally:
+        sc.bases["main"].autocast = "off"
+    assert loss(bf16) < before
     bad = [{**back[0], "soft": (back[0]["soft"][0][:-1], back[0]["soft"][1][:-1])}]
     with pytest.raises(EcosimError, match="writer's tokenizer"):
         H.train(base, w, bad, sc, spec, seed=0)

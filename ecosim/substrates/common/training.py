@@ -221,7 +221,7 @@ def soft_loss(model, ids, attn, mask, soft):
     ``idx`` is None when ``prob`` covers the whole vocabulary."""
     logits, _ = target_logits(model, ids, attn, mask)
     logp = torch.log_softmax(logits.float(), -1)
-    prob = torch.cat([s[1] for s in soft]).float().to(logits.device)
+    prob = torch.cat([s[1].float() for s in soft]).to(logits.device)  # float16 rows: CPU autocast cannot cat them
     if soft[0][0] is not None:
         logp = logp.gather(-1, torch.cat([s[0] for s in soft]).long().to(logits.device))
     return -(prob * logp).sum(-1).mean()
