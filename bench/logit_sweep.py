@@ -97,9 +97,9 @@ def main(argv=None) -> int:
 
             def probe(k, model, read=read):
                 if k in updates:
-                    r = sub.preference(model, tok, sub.NO_SYSTEM, sc.traits[trait], s_sc, sc.seed)
-                    read[k] = {"logodds": r["logodds"][0], "share": r["share"][0], "per_question": r["logodds"][3]}
-                    print(f"  {name} {who} after {k} updates: {trait}_logodds {r['logodds'][0]:+.3f}", flush=True)
+                    share, lo = sub.likelihood(model, tok, sub.NO_SYSTEM, sc.traits[trait])
+                    read[k] = {"logodds": float(lo.mean()), "share": float(share.mean()), "per_question": lo.tolist()}
+                    print(f"  {name} {who} after {k} updates: {trait}_logodds {lo.mean():+.3f}", flush=True)
             cfg = copy.copy(spec.student)
             cfg.steps = max(updates)
             sub.train(base, writers[who].world, examples, s_sc, spec, seed, cfg=cfg, probe=probe)  # the probes
