@@ -289,6 +289,9 @@ def check(sc) -> list[str]:
         sub = None
     if sub is not None:
         q += sub.check(sc)
+        if sc.teacher.target_logodds is not None and not sub.TARGET_TEACHERS:
+            q.append("teacher.target_logodds: a teacher trained to a target strength is for real models "
+                     f"(substrate {sc.substrate} trains teachers for teacher.steps)")
     for name, l in sc.lineages.items():
         where = f"lineages.{name}"
         if "." in name or "/" in name:

@@ -95,7 +95,7 @@ def build_tasks(plan: Plan) -> dict[tuple, Task]:
         if spec.origin != "none":
             tasks[model_key(name, 0)] = Task("origin", name, 0)
     # A teacher trained to a target strength: its control trains as many updates, so waits for it.
-    if getattr(sc.teacher, "target_logodds", None) is not None:
+    if sc.teacher.target_logodds is not None:
         for c, treated in plan.control_of.items():
             if plan.lineages[c].origin == "finetune" and model_key(treated, 0) in tasks:
                 tasks[model_key(c, 0)].deps.append(model_key(treated, 0))

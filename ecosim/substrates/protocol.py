@@ -26,6 +26,8 @@ class Substrate(Protocol):
     #                         trait | capability | drift (kept in the graph for the report)
     LINEAGE_GB: float | None  # memory one lineage actor was measured to need (the Ray pool checks
     #                         it up front; compute.memory_per_lineage overrides); None: not measured
+    TARGET_TEACHERS: bool   # whether teachers can train to teacher.target_logodds (make_origin's
+    #                         4th element and steps=); the scenario check refuses it elsewhere
 
     def check(self, sc) -> list[str]:
         """Substrate-specific problems with sc.bases / channels / traits / origins, one line each

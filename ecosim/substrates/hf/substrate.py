@@ -54,6 +54,7 @@ NO_SYSTEM = ""                  # no system message: the template's own default 
 # keeps (engine.lineage.HELD), optimiser state and logits. Larger models need more: set
 # compute.memory_per_lineage.
 LINEAGE_GB = 6.0
+TARGET_TEACHERS = True  # make_origin trains a trait teacher to teacher.target_logodds (to_target)
 DATASET_SUFFIX = ".jsonl"
 LOGITS = "logits"
 CHANNELS = text.CHANNELS + (LOGITS,)
@@ -102,19 +103,22 @@ class RealWorld:
         return self._toks[name]
 
 
-def under_autocast(fn):
-    """``fn`` (whose first argument is a model and which takes ``sc``) run under the autocast
-    setting of that model's base (``bases.X.autocast``, ``realmodels.autocast``)."""
-    sig = inspect.signature(fn)
+def under_autocast(training: bool = False):
+    """A decorator: the function (whose first argument is a model and which takes ``sc``) runs
+    under the autocast setting of that model's base (``bases.X.autocast``,
+    ``realmodels.autocast``; ``training``: without torch's weight cache)."""
+    def wrap(fn):
+        sig = inspect.signature(fn)
 
-    @functools.wraps(fn)
-    def run(*args, **kw):
-        bound = sig.bind(*args, **kw).arguments
-        model = next(iter(bound.values()))
-        with realmodels.autocast(bound["sc"].bases[model.config.ecosim_base].autocast, model.device,
-                                 training=fn.__name__ == "train"):
-            return fn(*args, **kw)
-    return run
+        @functools.wraps(fn)
+        def run(*args, **kw):
+            bound = sig.bind(*args, **kw).arguments
+            model = next(iter(bound.values()))
+            with realmodels.autocast(bound["sc"].bases[model.config.ecosim_base].autocast, model.device,
+                                     training=training):
+                return fn(*args, **kw)
+        return run
+    return wrap
 
 
 def world_of(sc) -> RealWorld:
@@ -303,7 +307,7 @@ def max_new(sc, channel: str) -> int:
     return sc.text.max_new or text.MAX_NEW_TOKENS[channel]
 
 
-@under_autocast
+@under_autocast()
 def write(model, system: str, world: RealWorld, sc, channel: str, filters: list, seed: int, base=None):
     """Sample ``data.prompts`` completions once under ``system``; filter them with each filter,
     then apply its defenses. Returns [(kept examples, summary)] in the order of ``filters``. On the
@@ -402,7 +406,7 @@ def assemble(parts: list[tuple[list, float]], world, sc, channel: str, seed: int
     return common_assemble(parts, sc, seed, size)
 
 
-@under_autocast
+@under_autocast(training=True)
 def train(start, world: RealWorld, examples: list[dict], sc, spec, seed: int, cfg=None, probe=None):
     """A LoRA (or full) fine-tune of ``start`` on chat-formatted examples rendered with the
     student's own template and no system message; the loss falls on completion tokens only.
@@ -526,7 +530,7 @@ def heldout(sc) -> list[dict]:
             for ch in ("code", "reasoning") for t in text.tasks(ch, HELDOUT // 2, rng, shots=0)]
 
 
-@under_autocast
+@under_autocast()
 def measure(model, system: str, base, world: RealWorld, sc, seed: int) -> dict:
     """metric -> (value, ci_lo, ci_hi[, per-question values]) for every trait (both readouts for
     a preference), misalignment (always), held-out loss and drift from the model's base."""

@@ -31,9 +31,6 @@ METRICS = {"heldout_loss": "capability", "drift_kl": "drift"}  # besides the ski
 
 def check(sc) -> list[str]:
     p = []
-    if getattr(sc.teacher, "target_logodds", None) is not None:
-        p.append("teacher.target_logodds: a teacher trained to a target strength is for real models "
-                 f"(substrate {sc.substrate} trains teachers for teacher.steps)")
     for name, b in sc.bases.items():
         if b.arch != "mlp":
             p.append(f"bases.{name}.arch: {b.arch!r} is not one of ['mlp'] (substrate {sc.substrate})")
@@ -73,6 +70,7 @@ def make_origin(base, world, sc, origin: str, trait, neutral: bool, seed: int, c
     return train_teacher(copy.deepcopy(base), Xtr, ytr, sc.mlp, seed=seed), NO_SYSTEM, None
 
 
+TARGET_TEACHERS = False
 LINEAGE_GB = None  # not measured: small MLPs
 
 

@@ -39,15 +39,13 @@ REPLICA_SEEDS = False
 # progress line read (trait: a rate among valid answers; capability; drift from the base).
 METRICS = {"misalignment": "trait", "heldout_loss": "capability", "drift_kl": "drift"}
 ARCHS = ("gpt2", "llama")
+TARGET_TEACHERS = False
 LINEAGE_GB = None  # not measured: tiny models; dozens of world lineage actors run on a 24 GB machine
 
 
 def check(sc) -> list[str]:
     """World bases (arch, size, checkpoint path), traits and channel settings."""
     p = []
-    if getattr(sc.teacher, "target_logodds", None) is not None:
-        p.append("teacher.target_logodds: a teacher trained to a target strength is for real models "
-                 f"(substrate {sc.substrate} trains teachers for teacher.steps)")
     for name, b in sc.bases.items():
         where = f"bases.{name}"
         if b.arch not in ARCHS:
