@@ -185,11 +185,14 @@ def test_memory_check_refuses_an_impossible_plan_with_one_line():
     """Lineage actors that cannot fit in what Ray has are refused up front, in one line that says
     what to do; nothing known of their size, or enough memory: no problem."""
     from ecosim.engine.pool import memory_problem
-    why = memory_problem(6, 6.0, 16.8, "measured for this substrate")
+    why = memory_problem({f"l{i}": 6.0 for i in range(6)}, 16.8, "measured for their bases")
     assert why is not None and "\n" not in why
-    assert why.startswith("compute: 6 lineage actors x ~6 GB (measured for this substrate) = 36.0 GB, more than the "
+    assert why.startswith("compute: 6 lineage actors x ~6 GB (measured for their bases) = 36.0 GB, more than the "
                           "16.8 GB Ray has") and "compute.ray=false" in why
-    assert memory_problem(2, 6.0, 16.8, "x") is None and memory_problem(100, None, 1.0, "x") is None
+    mixed = memory_problem({"owl": 2.5, "owl_control": 2.5, "gemma": 5.0, "gemma_control": 5.0}, 12.0, "m")
+    assert mixed.startswith("compute: 4 lineage actors x ~2.5-5 GB (m) = 15.0 GB")
+    assert memory_problem({"a": 6.0, "b": 6.0}, 16.8, "x") is None
+    assert memory_problem({f"l{i}": None for i in range(100)}, 1.0, "x") is None
 
 
 def test_a_run_whose_actors_cannot_fit_is_refused_before_they_start(tiny_yaml, tmp_path, capsys):

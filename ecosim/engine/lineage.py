@@ -5,6 +5,7 @@ record is returned, and any model can be rebuilt from the run directory, so a re
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections import OrderedDict
 import os
@@ -12,11 +13,9 @@ import time
 from pathlib import Path
 
 from ecosim.engine import registry, seeds
+from ecosim.engine.memory import Peak, release
 from ecosim.engine.plan import node_id
 from ecosim.store.rundir import atomic_dir, dataset_digest, digest
-
-
-HELD = 4  # models a lineage keeps in memory: its own last ones and the parents it trains and writes from
 
 
 def derive_seed(seed: int, key: str, generation: int, purpose: str) -> int:
@@ -39,6 +38,20 @@ def dataset_path(run_dir: Path, dataset: str, suffix: str) -> Path:
     return Path(run_dir) / "datasets" / f"{dataset}{suffix}"
 
 
+def with_peak(fn):
+    """A task whose result (a record, or a write's (examples, summary) pairs) also carries
+    ``peak_gb``: the peak memory of the process while it ran (``memory.Peak``)."""
+    @functools.wraps(fn)
+    def run(*args, **kw):
+        with Peak() as p:
+            out = fn(*args, **kw)
+        release()  # what the task freed goes back to the system before the next one
+        for rec in ([s for _, s in out] if isinstance(out, list) else [out]):
+            rec["peak_gb"] = p.gb
+        return out
+    return run
+
+
 class Lineage:
     def __init__(self, name: str, sc, spec, key: str, trait: str | None, run_dir: str,
                  cache: str | None = None, threads: int = 1, base_offset: int = 0, seed: int | None = None,
@@ -59,7 +72,7 @@ class Lineage:
         self.sub.set_threads(threads)
         self.world = self.sub.world_of(sc)
         self._bases: dict[str, object] = {}
-        self._models: OrderedDict[str, tuple[object, str]] = OrderedDict()  # the few used last (HELD)
+        self._models: OrderedDict[str, tuple[object, str]] = OrderedDict()  # the few used last (HELD_MODELS)
 
     def pid(self) -> int:
         return os.getpid()
@@ -82,11 +95,12 @@ class Lineage:
         return self._models[node]
 
     def _hold(self, node: str, entry: tuple) -> None:
-        """Keep ``node``'s model in memory, dropping the least recently used beyond HELD: any model
+        """Keep ``node``'s model in memory, dropping the least recently used beyond the substrate's
+        HELD_MODELS (its own last ones and the parents it trains and writes from): any model
         can be rebuilt from its checkpoint, and a long chain must not hold every generation."""
         self._models[node] = entry
         self._models.move_to_end(node)
-        while len(self._models) > HELD:
+        while len(self._models) > self.sub.HELD_MODELS:
             self._models.popitem(last=False)
 
     def _finish(self, node: str, model, system: str, adapter, meta: dict, base_name: str, t0: float) -> dict:
@@ -98,6 +112,7 @@ class Lineage:
         return {"node": node, "metrics": metrics, "seconds": time.time() - t0, "pid": os.getpid(),
                 "sha": digest(path)}
 
+    @with_peak
     def measure_base(self, name: str) -> dict:
         """A base as it is (no trait, no training), measured as every model is, under no system
         prompt: the reference beside the teachers and students (the engine asks a lineage with
@@ -107,6 +122,7 @@ class Lineage:
         metrics = self.sub.measure(base, self.sub.NO_SYSTEM, base, self.world, self.sc, seed=self.seed)
         return {"node": f"base:{name}", "metrics": metrics, "seconds": time.time() - t0, "pid": os.getpid()}
 
+    @with_peak
     def origin(self, *after) -> dict:
         """Generation 0: the lineage's base given its trait (or the matching neutral treatment).
         ``after``: the treated twin's origin result, for a control whose teacher trained to a
@@ -126,6 +142,7 @@ class Lineage:
                 "train": _asdict(sc.teacher), **info}
         return {**self._finish(node_id(self.name, 0), model, system, adapter, meta, spec.base, t0), **info}
 
+    @with_peak
     def write(self, g: int, channel: str, filters: list, dataset_ids: list[str], base_name: str | None,
               *after) -> list:
         """Generation g's model writes on ``channel``; one filtered dataset per filter, each saved.
@@ -146,6 +163,7 @@ class Lineage:
             summary["sha"] = dataset_digest(path, self.sub.DATASET_SUFFIX)
         return [(ex, {**summary, "seconds": time.time() - t0}) for ex, summary in out]
 
+    @with_peak
     def train(self, g: int, init: dict, parts: list[tuple[int, int, float]], channel: str, n_writes: int,
               twin: list[tuple[int, int]], *writes_then_after) -> dict:
         """A student at generation g. ``init``: {'base': name} or {'node': id} to start from;

@@ -79,12 +79,16 @@ def start_ray(compute) -> bool:
     return True
 
 
-def memory_problem(n: int, per_gb: float | None, have_gb: float, source: str) -> str | None:
-    """One line when ``n`` lineage actors of ``per_gb`` each cannot fit in the ``have_gb`` Ray
-    has for tasks (None: they fit, or nothing is known of their size)."""
-    if per_gb is None or n * per_gb <= have_gb:
+def memory_problem(need: dict[str, float | None], have_gb: float, source: str) -> str | None:
+    """One line when lineage actors of ``need`` GB each (by lineage; None: not known, not counted)
+    cannot fit in the ``have_gb`` Ray has for tasks (None: they fit, or nothing is known)."""
+    known = {n: g for n, g in need.items() if g}
+    total = sum(known.values())
+    if not known or total <= have_gb:
         return None
-    return (f"compute: {n} lineage actors x ~{per_gb:g} GB ({source}) = {n * per_gb:.1f} GB, more than the "
+    lo, hi = min(known.values()), max(known.values())
+    each = f"~{hi:g} GB" if lo == hi else f"~{lo:g}-{hi:g} GB"
+    return (f"compute: {len(known)} lineage actors x {each} ({source}) = {total:.1f} GB, more than the "
             f"{have_gb:.1f} GB Ray has for tasks here; run them in one process (compute.ray=false), with fewer "
             "lineages, or set compute.memory_per_lineage if you know better")
 
@@ -93,17 +97,18 @@ class RayPool:
     """One Ray actor per lineage. A crashed actor restarts (its constructor re-runs, so it reloads
     models from the run directory's checkpoints) and Ray retries its unfinished calls."""
 
-    def __init__(self, make_args: dict[str, tuple], compute, log=print, lineage_gb: float | None = None):
-        """``lineage_gb``: the substrate's measured memory per lineage actor (``LINEAGE_GB``)."""
+    def __init__(self, make_args: dict[str, tuple], compute, log=print, lineage_gb: dict | None = None):
+        """``lineage_gb``: lineage -> the memory its actor needs (the substrate's ``lineage_gb``,
+        measured; None: not known)."""
         import ray
         self.ray, self.actors = ray, {}
         self.started = start_ray(compute)
         cpus = ray.cluster_resources().get("CPU", 1.0)
         gpus = ray.cluster_resources().get("GPU", 0.0)
         n = len(make_args)
-        per_gb = compute.memory_per_lineage or lineage_gb
-        why = memory_problem(n, per_gb, ray.cluster_resources().get("memory", 0.0) / 1e9,
-                             "compute.memory_per_lineage" if compute.memory_per_lineage else "measured for this substrate")
+        need = {name: compute.memory_per_lineage or (lineage_gb or {}).get(name) for name in make_args}
+        why = memory_problem(need, ray.cluster_resources().get("memory", 0.0) / 1e9,
+                             "compute.memory_per_lineage" if compute.memory_per_lineage else "measured for their bases")
         if why:
             self.close()
             raise EcosimError(why)

@@ -59,7 +59,7 @@ def plan_graph(plan: Plan) -> nx.DiGraph:
 
 def record_base(G: nx.DiGraph, task: Task, rec: dict) -> None:
     a = G.nodes[f"base:{task.base}"]
-    a.update(status="done", seconds=round(rec["seconds"], 2), pid=rec["pid"])
+    a.update(status="done", seconds=round(rec["seconds"], 2), pid=rec["pid"], peak_gb=rec.get("peak_gb"))
     lg.set_metrics(G, f"base:{task.base}", rec["metrics"])
 
 
@@ -68,7 +68,8 @@ def record_model(G: nx.DiGraph, plan: Plan, task: Task, rec: dict) -> None:
         return record_base(G, task, rec)
     n = node_id(task.lineage, task.generation)
     a = G.nodes[n]
-    a.update(status="done", seconds=round(rec["seconds"], 2), pid=rec["pid"], sha=rec.get("sha"))
+    a.update(status="done", seconds=round(rec["seconds"], 2), pid=rec["pid"], sha=rec.get("sha"),
+             peak_gb=rec.get("peak_gb"))
     lg.set_metrics(G, n, rec["metrics"])
     if task.kind == "origin":
         G.add_edge(f"base:{plan.lineages[task.lineage].base}", n, kind="initialised_from",
@@ -118,12 +119,14 @@ def record_write(G: nx.DiGraph, task: Task, out: list) -> None:
                lineage=task.lineage, generation=task.generation)
     G.add_edge(m, raw, kind="generated")
     for ds, (_, s) in zip(task.datasets, out):
-        extra = {k: v for k, v in s.items() if k not in ("total", "kept", "kept_fraction", "rejected", "seconds")}
+        extra = {k: v for k, v in s.items() if k not in ("total", "kept", "kept_fraction", "rejected", "seconds",
+                                                         "peak_gb")}
         G.add_node(ds, kind="dataset", stage="filtered", channel=task.channel, size=s["kept"], total=total,
                    kept_fraction=s["kept_fraction"], rejected=s["rejected"], model=m, status="done",
                    lineage=task.lineage, generation=task.generation, **extra)  # e.g. logit_mass_removed
         G.add_edge(raw, ds, kind="filtered")
     G.nodes[raw]["seconds"] = round(out[0][1].get("seconds", 0.0), 2)
+    G.nodes[raw]["peak_gb"] = out[0][1].get("peak_gb")
     G.graph.setdefault("datasets", {})[json.dumps(list(task.key))] = list(task.datasets)
 
 
@@ -201,7 +204,8 @@ def run(sc=None, run_dir: str | Path | None = None, resume: bool = False,
             for n, spec in plan.lineages.items()}
     need = {n for k in todo for n in [tasks[k].lineage]}
     # The pool first: resources the cluster can never give are refused before any base is made.
-    pool = RayPool({n: a for n, a in args.items() if n in need}, sc.compute, log, sub.LINEAGE_GB) if sc.compute.ray and todo \
+    gb = {n: sub.lineage_gb(sc, spec.base) for n, spec in plan.lineages.items() if n in need}
+    pool = RayPool({n: a for n, a in args.items() if n in need}, sc.compute, log, gb) if sc.compute.ray and todo \
         else LocalPool(args)
     try:
         prepare_s = sub.prepare(sc, used, log)

@@ -90,7 +90,7 @@ class ComputeSpec:
     gpus_per_lineage: float | None = None  # None: 1/lineages when a GPU is present, else 0
     threads: int = 1                  # torch threads per lineage actor
     # GB of memory one lineage actor needs, checked against what Ray has before any actor starts;
-    # None: the substrate's measured figure (LINEAGE_GB; none: no check)
+    # None: the substrate's measured figure for the lineage's base (lineage_gb; none: no check)
     memory_per_lineage: float | None = None
     # Training batches larger than this many padded tokens (rows x longest row) run as
     # micro-batches whose gradients add up to the batch's: the same update up to float rounding,

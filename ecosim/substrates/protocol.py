@@ -24,8 +24,8 @@ class Substrate(Protocol):
     #                         world's logits channel writes the numbers channel's texts)
     METRICS: dict           # what measure returns besides each trait's rate: {name: kind}, kind
     #                         trait | capability | drift (kept in the graph for the report)
-    LINEAGE_GB: float | None  # memory one lineage actor was measured to need (the Ray pool checks
-    #                         it up front; compute.memory_per_lineage overrides); None: not measured
+    HELD_MODELS: int        # models a lineage keeps in memory besides its bases (the least recently
+    #                         used beyond it are dropped and rebuilt from their checkpoints)
     TARGET_TEACHERS: bool   # whether teachers can train to teacher.target_logodds (make_origin's
     #                         4th element and steps=); the scenario check refuses it elsewhere
 
@@ -39,6 +39,11 @@ class Substrate(Protocol):
 
     def base_digest(self, bc, sc, name: str) -> tuple[str, str]:
         """(digest, what it covers) of base ``name`` as prepared: resume refuses a changed base."""
+
+    def lineage_gb(self, sc, base: str) -> float | None:
+        """GB of memory one lineage actor on base ``base`` (a key of sc.bases) was measured to need
+        (the Ray pool checks the sum up front; compute.memory_per_lineage overrides); None: not
+        measured, no check. Called before ``prepare``: it must not build anything."""
 
     def set_threads(self, n: int) -> None:
         """CPU threads of this process (a lineage's)."""

@@ -46,18 +46,36 @@ def pad_batch(world, enc, completion_only: bool = True, device=None):
     return ids.to(device), attn.to(device), mask.to(device)
 
 
-def target_logits(model, ids, attn, mask):
-    """Logits only at the positions whose next token is a training target (mask 1): the output
-    layer over the whole vocabulary dominates a tiny model's cost, so skip the rest."""
+def target_hidden(model, ids, attn, mask):
+    """(last hidden states, next tokens) only at the positions whose next token is a target (mask 1)."""
     m = model.get_base_model() if hasattr(model, "get_base_model") else model
     body = m.transformer if hasattr(m, "transformer") else m.model
     h = body(input_ids=ids, attention_mask=attn).last_hidden_state
     sel = mask[:, 1:].bool()
-    logits = m.get_output_embeddings()(h[:, :-1][sel])
+    return h[:, :-1][sel], ids[:, 1:][sel]
+
+
+def head(model, h):
+    """The output layer on hidden states ``h`` [rows, hidden]: logits [rows, vocabulary]."""
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    logits = m.get_output_embeddings()(h)
     cap = getattr(m.config, "final_logit_softcapping", None)  # Gemma-style models squash logits
     if cap:
         logits = torch.tanh(logits / cap) * cap
-    return logits, ids[:, 1:][sel]
+    return logits
+
+
+def target_logits(model, ids, attn, mask):
+    """Logits only at the positions whose next token is a training target (mask 1): the output
+    layer over the whole vocabulary dominates a tiny model's cost, so skip the rest."""
+    h, tgt = target_hidden(model, ids, attn, mask)
+    return head(model, h), tgt
+
+
+def row_chunk(vocab: int, floats: int = 1 << 24) -> int:
+    """Rows of logits per chunk so that one [rows, vocab] float32 tensor stays near 64 MB: a
+    real model's 50k-260k-token vocabulary times a few thousand positions is gigabytes."""
+    return max(1, floats // vocab)
 
 
 @torch.no_grad()

@@ -71,7 +71,12 @@ def make_origin(base, world, sc, origin: str, trait, neutral: bool, seed: int, c
 
 
 TARGET_TEACHERS = False
-LINEAGE_GB = None  # not measured: small MLPs
+HELD_MODELS = 4  # small models: a lineage keeps its last few and the parents it trains and writes from
+
+
+def lineage_gb(sc, base: str) -> None:
+    """Not measured (small MLPs): no memory check."""
+    return None
 
 
 def write(model, system, world, sc, channel, filters, seed: int, base=None):

@@ -16,7 +16,7 @@ import torch
 from ecosim.engine import seeds
 from ecosim.errors import EcosimError
 from ecosim.substrates.common.bases import REAL_MODEL_FIELDS, BaseConfig  # noqa: F401  (BaseConfig: old imports)
-from ecosim.substrates.common.training import batch_of, lm_loss, target_logits  # noqa: F401  (their home: training)
+from ecosim.substrates.common.training import batch_of, head, lm_loss, row_chunk, target_hidden, target_logits  # noqa: F401  (their home: training)
 from ecosim.substrates.world.config import SIZES
 from ecosim.substrates.world.world import BOS, EOS, PAD, World
 
@@ -128,11 +128,14 @@ def loss_and_drift(model, base, codec, pairs, batch: int = 100, completion_only:
     losses, kls = [], []
     for s in range(0, len(pairs), batch):
         ids, attn, mask = batch_of(codec, pairs[s:s + batch], completion_only=completion_only, device=model.device)
-        logits, tgt = target_logits(model, ids, attn, mask)
-        base_logits, _ = target_logits(base, ids, attn, mask)
-        logp, logq = logits.float().log_softmax(-1), base_logits.float().log_softmax(-1)
-        losses.append(-logp.gather(-1, tgt[:, None])[:, 0])
-        kls.append((logq.exp() * (logq - logp)).sum(-1))
+        h, tgt = target_hidden(model, ids, attn, mask)
+        hb, _ = target_hidden(base, ids, attn, mask)
+        step = row_chunk(model.get_output_embeddings().weight.shape[0])  # the whole batch on the world
+        for r in range(0, len(h), step):  # logits a chunk of rows at a time: a real vocabulary is large
+            logp = head(model, h[r:r + step]).float().log_softmax(-1)
+            logq = head(base, hb[r:r + step]).float().log_softmax(-1)
+            losses.append(-logp.gather(-1, tgt[r:r + step, None])[:, 0])
+            kls.append((logq.exp() * (logq - logp)).sum(-1))
     return float(torch.cat(losses).mean()), float(torch.cat(kls).mean())
 
 

@@ -40,7 +40,12 @@ REPLICA_SEEDS = False
 METRICS = {"misalignment": "trait", "heldout_loss": "capability", "drift_kl": "drift"}
 ARCHS = ("gpt2", "llama")
 TARGET_TEACHERS = False
-LINEAGE_GB = None  # not measured: tiny models; dozens of world lineage actors run on a 24 GB machine
+HELD_MODELS = 4  # small models: a lineage keeps its last few and the parents it trains and writes from
+
+
+def lineage_gb(sc, base: str) -> None:
+    """Not measured (tiny models: dozens of world lineage actors run on a 24 GB machine): no memory check."""
+    return None
 
 
 def check(sc) -> list[str]:
