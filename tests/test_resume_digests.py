@@ -106,6 +106,19 @@ def test_a_comment_in_the_config_is_a_note(resumable):
     assert len([s for s in said if "no setting changed" in s]) == 1
 
 
+def test_a_change_of_compute_alone_is_a_note(resumable):
+    """Threads or Ray say how a run is computed, not what: ecosim transmit rewrites a seed's
+    compute section when it resumes with other threads."""
+    d, _ = resumable
+    conf = OmegaConf.load(d / "config.yaml")
+    conf.compute.threads = conf.compute.threads + 1
+    (d / "config.yaml").write_text(OmegaConf.to_yaml(conf))
+    res, said = resume(d)
+    assert sum(res["computed"].values()) == 0
+    notes = [s for s in said if "only how the run is computed changed" in s]
+    assert len(notes) == 1 and "compute.threads" in notes[0], said
+
+
 def test_a_run_without_digests_resumes_with_one_note(resumable):
     d, _ = resumable
     recorded = json.loads((d / digests.FILE).read_text())

@@ -102,6 +102,9 @@ def check_config(run_dir) -> list[str]:
     changed = _changed_settings(was.get("text"), text)
     if changed == []:
         return [f"{run_dir / CONFIG}: its text was edited since the run started but no setting changed; resuming"]
+    if changed and all(c.startswith("compute.") for c in changed):  # threads, Ray, devices: how, not what
+        return [f"{run_dir / CONFIG}: only how the run is computed changed since it started ({'; '.join(changed)}); "
+                "the rest is computed that way (results may differ by float rounding); resuming"]
     what = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "") if changed \
         else f"digest {_short(was.get('digest'))} -> {_short(hashlib.sha256(text.encode()).hexdigest())}"
     raise EcosimError(
