@@ -35,7 +35,8 @@ def node_peaks(run: Path) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="JSON file for the result")
-    ap.add_argument("--run", help="the run directory the command writes (for per-node peaks)")
+    ap.add_argument("--run", help="the run directory the command writes, or the --out-dir it writes "
+                    "one into (for per-node peaks)")
     ap.add_argument("--every", type=float, default=0.5, help="seconds between samples")
     ap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command")
     a = ap.parse_args(argv)
@@ -61,8 +62,13 @@ def main(argv=None) -> int:
            "used_gb_before": round(base, 3), "used_gb_peak": round(peak[0], 3),
            "added_gb_peak": round(peak[0] - base, 3), "every_s": a.every,
            "trace": trace[::max(1, len(trace) // 400)]}
-    if a.run and (Path(a.run) / "graph.json").exists():
-        nodes = node_peaks(Path(a.run))
+    run = Path(a.run) if a.run else None
+    if run and not (run / "graph.json").exists():  # --out-dir given: the newest run directory in it
+        runs = sorted(run.glob("*/graph.json"), key=lambda p: p.stat().st_mtime)
+        run = runs[-1].parent if runs else None
+    if run:
+        out["run_dir"] = str(run)
+        nodes = node_peaks(run)
         out["nodes"] = nodes
         by_pid: dict = {}
         for n, v in nodes.items():
