@@ -72,7 +72,8 @@ def main(argv=None) -> int:
         out["nodes"] = nodes
         by_pid: dict = {}
         for n, v in nodes.items():
-            by_pid.setdefault(v["pid"], []).append(v["peak_gb"])
+            if v["pid"] is not None:  # a dataset node records no pid (its writer's model node does)
+                by_pid.setdefault(v["pid"], []).append(v["peak_gb"])
         out["process_peak_gb"] = {str(p): max(v) for p, v in by_pid.items()}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
