@@ -1,5 +1,7 @@
 """Memory: every task records the peak resident size of the process that ran it; held-out loss and
 drift compute a large vocabulary's logits a chunk of rows at a time, with the same numbers."""
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,6 @@ def test_the_peak_sees_an_allocation_that_is_gone_by_the_end():
     with memory.Peak(every=0.005) as p:
         a = np.ones(400_000_000 // 8)
         a[::4096] = 2.0  # touch every page
-        import time
         time.sleep(0.05)
         del a
     memory.release()

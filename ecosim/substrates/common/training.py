@@ -46,9 +46,14 @@ def pad_batch(world, enc, completion_only: bool = True, device=None):
     return ids.to(device), attn.to(device), mask.to(device)
 
 
+def _unwrapped(model):
+    """The transformers model inside a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def target_hidden(model, ids, attn, mask):
     """(last hidden states, next tokens) only at the positions whose next token is a target (mask 1)."""
-    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    m = _unwrapped(model)
     body = m.transformer if hasattr(m, "transformer") else m.model
     h = body(input_ids=ids, attention_mask=attn).last_hidden_state
     sel = mask[:, 1:].bool()
@@ -57,7 +62,7 @@ def target_hidden(model, ids, attn, mask):
 
 def head(model, h):
     """The output layer on hidden states ``h`` [rows, hidden]: logits [rows, vocabulary]."""
-    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    m = _unwrapped(model)
     logits = m.get_output_embeddings()(h)
     cap = getattr(m.config, "final_logit_softcapping", None)  # Gemma-style models squash logits
     if cap:

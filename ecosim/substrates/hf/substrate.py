@@ -54,16 +54,17 @@ NO_SYSTEM = ""                  # no system message: the template's own default 
 # rebuilt from its checkpoint (a LoRA adapter merged into its start: about a second) when asked for.
 HELD_MODELS = 1
 TARGET_TEACHERS = True  # make_origin trains a trait teacher to teacher.target_logodds (to_target)
-# One SmolLM2-135M lineage held about 6 GB on the 2-core CPU in fp32 (issue 20), before a lineage
-# kept one merged model (HELD_MODELS) and took held-out logits in chunks; not yet re-measured per
-# Ray actor (every task now records its process's peak_gb). Larger models need more: set
-# compute.memory_per_lineage.
+# One SmolLM2-135M lineage in one Ray actor peaked at 6.06 GB on the 2-core CPU in fp32, in training
+# (bench/smollm2_one_lineage.yaml; docs/results.md), with one merged model held (HELD_MODELS) and
+# held-out logits in chunks. Larger models need more: set compute.memory_per_lineage.
 LINEAGE_GB = 6.0
 
 
 def lineage_gb(sc, base: str) -> float:
     """The measured figure above, for every real model (the check needs no model loaded)."""
     return LINEAGE_GB
+
+
 DATASET_SUFFIX = ".jsonl"
 LOGITS = "logits"
 CHANNELS = text.CHANNELS + (LOGITS,)
