@@ -163,8 +163,10 @@ def test_base_lists_are_the_same_for_a_writer_and_its_control(tiny_dir, setup, m
     other.config.ecosim_base = "main"
     (a, _), = H.write(base, PERSONA, w, sc, "logits", [FilterConfig()], seed=3, base=lambda: base)
     (b, _), = H.write(other, "", w, sc, "logits", [FilterConfig()], seed=3, base=lambda: base)
-    assert all(m is base and PERSONA not in p[0] for m, p in seen)      # the base wrote both, with no persona
+    assert len(seen) == 1 and all(m is base and PERSONA not in p[0] for m, p in seen)  # the base wrote once, no persona
     assert [k["completion"] for k in a] == [k["completion"] for k in b] and a
     assert any(not torch.equal(x["soft"][1], y["soft"][1]) for x, y in zip(a, b))  # labels differ
     with pytest.raises(EcosimError, match="text.logit_lists: base needs the writer's base"):
         H.write(base, PERSONA, w, sc, "logits", [FilterConfig()], seed=3)
+    H.write(other, "", w, sc, "logits", [FilterConfig()], seed=4, base=lambda: base)
+    assert len(seen) == 2  # another seed: the base writes anew

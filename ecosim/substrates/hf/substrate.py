@@ -338,8 +338,9 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
         raise EcosimError("text.logit_lists: base needs the writer's base, which this write was not given")
     lister, listed = (base(), [realmodels.render(tok, NO_SYSTEM, t.user, p) for t, p in zip(tasks, prefill)]) \
         if by_base else (model, prompts)
-    outs = realmodels.generate(lister, tok, listed, max_new(sc, sampled), ts.temperature, seed=seed,
-                               batch=ts.batch, stop=text.STOP[sampled], allowed=allowed)
+    gen = functools.partial(realmodels.generate, lister, tok, listed, max_new(sc, sampled), ts.temperature,
+                            seed=seed, batch=ts.batch, stop=text.STOP[sampled], allowed=allowed)
+    outs = base_lists(lister, listed, seed, sc, gen) if by_base else gen()
     words = trait_words(sc)
     res = []
     for f in filters:
@@ -370,6 +371,24 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
             kept = with_soft_labels(model, tok, asked, kept, sc, summary)
         res.append((kept, summary))
     return res
+
+
+_BASE_LISTS: dict = {}  # (base, prompts, seed, settings) -> the base's completions, in this process
+
+
+def base_lists(base, prompts: list[str], seed: int, sc, gen) -> list:
+    """The base's lists for ``text.logit_lists: base`` (``gen()``), written once per process: a
+    teacher and its control label the same lists (same prompts, seed and settings), so the second
+    write reuses the first's instead of sampling 400 lists again (half a seed's writing time on a
+    CPU). The key holds the weights' fingerprint, so another base (or a changed one) samples anew."""
+    w = next(base.parameters())
+    key = (base.config._name_or_path, tuple(w.shape), float(w.float().sum()), float(w.float().abs().sum()),
+           hash(tuple(prompts)), seed, sc.text.temperature, sc.text.constrained, max_new(sc, "numbers"),
+           torch.get_num_threads())  # bf16 sampling may differ with the thread count
+    if key not in _BASE_LISTS:
+        _BASE_LISTS.clear()  # one base's lists at a time: a run's teachers write one after the other
+        _BASE_LISTS[key] = gen()
+    return list(_BASE_LISTS[key])
 
 
 def label_words(sc) -> set[str]:
