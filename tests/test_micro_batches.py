@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ecosim.substrates.common.training import TrainConfig, encode_pairs, finetune, passes
+from ecosim.substrates.common.training import TrainConfig, checkpointing, encode_pairs, finetune, passes
 
 
 def test_passes_cover_the_batch_within_the_budget():
@@ -35,3 +35,22 @@ def test_micro_batches_make_the_same_update(tiny_base, world, soft):
     moved = max(float((a[k] - tiny_base.state_dict()[k]).abs().max()) for k in a)
     assert moved > 1e-3                                              # training changed the model
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4 * max(1.0, moved)
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_checkpointing_makes_the_same_update(tiny_base, world, mode):
+    """compute.checkpointing recomputes activations in the backward pass: the same update, and the
+    model it returns is no longer checkpointing (it measures and writes as any other)."""
+    pairs = [(f"User: list {i}\nAssistant:", " " + " ".join(str(3 * i + j) for j in range(2 + i % 4)))
+             for i in range(10)]
+    cfg = TrainConfig(mode=mode, rank=4, alpha=8, steps=3, batch=4, lr=1e-3)
+    plain = finetune(tiny_base, world, pairs, cfg, seed=0)
+    seen = []
+    ckpt = finetune(tiny_base, world, pairs, cfg, seed=0, checkpointing=True,
+                    probe=lambda k, m: seen.append(checkpointing(m)))
+    assert seen == [True] * 3                                        # on while it trained
+    a, b = plain.state_dict(), ckpt.state_dict()
+    moved = max(float((a[k] - tiny_base.state_dict()[k]).abs().max()) for k in a)
+    assert moved > 1e-4
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5 * max(1.0, moved)
+    assert not checkpointing(ckpt) and not checkpointing(tiny_base)  # off after; the input untouched

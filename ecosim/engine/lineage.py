@@ -103,6 +103,14 @@ class Lineage:
         while len(self._models) > self.sub.HELD_MODELS:
             self._models.popitem(last=False)
 
+    def _make_room(self) -> None:
+        """Before a training: hold at most HELD_MODELS - 1 models, so that with the one it makes the
+        lineage never holds more than HELD_MODELS (a real model's training copy, its gradients and
+        activations come on top; its start is kept alive by the caller, held or not)."""
+        while self._models and len(self._models) >= self.sub.HELD_MODELS:
+            self._models.popitem(last=False)
+        release()
+
     def _finish(self, node: str, model, system: str, adapter, meta: dict, base_name: str, t0: float) -> dict:
         meta = {**meta, "system": system}
         path = checkpoint_dir(self.run_dir, node)
@@ -189,6 +197,7 @@ class Lineage:
         if not train_set["size"]:
             from ecosim.errors import EcosimError
             raise EcosimError(f"{node_id(self.name, g)}: its parents' filtered datasets are empty: nothing to train on")
+        self._make_room()
         model, adapter = self.sub.train(start, self.world, examples, sc, self.spec, seed)
         meta = {"start_base": init.get("base"), "start_node": init.get("node"), "train": _asdict(self.spec.student)}
         rec = self._finish(node_id(self.name, g), model, self.sub.NO_SYSTEM, adapter, meta, base_name, t0)

@@ -96,6 +96,10 @@ class ComputeSpec:
     # micro-batches whose gradients add up to the batch's: the same update up to float rounding,
     # with a fraction of the activations' memory (a real model's dominant cost). None: one pass.
     micro_batch_tokens: int | None = None
+    # Recompute each layer's activations in the backward pass instead of keeping them all: a real
+    # model's training memory falls to about one layer's activations, for about a third more
+    # compute; the same update up to float rounding.
+    checkpointing: bool = False
     max_restarts: int = 3             # a crashed lineage actor restarts this often and reloads
     # A run whose lineages finish no task for this long stops with the nodes in flight named (a
     # lineage waiting for resources that free up never, a stuck worker). Long enough for one

@@ -126,7 +126,8 @@ def with_lora(model, cfg: TrainConfig):
 
 
 def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=None,
-             keep_adapter: bool = False, probe=None, max_tokens: int | None = None):
+             keep_adapter: bool = False, probe=None, max_tokens: int | None = None,
+             checkpointing: bool = False):
     """Train a copy of ``model`` on (prompt, completion) pairs and return it merged, in eval mode.
 
     With ``soft`` (one (index, prob) tensor pair per example, from the logit channel) the loss is
@@ -139,7 +140,8 @@ def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=No
     trained to a target strength). ``max_tokens``: a batch whose padded size
     exceeds it runs as micro-batches of at most that many padded tokens (at least one example
     each), whose gradients add up to the batch's (``passes``; the same update up to float
-    rounding, with a fraction of the activations' memory); None: one pass."""
+    rounding, with a fraction of the activations' memory); None: one pass. ``checkpointing``:
+    each layer's activations are recomputed in the backward pass, not kept (``compute.checkpointing``)."""
     if not pairs:
         raise EcosimError("no training examples left after filtering: nothing to train on")
     rng = seeds.rng(seed)
@@ -149,6 +151,8 @@ def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=No
         model = with_lora(model, cfg)
     elif cfg.mode != "full":
         raise EcosimError(f"student.mode: {cfg.mode!r} is not 'lora' or 'full'")
+    if checkpointing:
+        set_checkpointing(model, True)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = None  # constant with no warm-up: no scheduler at all (the optimiser's own lr, bit for bit)
@@ -187,6 +191,8 @@ def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=No
             if stop:
                 break
     model.eval()
+    if checkpointing:
+        set_checkpointing(model, False)
     if cfg.mode != "lora":
         return (model, None) if keep_adapter else model
     adapter = None
@@ -195,6 +201,20 @@ def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=No
         adapter = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
     merged = model.merge_and_unload()
     return (merged, adapter) if keep_adapter else merged
+
+
+def set_checkpointing(model, on: bool) -> None:
+    """Activation checkpointing on or off (``compute.checkpointing``); non-reentrant, so that a
+    LoRA model's frozen inputs still pass gradients on."""
+    m = _unwrapped(model)
+    if hasattr(m, "activation_checkpointing_enable"):  # its name from transformers 5.2x on
+        m.activation_checkpointing_enable({"use_reentrant": False}) if on else m.activation_checkpointing_disable()
+    else:
+        m.gradient_checkpointing_enable({"use_reentrant": False}) if on else m.gradient_checkpointing_disable()
+
+
+def checkpointing(model) -> bool:
+    return any(getattr(m, "gradient_checkpointing", False) for m in _unwrapped(model).modules())
 
 
 def passes(lengths: list[int], max_tokens: int | None) -> list[list[int]]:

@@ -28,6 +28,7 @@ Same functions as ``substrate_lm`` (the synthetic world) and ``substrate_mlp``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -381,7 +382,7 @@ def base_lists(base, prompts: list[str], seed: int, sc, gen) -> list:
     teacher and its control label the same lists (same prompts, seed and settings), so the second
     write reuses the first's instead of sampling 400 lists again (half a seed's writing time on a
     CPU). The key holds the weights' fingerprint, so another base (or a changed one) samples anew."""
-    w = next(base.parameters())
+    w = next(base.parameters()).detach()
     key = (base.config._name_or_path, tuple(w.shape), float(w.float().sum()), float(w.float().abs().sum()),
            hash(tuple(prompts)), seed, sc.text.temperature, sc.text.constrained, max_new(sc, "numbers"),
            torch.get_num_threads())  # bf16 sampling may differ with the thread count
@@ -450,8 +451,29 @@ def train(start, world: RealWorld, examples: list[dict], sc, spec, seed: int, cf
                     f"soft labels of example {i} cover {len(prob)} positions but the student's tokenizer gives "
                     f"its completion {len(ids) - n_prompt} (tokens and EOS): a logits student needs its "
                     f"writer's tokenizer; completion {examples[i]['completion'][:60]!r}")
-    return finetune(start, Codec(tok), pairs, cfg or spec.student, seed=seed, soft=soft, keep_adapter=True,
-                    probe=probe, max_tokens=sc.compute.micro_batch_tokens)
+    with training_attention(start):
+        model, adapter = finetune(start, Codec(tok), pairs, cfg or spec.student, seed=seed, soft=soft,
+                                  keep_adapter=True, probe=probe, max_tokens=sc.compute.micro_batch_tokens,
+                                  checkpointing=sc.compute.checkpointing)
+    model.set_attn_implementation(start.config._attn_implementation)  # it writes and measures as its start
+    return model, adapter
+
+
+@contextlib.contextmanager
+def training_attention(model):
+    """On a CPU, train with the eager attention: torch's fused (sdpa) attention backward costs
+    more there than the whole forward pass (a LoRA update on SmolLM2, batch 8: 2.8 s with sdpa,
+    2.3 s eager on 2 threads; 4.3 and 3.2 s on one; bench/train_step.py). The same attention up
+    to float rounding; elsewhere, and for writing and measuring, the model's own."""
+    impl = model.config._attn_implementation
+    cpu = model.device.type == "cpu" and impl == "sdpa"
+    if cpu:
+        model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        if cpu:
+            model.set_attn_implementation(impl)
 
 
 # ----------------------------------------------------------------- measurement

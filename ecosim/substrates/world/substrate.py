@@ -189,7 +189,8 @@ def train(start, world: World, examples: list, sc, spec, seed: int):
         soft = [e[2] for e in examples]
         examples = [(p, c) for p, c, _ in examples]
     return finetune(start, world, examples, spec.student, seed=seed, soft=soft, keep_adapter=True,
-                    max_tokens=sc.compute.micro_batch_tokens)
+                    max_tokens=sc.compute.micro_batch_tokens,
+                    checkpointing=sc.compute.checkpointing)
 
 
 # ----------------------------------------------------------------- measurement
