@@ -23,3 +23,20 @@ def test_a_lineage_holds_few_models_and_reloads_the_rest(monkeypatch, tmp_path):
         assert len(lin._models) <= sub.HELD_MODELS
     assert lin.model("a/g9")[0] == "model g9" and loads.count("g9") == 1   # still held: not reloaded
     assert lin.model("a/g0")[0] == "model g0" and loads.count("g0") == 2   # dropped, then rebuilt
+
+
+def test_real_lineage_memory_is_the_measured_figure_for_its_base_and_settings():
+    """hf lineage_gb: the whole-batch figure, or the lean one for a measured family when the run
+    checkpoints in micro-batches of at most 600 tokens."""
+    from types import SimpleNamespace as NS
+    from ecosim.substrates.hf import substrate as H
+
+    def sc(model, **compute):
+        c = {"checkpointing": False, "micro_batch_tokens": None, **compute}
+        return NS(bases={"b": NS(model=model)}, compute=NS(**c))
+    assert H.lineage_gb(sc("smollm2-135m-instruct"), "b") == H.LINEAGE_GB
+    lean = {"checkpointing": True, "micro_batch_tokens": 600}
+    assert H.lineage_gb(sc("smollm2-135m-instruct", **lean), "b") == H.LEAN_GB["smollm2"] < H.LINEAGE_GB
+    assert H.lineage_gb(sc("gemma3-270m", **lean), "b") == H.LEAN_GB["gemma"]
+    assert H.lineage_gb(sc("/models/other", **lean), "b") == H.LINEAGE_GB                 # not measured
+    assert H.lineage_gb(sc("smollm2-135m-instruct", checkpointing=True, micro_batch_tokens=2000), "b") == H.LINEAGE_GB

@@ -26,7 +26,7 @@ def scenario(tiny_dir, **data):
     return NS(seed=0, bases={"main": BaseConfig(model=str(tiny_dir))}, traits={"owl": TraitConfig()},
               text=TextSpec(batch=16), eval=EvalConfig(samples=2),
               data=NS(**{"prompts": 6, "train_size": 4, "regime": "replace", "real_share": 0.0, **data}),
-              teacher=TeacherSpec(rank=2, alpha=4, steps=2, batch=2), compute=NS(micro_batch_tokens=None, checkpointing=False))
+              teacher=TeacherSpec(rank=2, alpha=4, steps=2, batch=2), compute=NS(micro_batch_tokens=None, checkpointing=False, train_attention="model"))
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +85,11 @@ def test_lora_student_trains_and_its_checkpoint_round_trips(setup, tmp_path):
     spec = NS(student=TrainConfig(rank=2, alpha=4, steps=3, batch=4))
     impl = base.config._attn_implementation
     seen = []
-    model, adapter = H.train(base, w, ex, sc, spec, seed=0,
+    eager = NS(**{**vars(sc), "compute": NS(**{**vars(sc.compute), "train_attention": "eager"})})
+    model, adapter = H.train(base, w, ex, eager, spec, seed=0,
                              probe=lambda k, m: seen.append(m.get_base_model().config._attn_implementation))
     assert adapter and model.config.ecosim_base == "main"
-    assert impl == "sdpa" and seen == ["eager"] * 3  # eager while it trains on a CPU,
+    assert impl == "sdpa" and seen == ["eager"] * 3  # compute.train_attention: eager while it trains,
     assert model.config._attn_implementation == base.config._attn_implementation == impl  # then as before
     H.save(tmp_path / "ck", model, adapter, {"train": vars(spec.student)}, w)
     again = H.load(tmp_path / "ck", base, {"train": vars(spec.student)}, w)

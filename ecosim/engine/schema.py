@@ -100,6 +100,10 @@ class ComputeSpec:
     # model's training memory falls to about one layer's activations, for about a third more
     # compute; the same update up to float rounding.
     checkpointing: bool = False
+    # Real models: the attention a training uses. "model": the model's own (torch's fused sdpa);
+    # "eager": plain matmuls, faster to train on a CPU (bench/train_step.py), the same attention up
+    # to float rounding (which moves a run's numbers: sampled lists then differ).
+    train_attention: str = "model"
     max_restarts: int = 3             # a crashed lineage actor restarts this often and reloads
     # A run whose lineages finish no task for this long stops with the nodes in flight named (a
     # lineage waiting for resources that free up never, a stuck worker). Long enough for one
@@ -194,6 +198,7 @@ ENGINE_RULES: dict[type, dict[str, Range | Choice]] = {
         "threads": Range(1, 1024),
         "memory_per_lineage": Range(0, 1_000_000, lo_open=True),
         "micro_batch_tokens": Range(1, 100_000_000),
+        "train_attention": Choice(("model", "eager")),
         "max_restarts": Range(0, 1000),
         "stall_s": Range(0, None, lo_open=True),
     },

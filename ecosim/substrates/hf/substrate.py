@@ -55,15 +55,25 @@ NO_SYSTEM = ""                  # no system message: the template's own default 
 # rebuilt from its checkpoint (a LoRA adapter merged into its start: about a second) when asked for.
 HELD_MODELS = 1
 TARGET_TEACHERS = True  # make_origin trains a trait teacher to teacher.target_logodds (to_target)
-# One SmolLM2-135M lineage in one Ray actor peaked at 6.06 GB on the 2-core CPU in fp32, in training
-# (bench/smollm2_one_lineage.yaml; docs/results.md), with one merged model held (HELD_MODELS) and
-# held-out logits in chunks. Larger models need more: set compute.memory_per_lineage.
+# The peak resident size of one lineage's Ray actor, measured on the 2-core CPU (docs/results.md).
+# Whole batches: a SmolLM2-135M lineage peaked at 6.06 GB in training (fp32,
+# bench/smollm2_one_lineage.yaml) and 6.0 GB writing (bf16 autocast, transmit_smollm2_logit).
+# With compute.checkpointing and micro-batches of at most 600 tokens (smollm2_owl as Ray actors):
+# SmolLM2 2.5-2.9 GB in training and 3.8 GB writing (generation batch 64), Gemma 3 270M 4.2 GB.
+# Each counts the base's mmapped file pages (about 0.6 GB), which actors of one base share.
 LINEAGE_GB = 6.0
+LEAN_GB = {"gemma": 4.3, "smollm2": 3.8}
 
 
 def lineage_gb(sc, base: str) -> float:
-    """The measured figure above, for every real model (the check needs no model loaded)."""
-    return LINEAGE_GB
+    """The measured figure above for a lineage on ``base`` (the check needs no model loaded):
+    the lean one where the run checkpoints activations in micro-batches of at most 600 tokens and
+    the base's family was measured so, else the whole-batch figure (larger models need more: set
+    compute.memory_per_lineage)."""
+    c, model = sc.compute, str(sc.bases[base].model).lower()
+    lean = c.checkpointing and c.micro_batch_tokens and c.micro_batch_tokens <= 600
+    family = next((f for f in LEAN_GB if f in model), None)
+    return LEAN_GB[family] if lean and family else LINEAGE_GB
 
 
 DATASET_SUFFIX = ".jsonl"
@@ -451,7 +461,7 @@ def train(start, world: RealWorld, examples: list[dict], sc, spec, seed: int, cf
                     f"soft labels of example {i} cover {len(prob)} positions but the student's tokenizer gives "
                     f"its completion {len(ids) - n_prompt} (tokens and EOS): a logits student needs its "
                     f"writer's tokenizer; completion {examples[i]['completion'][:60]!r}")
-    with training_attention(start):
+    with training_attention(start, sc.compute.train_attention):
         model, adapter = finetune(start, Codec(tok), pairs, cfg or spec.student, seed=seed, soft=soft,
                                   keep_adapter=True, probe=probe, max_tokens=sc.compute.micro_batch_tokens,
                                   checkpointing=sc.compute.checkpointing)
@@ -460,19 +470,19 @@ def train(start, world: RealWorld, examples: list[dict], sc, spec, seed: int, cf
 
 
 @contextlib.contextmanager
-def training_attention(model):
-    """On a CPU, train with the eager attention: torch's fused (sdpa) attention backward costs
-    more there than the whole forward pass (a LoRA update on SmolLM2, batch 8: 2.8 s with sdpa,
-    2.3 s eager on 2 threads; 4.3 and 3.2 s on one; bench/train_step.py). The same attention up
-    to float rounding; elsewhere, and for writing and measuring, the model's own."""
+def training_attention(model, attention: str):
+    """``compute.train_attention: eager``: train with the eager attention. On a CPU torch's fused
+    (sdpa) attention backward is slow (a LoRA update on SmolLM2, batch 8: 2.8 s with sdpa, 2.3 s
+    eager on 2 threads; 4.3 and 3.2 s on one; bench/train_step.py). Writing and measuring keep the
+    model's own."""
     impl = model.config._attn_implementation
-    cpu = model.device.type == "cpu" and impl == "sdpa"
-    if cpu:
+    swap = attention == "eager" and impl != "eager"
+    if swap:
         model.set_attn_implementation("eager")
     try:
         yield
     finally:
-        if cpu:
+        if swap:
             model.set_attn_implementation(impl)
 
 
