@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ecosim.substrates.common.training import TrainConfig, checkpointing, encode_pairs, finetune, passes
+from ecosim.substrates.common.training import TrainConfig, encode_pairs, finetune, passes
 
 
 def test_passes_cover_the_batch_within_the_budget():
@@ -35,6 +35,12 @@ def test_micro_batches_make_the_same_update(tiny_base, world, soft):
     moved = max(float((a[k] - tiny_base.state_dict()[k]).abs().max()) for k in a)
     assert moved > 1e-3                                              # training changed the model
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4 * max(1.0, moved)
+
+
+def checkpointing(model) -> bool:
+    """Whether any layer of ``model`` (peft-wrapped or not) checkpoints its activations."""
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return any(getattr(x, "gradient_checkpointing", False) for x in m.modules())
 
 
 @pytest.mark.parametrize("mode", ["lora", "full"])

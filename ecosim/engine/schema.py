@@ -97,8 +97,8 @@ class ComputeSpec:
     # with a fraction of the activations' memory (a real model's dominant cost). None: one pass.
     micro_batch_tokens: int | None = None
     # Recompute each layer's activations in the backward pass instead of keeping them all: a real
-    # model's training memory falls to about one layer's activations, for about a third more
-    # compute; the same update up to float rounding.
+    # model's training memory falls to about one layer's activations, at the cost of a second
+    # forward pass; the same update up to float rounding.
     checkpointing: bool = False
     # Real models: the attention a training uses. "model": the model's own (torch's fused sdpa);
     # "eager": plain matmuls, faster to train on a CPU (bench/train_step.py), the same attention up

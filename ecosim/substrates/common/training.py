@@ -213,10 +213,6 @@ def set_checkpointing(model, on: bool) -> None:
         m.gradient_checkpointing_enable({"use_reentrant": False}) if on else m.gradient_checkpointing_disable()
 
 
-def checkpointing(model) -> bool:
-    return any(getattr(m, "gradient_checkpointing", False) for m in _unwrapped(model).modules())
-
-
 def passes(lengths: list[int], max_tokens: int | None) -> list[list[int]]:
     """The batch's examples (by position) in consecutive groups whose padded size (rows x
     longest row) is at most ``max_tokens``, one example at least; all in one group if None."""
