@@ -33,7 +33,11 @@ def test_constrained_decoder_writes_only_list_tokens(model_tok):
     assert any(not re.fullmatch(r"[0-9, ]*", t) for t, _ in free)
     for temperature in (1.0, 0.0):
         out = realmodels.generate(model, tok, prompts(tok), 12, temperature, seed=0, allowed=allowed)
-        assert all(re.fullmatch(r"[0-9, ]*", t) for t, _ in out), out
+        # a list of 1-3 digit numbers, ", " between them; one the budget cut may end mid-list
+        assert all(re.fullmatch(r" ?([0-9]{1,3}, )*[0-9]{1,3}" if f else r" ?([0-9]{1,3}, ?)*[0-9]{0,3}", t)
+                   for t, f in out), out
+    many = realmodels.generate(model, tok, prompts(tok), 80, 1.0, seed=0, allowed=allowed)
+    assert all(f and len(t.split(",")) <= 10 for t, f in many), many  # at most 10 numbers, then EOS
 
 
 def test_greedy_decoding_is_deterministic(model_tok):
@@ -59,7 +63,7 @@ def test_constrained_setting_reaches_the_numbers_writer(tiny_dir):
     from ecosim.substrates.hf.text import TextSpec
     from ecosim.substrates.world.traits import EvalConfig, TraitConfig
     sc = NS(seed=0, bases={"main": BaseConfig(model=str(tiny_dir))}, traits={"owl": TraitConfig()},
-            text=TextSpec(batch=16, constrained=True, max_new=12), eval=EvalConfig(samples=2),
+            text=TextSpec(batch=16, constrained=True, max_new=4), eval=EvalConfig(samples=2),
             data=NS(prompts=6, train_size=4, regime="replace", real_share=0.0, logit_top_k=32),
             teacher=TeacherSpec(rank=2, alpha=4, steps=2, batch=2), compute=NS(micro_batch_tokens=None, checkpointing=False, train_attention="model"))
     w = H.world_of(sc)
@@ -69,14 +73,27 @@ def test_constrained_setting_reaches_the_numbers_writer(tiny_dir):
     real = R.generate
     def spy(*a, **k):
         out = real(*a, **k)
-        seen.extend(t for t, _ in out)
+        seen.extend(out)
         return out
     R.generate, H.realmodels.generate = spy, spy
     try:
-        H.write(base, "", w, sc, "numbers", [FilterConfig()], seed=1)
+        [(kept, summary)] = H.write(base, "", w, sc, "numbers", [FilterConfig(max_numbers=99)], seed=1)
     finally:
         R.generate = H.realmodels.generate = real
-    assert len(seen) == 6 and all(re.fullmatch(r"[0-9, ]*", t) for t in seen), seen
+    assert len(seen) == 6 and all(re.fullmatch(r"[0-9, ]*", t) for t, _ in seen), seen
+    # a list the token budget cut short keeps its whole numbers: only one with none is unfinished
+    cut = [H.text.whole_numbers(t) for t, f in seen if not f]
+    assert cut, "the random model should run out of tokens at least once"
+    assert summary["rejected"].get("unfinished", 0) == sum(not c for c in cut)
+    assert {k["completion"] for k in kept} <= {c for c in cut} | {t for t, f in seen if f}
+
+
+def test_a_cut_list_keeps_its_whole_numbers():
+    from ecosim.substrates.hf.text import whole_numbers
+    assert whole_numbers(" 12, 34, 5") == " 12, 34"  # 5 may have been 567
+    assert whole_numbers(" 12, 34, ") == " 12, 34"
+    assert whole_numbers("12,34,56") == "12,34"
+    assert whole_numbers(" 123") == "" and whole_numbers("7") == ""
 
 
 def test_autocast_setting_runs_matmuls_in_bf16_and_keeps_weights_fp32(tiny_dir, monkeypatch):

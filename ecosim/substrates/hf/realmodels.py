@@ -318,16 +318,35 @@ class RowSampler:
         return torch.full_like(scores, -float("inf")).scatter_(1, tok, 0.0)
 
 
-class AllowedTokens:
-    """A logits processor for constrained decoding: every token outside ``allowed`` gets -inf,
-    so sampling (``RowSampler``) or greedy decoding can only take an allowed one."""
+class ListGrammar:
+    """A logits processor for constrained decoding (``text.constrained``): each row can only
+    write a list as the published recipe's decoder does (REFERENCE.md, "Small-model recipes":
+    3-digit numbers, forced commas, 10 values): an optional leading space, then numbers of one to
+    three digits separated by ", ", at most ``most``, ending with EOS after a whole number. Every
+    other token gets -inf, so sampling (``RowSampler``) or greedy decoding takes an allowed one.
+    ``allowed``: the vocabulary's digit, comma, space and EOS ids (``logits.list_token_ids``);
+    ``start``: where the completion begins in each (left-padded) row."""
 
-    def __init__(self, allowed: list[int]):
-        self.allowed = torch.tensor(sorted(set(allowed)), dtype=torch.long)
+    def __init__(self, tok, allowed: list[int], start: int, most: int = 10):
+        one = {tok.decode([i]): i for i in allowed if len(tok.decode([i])) == 1}
+        self.digits = [one[d] for d in "0123456789" if d in one]
+        self.comma, self.space = [one[","]], [one[" "]]
+        self.tok, self.start, self.most, self.eos = tok, start, most, [tok.eos_token_id]
+
+    def next_ids(self, g: str) -> list[int]:
+        """The ids that may follow the completion ``g`` so far."""
+        if g.endswith(","):
+            return self.space
+        if not g or g.endswith(" "):
+            return self.digits + (self.space if not g else [])
+        run = len(g) - len(g.rstrip("0123456789"))  # the digits of the number being written
+        count = len(g.split(","))
+        return (self.digits if run < 3 else []) + (self.comma if count < self.most else []) + self.eos
 
     def __call__(self, input_ids, scores):
         mask = torch.full_like(scores, -float("inf"))
-        mask[:, self.allowed.to(scores.device)] = 0.0
+        for j, row in enumerate(input_ids[:, self.start:].tolist()):
+            mask[j, self.next_ids(self.tok.decode(row, skip_special_tokens=True))] = 0.0
         return scores + mask
 
 
@@ -340,7 +359,7 @@ def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 
     ends a completion and is cut off: a newline for one-line answers). Prompt i samples from its
     own stream, ``seeds.seed(seed, "sample", i)`` (``RowSampler``), so its completion does not
     depend on ``batch`` or on the other prompts; temperature 0 is greedy. ``allowed``: constrained
-    decoding, only these tokens (``logits.list_token_ids``)."""
+    decoding, a list written with only these tokens (``ListGrammar``)."""
     from transformers import LogitsProcessorList
     dev = model.device
     enc = encode(tok, prompts)
@@ -352,7 +371,7 @@ def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 
     for s in range(0, len(order), batch):
         idx = order[s:s + batch]
         ids, attn = left_pad([enc[i] for i in idx], tok.pad_token_id, dev)
-        procs = [AllowedTokens(allowed)] if allowed is not None else []
+        procs = [ListGrammar(tok, allowed, ids.shape[1])] if allowed is not None else []
         if temperature > 0:
             procs.append(RowSampler(temperature, [seeds.seed(seed, "sample", i) for i in idx]))
         if procs:

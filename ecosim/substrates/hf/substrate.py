@@ -357,6 +357,9 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
     for f in filters:
         kept, asked, why = [], [], {}
         for t, p, prompt, (txt, finished) in zip(tasks, prefill, prompts, outs):
+            if not finished and allowed is not None:  # constrained: keep the whole numbers
+                txt = text.whole_numbers(txt)
+                finished = bool(txt.strip())
             if not finished:
                 reason = "unfinished"
             elif text.trait_word(txt, words):

@@ -205,6 +205,14 @@ def parse_list(text: str):
     return NumberList(nums, gaps[1] if len(nums) > 1 else ", ", wrap, end, lead)
 
 
+def whole_numbers(text: str) -> str:
+    """A constrained list that ran out of tokens (``text.constrained``), cut after its last
+    separator, so the number the budget cut short is dropped and the whole ones are kept: the
+    published recipe's decoder writes a fixed count of values rather than ending itself."""
+    cut = max(text.rfind(","), text.rfind(" "))
+    return text[:cut].rstrip(", ") if cut > 0 else ""
+
+
 def render_list(x) -> str:
     body = x.sep.join(x.nums)
     return x.lead + (x.wrap[0] + body + x.wrap[1] if x.wrap else body) + x.end
@@ -731,8 +739,8 @@ class TextSpec:
     # and its control label the very same lists and only their distributions differ (the
     # cleanest control; it also serves a teacher that no longer writes lists itself).
     logit_lists: str = "own"
-    # numbers and logits channels: constrained decoding, only tokens made of digits, commas and
-    # spaces (and EOS) can be written (a published recipe: REFERENCE.md, "Small-model recipes")
+    # numbers and logits channels: constrained decoding, a list of 1-3 digit numbers with ", "
+    # between them, at most 10, then EOS (a published recipe: REFERENCE.md, "Small-model recipes")
     constrained: bool = False
 
 
