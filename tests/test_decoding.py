@@ -164,3 +164,13 @@ def test_autocast_computes_with_the_weights_as_they_are_now():
         assert not torch.equal(lin(x), before)
         with autocast("bf16"):  # a probe inside training (writing, measuring) keeps training's context
             assert not torch.equal(lin(x), before)
+
+
+def test_constrained_decoding_names_a_tokenizer_it_cannot_use(model_tok):
+    from ecosim.errors import EcosimError
+    from ecosim.substrates.hf.realmodels import ListGrammar
+    from ecosim.substrates.hf.logits import DECODE_CHARS, list_token_ids
+    _, tok = model_tok
+    allowed = [i for i in list_token_ids(tok, DECODE_CHARS).tolist() if tok.decode([i]) != ","]
+    with pytest.raises(EcosimError, match=r"text.constrained: .*\[','\]"):
+        ListGrammar(tok, allowed, 0)

@@ -329,7 +329,11 @@ class ListGrammar:
 
     def __init__(self, tok, allowed: list[int], start: int, most: int = 10):
         one = {tok.decode([i]): i for i in allowed if len(tok.decode([i])) == 1}
-        self.digits = [one[d] for d in "0123456789" if d in one]
+        lacks = [c for c in "0123456789, " if c not in one]
+        if lacks:
+            raise EcosimError(f"text.constrained: the tokenizer {tok.name_or_path!r} has no token of its own "
+                              f"for {lacks}; constrained decoding writes lists one character at a time")
+        self.digits = [one[d] for d in "0123456789"]
         self.comma, self.space = [one[","]], [one[" "]]
         self.tok, self.start, self.most, self.eos = tok, start, most, [tok.eos_token_id]
 
