@@ -328,7 +328,7 @@ class ListGrammar:
     ``start``: where the completion begins in each (left-padded) row."""
 
     def __init__(self, tok, allowed: list[int], start: int, most: int = 10):
-        one = {tok.decode([i]): i for i in allowed if len(tok.decode([i])) == 1}
+        one = {d: i for i, d in ((i, tok.decode([i])) for i in allowed) if len(d) == 1}
         lacks = [c for c in "0123456789, " if c not in one]
         if lacks:
             raise EcosimError(f"text.constrained: the tokenizer {tok.name_or_path!r} has no token of its own "
