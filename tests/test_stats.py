@@ -178,6 +178,22 @@ def test_only_students_carry_a_lift_and_a_p_value():
     assert text.splitlines()[1].startswith("base") and " – " in text.splitlines()[1]
 
 
+def test_a_student_sure_to_end_below_its_control_is_named():
+    from ecosim.studies.transmit import summarise, table
+    per_seed = _five()
+    for p in per_seed:  # the same-base student now ends 0.3 below its control in every seed
+        sc = p["scores"]
+        sc["student_same_base"]["rate"] = sc["control"]["rate"] - 0.3 - 0.01 * p["seed"]
+    res = summarise({}, per_seed, 1.0, 0.0)
+    st = res["conditions"]["student_same_base"]
+    assert st["p_value"] > 0.99  # the one-sided test (a gain) sees nothing
+    rate = [p["scores"]["student_same_base"]["rate"] for p in per_seed]
+    ctrl = [p["scores"]["control"]["rate"] for p in per_seed]
+    assert st["p_two_sided"] == pytest.approx(sst.ttest_rel(rate, ctrl).pvalue) and st["p_two_sided"] < 1e-4
+    assert f"student_same_base: below its control, two-sided p {st['p_two_sided']:.2g}" in table(res)
+    assert "below its control" not in table(summarise({}, _five(), 1.0, 0.0))  # a gain is not named so
+
+
 def test_transmit_applies_the_valid_floor():
     from ecosim.studies.transmit import summarise, table
     # the other-seed student answers validly under half the time in every seed; its control, in 2 of 5 seeds

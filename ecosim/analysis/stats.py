@@ -30,17 +30,19 @@ def _same(d: np.ndarray) -> bool:
     return bool(np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())))
 
 
-def paired_test(treated, control) -> tuple[float, str]:
-    """(p, what): the p-value of a one-sided paired t-test (H1: treated > control), pairs matched
-    by seed, and what it is. No test, p NaN and ``what`` says why: one pair, or zero variance
-    (every pair's difference the same, where a t-test would say p = 0 or 1 from no spread)."""
+def paired_test(treated, control, alternative: str = "greater") -> tuple[float, str]:
+    """(p, what): the p-value of a one-sided paired t-test (H1: treated > control; ``alternative``
+    "two-sided": H1 treated != control), pairs matched by seed, and what it is. No test, p NaN and
+    ``what`` says why: one pair, or zero variance (every pair's difference the same, where a
+    t-test would say p = 0 or 1 from no spread)."""
     t, c = np.asarray(treated, float), np.asarray(control, float)
     if len(t) < 2:
         return math.nan, "one pair: no test"
     d = t - c
     if _same(d):
         return math.nan, f"zero variance: every pair's difference is {float(d.mean()):+.3g} (no test)"
-    return float(stats.ttest_rel(t, c, alternative="greater").pvalue), f"one-sided paired t over {len(t)} pairs"
+    sides = "one-sided" if alternative == "greater" else "two-sided"
+    return float(stats.ttest_rel(t, c, alternative=alternative).pvalue), f"{sides} paired t over {len(t)} pairs"
 
 
 def paired_one_sided(treated, control) -> float:

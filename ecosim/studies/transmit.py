@@ -355,6 +355,8 @@ def _conditions(values: dict[str, list[float]], controls: dict[str, str],
                 p, test = paired_test(x, y)
                 row.update(lift_vs_control=lift, lift_ci=list(mean_ci(d)[1:]) if len(d) > 1 else None,
                            p_value=p, test=test.replace("pairs", "seeds"),
+                           # the table tests a gain; a student sure to end BELOW its control is named too
+                           p_two_sided=paired_test(x, y, "two-sided")[0],
                            share_of_teacher_lift=lift / teacher_lift if teacher_lift else float("nan"))
         elif n in TEACHERS and "base" in values:
             x, y = paired(n, "base")
@@ -435,6 +437,8 @@ def _rows(conditions: dict, with_valid: bool = True) -> list[str]:
     notes = [f"{n}: {c[k]}" for n, c in conditions.items() for k in ("note", "control_note") if k in c]
     notes += [f"{n}: {c['test']}" for n, c in conditions.items()
               if "test" in c and not c["test"].startswith("one-sided")]
+    notes += [f"{n}: below its control, two-sided p {c['p_two_sided']:.2g}" for n, c in conditions.items()
+              if c.get("lift_vs_control") is not None and c["lift_vs_control"] < 0 and c.get("p_two_sided", 1) < 0.05]
     if notes:
         rows.append("n/m = not measurable; " + "; ".join(notes))
     return rows
