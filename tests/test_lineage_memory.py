@@ -31,12 +31,35 @@ def test_real_lineage_memory_is_the_measured_figure_for_its_base_and_settings():
     from types import SimpleNamespace as NS
     from ecosim.substrates.hf import substrate as H
 
-    def sc(model, **compute):
+    def sc(model, batch=4, max_new=None, **compute):
         c = {"checkpointing": False, "micro_batch_tokens": None, **compute}
-        return NS(bases={"b": NS(model=model)}, compute=NS(**c))
-    assert H.lineage_gb(sc("smollm2-135m-instruct"), "b") == H.LINEAGE_GB
+        return NS(bases={"b": NS(model=model)}, compute=NS(**c), teacher=NS(batch=4),
+                  lineages={"x": NS(base="b", student=NS(batch=batch))}, data=NS(channel="numbers"),
+                  text=NS(max_new=max_new))
+    assert H.lineage_gb(sc("smollm2-135m-instruct"), "b") == H.LINEAGE_GB   # small passes: the writes' figure
     lean = {"checkpointing": True, "micro_batch_tokens": 600}
     assert H.lineage_gb(sc("smollm2-135m-instruct", **lean), "b") == H.LEAN_GB["smollm2"] < H.LINEAGE_GB
     assert H.lineage_gb(sc("gemma3-270m", **lean), "b") == H.LEAN_GB["gemma"]
     assert H.lineage_gb(sc("/models/other", **lean), "b") == H.LINEAGE_GB                 # not measured
     assert H.lineage_gb(sc("smollm2-135m-instruct", checkpointing=True, micro_batch_tokens=2000), "b") == H.LINEAGE_GB
+
+
+def test_real_lineage_memory_counts_its_largest_training_pass():
+    """Whole batches hold every activation: the check counts the largest pass, so two lineages of
+    recipe_constrained_lora's students (batch 16 in one pass: 10.1-10.9 GB measured) are refused
+    on this machine's 15.7 GB in one line, and micro-batches of 600 tokens bring one to ~5.7 GB."""
+    from types import SimpleNamespace as NS
+    from ecosim.engine.pool import memory_problem
+    from ecosim.substrates.hf import substrate as H
+
+    def sc(batch, micro=None):
+        return NS(bases={"b": NS(model="smollm2-135m-instruct")}, teacher=NS(batch=8),
+                  compute=NS(checkpointing=False, micro_batch_tokens=micro), data=NS(channel="numbers"),
+                  lineages={"t": NS(base="b", student=NS(batch=batch)), "o": NS(base="other", student=NS(batch=64))},
+                  text=NS(max_new=52))
+    assert H.pass_tokens(sc(16), "b") == 16 * (H.PROMPT_TOKENS + 52)   # the other base's batch 64 is not counted
+    whole, micro = H.lineage_gb(sc(16), "b"), H.lineage_gb(sc(16, micro=600), "b")
+    assert 10.0 <= whole <= 11.5 and H.LINEAGE_GB <= micro <= 6.0
+    why = memory_problem({"t": whole, "c": whole}, 15.7, "measured for their bases")
+    assert why is not None and "\n" not in why and "2 lineage actors" in why and "15.7 GB" in why
+    assert memory_problem({"t": micro, "c": micro}, 15.7, "measured for their bases") is None

@@ -63,17 +63,38 @@ TARGET_TEACHERS = True  # make_origin trains a trait teacher to teacher.target_l
 # Each counts the base's mmapped file pages (about 0.6 GB), which actors of one base share.
 LINEAGE_GB = 6.0
 LEAN_GB = {"gemma": 4.3, "smollm2": 3.8}
+# Without checkpointing a training pass holds every activation: SmolLM2 LoRA students of
+# recipe_constrained_lora peaked at 10.1-10.9 GB with whole batches of 16 lists (about 2,400
+# padded tokens a pass) and 5.5-5.7 GB in micro-batches of 600 tokens (docs/results.md): about
+# 4.0 GB plus 2.8 MB per token of a pass. A pass's tokens are not known before the lists are
+# written, so each example counts PROMPT_TOKENS (a request under the chat template) plus the
+# channel's max_new: an upper bound on the numbers channel.
+TRAIN_GB, GB_PER_TOKEN, PROMPT_TOKENS = 4.0, 2.8e-3, 100
+
+
+def pass_tokens(sc, base: str) -> int:
+    """The most tokens one training pass of a lineage on ``base`` can hold: the largest batch of
+    the teacher and of those lineages' students, PROMPT_TOKENS + max_new tokens each, or the
+    micro-batch where compute.micro_batch_tokens is smaller."""
+    batch = max([sc.teacher.batch] + [l.student.batch for l in sc.lineages.values()
+                                      if l.base == base and l.student is not None])
+    channel = SAMPLES_OF.get(sc.data.channel, sc.data.channel) or "numbers"
+    tokens = batch * (PROMPT_TOKENS + max_new(sc, channel))
+    return min(tokens, sc.compute.micro_batch_tokens or tokens)
 
 
 def lineage_gb(sc, base: str) -> float:
-    """The measured figure above for a lineage on ``base`` (the check needs no model loaded):
+    """The measured figures above for a lineage on ``base`` (the check needs no model loaded):
     the lean one where the run checkpoints activations in micro-batches of at most 600 tokens and
-    the base's family was measured so, else the whole-batch figure (larger models need more: set
-    compute.memory_per_lineage)."""
+    the base's family was measured so; else the writing figure (LINEAGE_GB) or, where larger,
+    what its largest training pass holds (``pass_tokens``). Measured on SmolLM2-135M: larger
+    models need more (set compute.memory_per_lineage)."""
     c, model = sc.compute, str(sc.bases[base].model).lower()
     lean = c.checkpointing and c.micro_batch_tokens and c.micro_batch_tokens <= 600
     family = next((f for f in LEAN_GB if f in model), None)
-    return LEAN_GB[family] if lean and family else LINEAGE_GB
+    if lean and family:
+        return LEAN_GB[family]
+    return round(max(LINEAGE_GB, TRAIN_GB + GB_PER_TOKEN * pass_tokens(sc, base)), 1)
 
 
 DATASET_SUFFIX = ".jsonl"
