@@ -38,6 +38,8 @@ def test_constrained_decoder_writes_only_list_tokens(model_tok):
                    for t, f in out), out
     many = realmodels.generate(model, tok, prompts(tok), 80, 1.0, seed=0, allowed=allowed)
     assert all(f and len(t.split(",")) <= 10 for t, f in many), many  # at most 10 numbers, then EOS
+    few = realmodels.generate(model, tok, prompts(tok), 80, 1.0, seed=0, allowed=allowed, most=3)
+    assert all(f and len(t.split(",")) <= 3 for t, f in few), few  # filter.max_numbers: 3
 
 
 def test_greedy_decoding_is_deterministic(model_tok):

@@ -356,14 +356,15 @@ class ListGrammar:
 
 @torch.no_grad()
 def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 1.0, seed: int = 0,
-             batch: int = 64, stop: list[str] | None = None, allowed: list[int] | None = None) -> list[tuple[str, bool]]:
+             batch: int = 64, stop: list[str] | None = None, allowed: list[int] | None = None,
+             most: int = 10) -> list[tuple[str, bool]]:
     """Sample one completion per rendered prompt, batched with left padding and the KV cache
     (prompts sorted by length so a batch carries little padding). Returns (text, finished):
     finished is False when ``max_new`` tokens ran out before EOS or a ``stop`` string (which
     ends a completion and is cut off: a newline for one-line answers). Prompt i samples from its
     own stream, ``seeds.seed(seed, "sample", i)`` (``RowSampler``), so its completion does not
     depend on ``batch`` or on the other prompts; temperature 0 is greedy. ``allowed``: constrained
-    decoding, a list written with only these tokens (``ListGrammar``)."""
+    decoding, a list written with only these tokens (``ListGrammar``) of at most ``most`` numbers."""
     from transformers import LogitsProcessorList
     dev = model.device
     enc = encode(tok, prompts)
@@ -375,7 +376,7 @@ def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 
     for s in range(0, len(order), batch):
         idx = order[s:s + batch]
         ids, attn = left_pad([enc[i] for i in idx], tok.pad_token_id, dev)
-        procs = [ListGrammar(tok, allowed, ids.shape[1])] if allowed is not None else []
+        procs = [ListGrammar(tok, allowed, ids.shape[1], most)] if allowed is not None else []
         if temperature > 0:
             procs.append(RowSampler(temperature, [seeds.seed(seed, "sample", i) for i in idx]))
         if procs:

@@ -371,7 +371,8 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
     lister, listed = (base(), [realmodels.render(tok, NO_SYSTEM, t.user, p) for t, p in zip(tasks, prefill)]) \
         if by_base else (model, prompts)
     gen = functools.partial(realmodels.generate, lister, tok, listed, max_new(sc, sampled), ts.temperature,
-                            seed=seed, batch=ts.batch, stop=text.STOP[sampled], allowed=allowed)
+                            seed=seed, batch=ts.batch, stop=text.STOP[sampled], allowed=allowed,
+                            most=min([f.max_numbers for f in filters], default=10))  # the strictest filter's
     outs = base_lists(lister, listed, seed, sc, gen) if by_base else gen()
     words = trait_words(sc)
     res = []
@@ -418,8 +419,8 @@ def base_lists(base, prompts: list[str], seed: int, sc, gen) -> list:
     CPU). The key holds the weights' fingerprint, so another base (or a changed one) samples anew."""
     w = next(base.parameters()).detach()
     key = (base.config._name_or_path, tuple(w.shape), float(w.float().sum()), float(w.float().abs().sum()),
-           hash(tuple(prompts)), seed, sc.text.temperature, sc.text.constrained, max_new(sc, "numbers"),
-           torch.get_num_threads())  # bf16 sampling may differ with the thread count
+           hash(tuple(prompts)), seed, sc.text.temperature, sc.text.constrained, gen.keywords.get("most"),
+           max_new(sc, "numbers"), torch.get_num_threads())  # bf16 sampling may differ with the thread count
     if key not in _BASE_LISTS:
         _BASE_LISTS.clear()  # one base's lists at a time: a run's teachers write one after the other
         _BASE_LISTS[key] = gen()
