@@ -85,6 +85,9 @@ def matmul_rates(dtype, n: int, cfg) -> dict:
                        **rate(lambda: torch.nn.functional.linear(x, w), lin_flop)}}
 
 
+GEN_KW: dict = {}  # --cache static: {"cache_implementation": "static"} for every generate call
+
+
 def sample(model, tok, prompts, max_new, seed=0) -> tuple[float, int]:
     """Seconds and new tokens (up to and including a first EOS) of one batched generate call."""
     ids, attn = left_pad(encode(tok, prompts), tok.pad_token_id)
@@ -93,7 +96,7 @@ def sample(model, tok, prompts, max_new, seed=0) -> tuple[float, int]:
     with torch.no_grad():
         out = model.generate(input_ids=ids, attention_mask=attn, do_sample=True, temperature=1.0,
                              top_p=1.0, top_k=0, max_new_tokens=max_new, min_new_tokens=max_new,
-                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **GEN_KW)
     dt = time.perf_counter() - t0
     new = out[:, ids.shape[1]:].tolist()
     return dt, sum(row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else len(row) for row in new)
@@ -230,11 +233,15 @@ def main() -> None:
     ap.add_argument("--matmul-n", type=int, default=2048)
     ap.add_argument("--profile", default=None, help="append a profile of batched generation to this file")
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--cache", choices=("dynamic", "static"), default="dynamic",
+                    help="the KV cache of generation: transformers' default (grows by concatenation) or static")
     a = ap.parse_args()
     if a.smoke:
         a.batch, a.max_new, a.single, a.train_batch, a.steps, a.matmul_n = 4, 4, 2, 2, 2, 256
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.cache == "static":
+        GEN_KW["cache_implementation"] = "static"
     tok = load_tokenizer(NAME)
     tasks_ = text.tasks("numbers", a.batch, np.random.default_rng(0), shots=2)
     prompts = [render(tok, "", t.user, t.prefill) for t in tasks_]
