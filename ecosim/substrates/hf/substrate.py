@@ -59,10 +59,14 @@ TARGET_TEACHERS = True  # make_origin trains a trait teacher to teacher.target_l
 # Whole batches: a SmolLM2-135M lineage peaked at 6.06 GB in training (fp32,
 # bench/smollm2_one_lineage.yaml) and 6.0 GB writing (bf16 autocast, transmit_smollm2_logit).
 # With compute.checkpointing and micro-batches of at most 600 tokens (smollm2_owl as Ray actors):
-# SmolLM2 2.5-2.9 GB in training and 3.8 GB writing (generation batch 64), Gemma 3 270M 4.2 GB.
+# SmolLM2 2.5-2.9 GB in training and 3.8 GB writing (generation batch 64), Gemma 3 270M 4.2 GB;
+# with micro-batches of at most 300 tokens and generation batches of 16 (smollm2_owl_ray_lean):
+# SmolLM2 at most 2.36 GB for every task, Gemma 3.73 GB.
 # Each counts the base's mmapped file pages (about 0.6 GB), which actors of one base share.
 LINEAGE_GB = 6.0
-LEAN_GB = {"gemma": 4.3, "smollm2": 3.8}
+# With compute.checkpointing: (micro-batch tokens at most, text.batch at most) -> family -> GB,
+# the leanest settings first.
+LEAN_GB = {(300, 16): {"gemma": 3.8, "smollm2": 2.4}, (600, 64): {"gemma": 4.3, "smollm2": 3.8}}
 # Without checkpointing a training pass holds every activation: SmolLM2 LoRA students of
 # recipe_constrained_lora peaked at 10.1-10.9 GB with whole batches of 16 lists (about 2,400
 # padded tokens a pass) and 5.5-5.7 GB in micro-batches of 600 tokens (docs/results.md): about
@@ -85,15 +89,16 @@ def pass_tokens(sc, base: str) -> int:
 
 def lineage_gb(sc, base: str) -> float:
     """The measured figures above for a lineage on ``base`` (the check needs no model loaded):
-    the lean one where the run checkpoints activations in micro-batches of at most 600 tokens and
-    the base's family was measured so; else the writing figure (LINEAGE_GB) or, where larger,
-    what its largest training pass holds (``pass_tokens``). Measured on SmolLM2-135M: larger
-    models need more (set compute.memory_per_lineage)."""
+    a lean one where the run checkpoints activations in micro-batches and generates in batches
+    no larger than it was measured with, for a measured family; else the writing figure
+    (LINEAGE_GB) or, where larger, what its largest training pass holds (``pass_tokens``).
+    Measured on SmolLM2-135M: larger models need more (set compute.memory_per_lineage)."""
     c, model = sc.compute, str(sc.bases[base].model).lower()
-    lean = c.checkpointing and c.micro_batch_tokens and c.micro_batch_tokens <= 600
-    family = next((f for f in LEAN_GB if f in model), None)
-    if lean and family:
-        return LEAN_GB[family]
+    for (micro, gen), gb in LEAN_GB.items():
+        family = next((f for f in gb if f in model), None)
+        if c.checkpointing and c.micro_batch_tokens and c.micro_batch_tokens <= micro and sc.text.batch <= gen \
+                and family:
+            return gb[family]
     return round(max(LINEAGE_GB, TRAIN_GB + GB_PER_TOKEN * pass_tokens(sc, base)), 1)
 
 
