@@ -52,7 +52,7 @@ def test_real_lineage_memory_is_the_measured_figure_for_its_base_and_settings():
 def test_real_lineage_memory_counts_its_largest_training_pass():
     """Whole batches hold every activation: the check counts the largest pass, so two lineages of
     recipe_constrained_lora's students (batch 16 in one pass: 10.1-10.9 GB measured) are refused
-    on this machine's 15.7 GB in one line, and micro-batches of 600 tokens bring one to ~5.7 GB."""
+    on the Xeon's 15.7 GB for Ray tasks in one line, and micro-batches of 600 tokens bring one to ~5.7 GB."""
     from types import SimpleNamespace as NS
     from ecosim.engine.pool import memory_problem
     from ecosim.substrates.hf import substrate as H
