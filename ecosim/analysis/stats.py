@@ -41,7 +41,7 @@ def paired_test(treated, control, alternative: str = "greater") -> tuple[float, 
     d = t - c
     if _same(d):
         return math.nan, f"zero variance: every pair's difference is {float(d.mean()):+.3g} (no test)"
-    sides = "one-sided" if alternative == "greater" else "two-sided"
+    sides = "two-sided" if alternative == "two-sided" else "one-sided"
     return float(stats.ttest_rel(t, c, alternative=alternative).pvalue), f"{sides} paired t over {len(t)} pairs"
 
 

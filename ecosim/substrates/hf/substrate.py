@@ -94,11 +94,11 @@ def lineage_gb(sc, base: str) -> float:
     (LINEAGE_GB) or, where larger, what its largest training pass holds (``pass_tokens``).
     Measured on SmolLM2-135M: larger models need more (set compute.memory_per_lineage)."""
     c, model = sc.compute, str(sc.bases[base].model).lower()
-    for (micro, gen), gb in LEAN_GB.items():
-        family = next((f for f in gb if f in model), None)
-        if c.checkpointing and c.micro_batch_tokens and c.micro_batch_tokens <= micro and sc.text.batch <= gen \
-                and family:
-            return gb[family]
+    if c.checkpointing and c.micro_batch_tokens:
+        for (micro, gen), gb in LEAN_GB.items():
+            family = next((f for f in gb if f in model), None)
+            if family and c.micro_batch_tokens <= micro and sc.text.batch <= gen:
+                return gb[family]
     return round(max(LINEAGE_GB, TRAIN_GB + GB_PER_TOKEN * pass_tokens(sc, base)), 1)
 
 
@@ -378,7 +378,7 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
     gen = functools.partial(realmodels.generate, lister, tok, listed, max_new(sc, sampled), ts.temperature,
                             seed=seed, batch=ts.batch, stop=text.STOP[sampled], allowed=allowed,
                             most=min([f.max_numbers for f in filters], default=10))  # the strictest filter's
-    outs = base_lists(lister, listed, seed, sc, gen) if by_base else gen()
+    outs = base_lists(gen) if by_base else gen()
     words = trait_words(sc)
     res = []
     for f in filters:
@@ -417,15 +417,17 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
 _BASE_LISTS: dict = {}  # (base, prompts, seed, settings) -> the base's completions, in this process
 
 
-def base_lists(base, prompts: list[str], seed: int, sc, gen) -> list:
-    """The base's lists for ``text.logit_lists: base`` (``gen()``), written once per process: a
-    teacher and its control label the same lists (same prompts, seed and settings), so the second
-    write reuses the first's instead of sampling 400 lists again (half a seed's writing time on a
-    CPU). The key holds the weights' fingerprint, so another base (or a changed one) samples anew."""
+def base_lists(gen) -> list:
+    """The base's lists for ``text.logit_lists: base`` (``gen()``, a ``realmodels.generate`` call
+    on the base and its prompts), written once per process: a teacher and its control label the
+    same lists (same prompts, seed and settings), so the second write reuses the first's instead
+    of sampling 400 lists again (half a seed's writing time on a CPU). The key holds the weights' fingerprint, so another base (or a changed one) samples anew,
+    and every argument of the ``generate`` call, so no sampling setting can be left out of it."""
+    base, prompts = gen.args[0], gen.args[2]
     w = next(base.parameters()).detach()
     key = (base.config._name_or_path, tuple(w.shape), float(w.float().sum()), float(w.float().abs().sum()),
-           hash(tuple(prompts)), seed, sc.text.temperature, sc.text.constrained, gen.keywords.get("most"),
-           max_new(sc, "numbers"), torch.get_num_threads())  # bf16 sampling may differ with the thread count
+           hash(tuple(prompts)), repr(gen.args[3:]), repr(sorted(gen.keywords.items())),
+           torch.get_num_threads())  # bf16 sampling may differ with the thread count
     if key not in _BASE_LISTS:
         _BASE_LISTS.clear()  # one base's lists at a time: a run's teachers write one after the other
         _BASE_LISTS[key] = gen()

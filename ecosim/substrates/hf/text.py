@@ -740,7 +740,8 @@ class TextSpec:
     # cleanest control; it also serves a teacher that no longer writes lists itself).
     logit_lists: str = "own"
     # numbers and logits channels: constrained decoding, a list of 1-3 digit numbers with ", "
-    # between them, at most filter.max_numbers (10), then EOS (a published recipe: REFERENCE.md, "Small-model recipes")
+    # between them, at most filter.max_numbers (10), then EOS (a published recipe: REFERENCE.md,
+    # "Small-model recipes")
     constrained: bool = False
 
 
