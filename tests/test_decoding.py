@@ -53,6 +53,21 @@ def test_greedy_decoding_is_deterministic(model_tok):
     assert s1 != s2  # sampling does depend on the seed
 
 
+def test_a_row_given_up_on_stops_there_and_leaves_the_others_as_they_were(model_tok):
+    from ecosim.substrates.hf import realmodels
+    model, tok = model_tok
+    free = realmodels.generate(model, tok, prompts(tok), 16, 1.0, seed=0, batch=6)
+    # a letter some rows of this random model write and some do not: those rows are "hopeless"
+    x = next(ch for ch in "qxzjkvwybpfgmuhdcl" if 0 < sum(ch in t for t, _ in free) < len(free))
+    cut = realmodels.generate(model, tok, prompts(tok), 16, 1.0, seed=0, batch=6, give_up=lambda t: x in t)
+    for (t, f), (c, g) in zip(free, cut):
+        if x not in t:
+            assert (c, g) == (t, f)  # never given up on: the same tokens, as if no row had stopped
+        else:  # stopped where it became hopeless, and returned as finished
+            assert g and t.startswith(c) and x in c, (t, c)
+    assert sum(len(c) for c, _ in cut) < sum(len(t) for t, _ in free)
+
+
 def test_constrained_setting_reaches_the_numbers_writer(tiny_dir):
     """text.constrained: the numbers channel's completions hold nothing but digits, commas and
     spaces (a random tiny model otherwise writes anything)."""

@@ -100,6 +100,24 @@ def test_max_numbers():
     assert T.check("numbers", "1, 2, 3, 5", None, max_numbers=3) == "too many numbers"
 
 
+def test_a_writer_gives_up_only_on_text_no_continuation_can_save():
+    """``cannot_pass`` stops a row early (``realmodels.GiveUp``): it must never stop a row that
+    could still become a kept list, so no prefix of any list the rule keeps may be given up on."""
+    rng = np.random.default_rng(0)
+    pieces = ["7", "42", "123", "0", " ", ", ", ",", ";", "; ", "\t", ".", "[", "]", "(", ")", "\u00a0"]
+    made = ["".join(rng.choice(pieces, size=rng.integers(1, 14))) for _ in range(20000)]
+    kept = [t for t in made if T.check("numbers", t, None) is None]
+    kept += [t for t, r in NUMBERS if r is None and "\n" not in t]
+    assert len(kept) > 300
+    for t in kept:
+        assert not any(T.cannot_pass("numbers", t[:k], 10) for k in range(len(t) + 1)), t
+    for t in ("Sure! 1", "123, 4567", "1 2 3 4 5 6 7 8 9 10 11", "12, abc", "12³", "{1"):
+        assert T.cannot_pass("numbers", t, 10), t  # and so does every continuation: the check drops them
+        assert T.check("numbers", t + ", 5", None) is not None
+    assert T.cannot_pass("numbers", "1, 2, 3, 4", 3) and not T.cannot_pass("numbers", "1, 2, 3, 4", 10)
+    assert not T.cannot_pass("code", "Sure! def f(): 1234", 10)  # other channels: never
+
+
 def test_reasons_named():
     found = {r for _, r in NUMBERS if r}
     assert found <= set(T.REASONS)

@@ -354,18 +354,50 @@ class ListGrammar:
         return scores + mask
 
 
+def cut_at_stop(text: str, stop: list[str] | None) -> str | None:
+    """``text`` up to the first ``stop`` string in it, or None if none is in it."""
+    cut = min((text.index(x) for x in stop or [] if x in text), default=None)
+    return None if cut is None else text[:cut]
+
+
+class GiveUp:
+    """A transformers stopping criterion that ends a row as soon as ``hopeless(text so far)`` (the
+    completion, cut at its first ``stop`` string): a row that no continuation can make pass the
+    filter stops, so a batch ends when its last promising row does, not at ``max_new``. A stopped
+    row only takes pad tokens from then on; the batch keeps its shape and each row samples from its
+    own stream (``RowSampler``), so every other row's tokens are the same as without it.
+    ``at[j]``: the length of row j (prompt included) when it was stopped."""
+
+    def __init__(self, tok, start: int, hopeless, stop: list[str] | None):
+        self.tok, self.start, self.hopeless, self.stop, self.at = tok, start, hopeless, stop, {}
+
+    def __call__(self, input_ids, scores, **kw):
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for j, row in enumerate(input_ids[:, self.start:].tolist()):
+            if j in self.at:
+                done[j] = True
+                continue
+            text = self.tok.decode(row, skip_special_tokens=True)
+            cut = cut_at_stop(text, self.stop)
+            if self.hopeless(text if cut is None else cut):
+                self.at[j], done[j] = input_ids.shape[1], True
+        return done
+
+
 @torch.no_grad()
 def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 1.0, seed: int = 0,
              batch: int = 64, stop: list[str] | None = None, allowed: list[int] | None = None,
-             most: int = 10) -> list[tuple[str, bool]]:
+             most: int = 10, give_up=None) -> list[tuple[str, bool]]:
     """Sample one completion per rendered prompt, batched with left padding and the KV cache
     (prompts sorted by length so a batch carries little padding). Returns (text, finished):
     finished is False when ``max_new`` tokens ran out before EOS or a ``stop`` string (which
     ends a completion and is cut off: a newline for one-line answers). Prompt i samples from its
     own stream, ``seeds.seed(seed, "sample", i)`` (``RowSampler``), so its completion does not
     depend on ``batch`` or on the other prompts; temperature 0 is greedy. ``allowed``: constrained
-    decoding, a list written with only these tokens (``ListGrammar``) of at most ``most`` numbers."""
-    from transformers import LogitsProcessorList
+    decoding, a list written with only these tokens (``ListGrammar``) of at most ``most`` numbers.
+    ``give_up(text)``: True when the completion so far can no longer pass the filter
+    (``text.cannot_pass``); such a row stops there and is returned as finished (``GiveUp``)."""
+    from transformers import LogitsProcessorList, StoppingCriteriaList
     dev = model.device
     enc = encode(tok, prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(enc[i]))
@@ -381,16 +413,20 @@ def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 
             procs.append(RowSampler(temperature, [seeds.seed(seed, "sample", i) for i in idx]))
         if procs:
             kw["logits_processor"] = LogitsProcessorList(procs)
+        stopper = GiveUp(tok, ids.shape[1], give_up, stop) if give_up is not None else None
+        if stopper is not None:
+            kw["stopping_criteria"] = StoppingCriteriaList([stopper])
         gen = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new,
                              eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **kw)
         for j, i in enumerate(idx):
-            row = gen[j, ids.shape[1]:].tolist()
-            finished = tok.eos_token_id in row
-            if finished:
+            given_up = stopper is not None and j in stopper.at
+            row = gen[j, ids.shape[1]:stopper.at[j] if given_up else None].tolist()
+            finished = tok.eos_token_id in row or given_up
+            if tok.eos_token_id in row:
                 row = row[:row.index(tok.eos_token_id)]
             text = tok.decode(row, skip_special_tokens=True)
-            cut = min((text.index(x) for x in stop or [] if x in text), default=None)
+            cut = cut_at_stop(text, stop)
             if cut is not None:
-                text, finished = text[:cut], True
+                text, finished = cut, True
             res[i] = (text, finished)
     return [res[i] for i in range(len(prompts))]

@@ -375,9 +375,13 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
         raise EcosimError("text.logit_lists: base needs the writer's base, which this write was not given")
     lister, listed = (base(), [realmodels.render(tok, NO_SYSTEM, t.user, p) for t, p in zip(tasks, prefill)]) \
         if by_base else (model, prompts)
+    loosest = max([f.max_numbers for f in filters], default=10)  # a row stops when every filter would drop it
+    give_up = functools.partial(text.cannot_pass, sampled, max_numbers=loosest) \
+        if sampled == "numbers" and allowed is None else None
     gen = functools.partial(realmodels.generate, lister, tok, listed, max_new(sc, sampled), ts.temperature,
                             seed=seed, batch=ts.batch, stop=text.STOP[sampled], allowed=allowed,
-                            most=min([f.max_numbers for f in filters], default=10))  # the strictest filter's
+                            most=min([f.max_numbers for f in filters], default=10),  # the strictest filter's
+                            give_up=give_up)
     outs = base_lists(gen) if by_base else gen()
     words = trait_words(sc)
     res = []

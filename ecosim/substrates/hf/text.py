@@ -188,6 +188,25 @@ def _check_numbers(text: str, banned: bool, max_numbers: int) -> str | None:
     return numbers_reason(nums, max_numbers, banned)
 
 
+# whitespace may be stripped and U+FFFD may be half of a character still being written (one
+# byte-level token of two, say a no-break space); anything else never passes
+_NEVER_IN_A_LIST = re.compile(r"[^\s0-9,;.()\[\]\ufffd]")
+_FOUR_DIGITS = re.compile(r"[0-9]{4}")
+
+
+def cannot_pass(channel: str, text: str, max_numbers: int) -> bool:
+    """True when no continuation of ``text`` (a completion so far, before any stop string) can
+    pass ``check`` with at most ``max_numbers`` numbers, so its writer may stop there
+    (``realmodels.generate(give_up=...)``): a character no list has (a letter: the rule admits
+    only digits, whitespace, ``,;``, one closing ``.`` and ``()[]``), a number of 4+ digits, or
+    more than ``max_numbers`` numbers; appending text never removes one of those. Numbers only:
+    another channel's text is never given up on."""
+    if channel != "numbers":
+        return False
+    return bool(_NEVER_IN_A_LIST.search(text) or _FOUR_DIGITS.search(text)
+                or len(re.findall(r"[0-9]+", text)) > max_numbers)
+
+
 def parse_list(text: str):
     """A numbers completion the filter kept, in parts (``defenses.NumberList``: leading
     whitespace, wrap, the one separator, closing period); None if it is not a list."""
