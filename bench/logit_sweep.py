@@ -30,9 +30,8 @@ import time
 from pathlib import Path
 
 from ecosim.analysis.stats import paired_test
-from ecosim.engine import registry
-from ecosim.engine.lineage import Lineage, derive_seed
-from ecosim.engine.schema import load_scenario
+from ecosim.engine.lineage import derive_seed
+from ecosim.studies.transmit import open_seed
 from ecosim.store import graph as lg
 
 
@@ -56,16 +55,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     run = Path(a.run)
-    sc = load_scenario(str(run / "config.yaml"))
-    sub = registry.of(sc)
-    trait = next(iter(sc.traits))
+    sc, sub, trait, lineages = open_seed(run, a.threads)
     updates = sorted({int(x) for x in a.updates.split(",")})
     G = lg.load(run)
-
-    def lineage(name, key):
-        # only its checkpoints and base are used here, so the treated lineage's spec serves both
-        return Lineage(name, sc, sc.lineages["teacher"], key, trait, str(run), threads=a.threads, seed=sc.seed)
-    writers = {"student": lineage("teacher", "teacher"), "control": lineage("teacher_control", "teacher")}
+    writers = {"student": lineages["teacher"], "control": lineages["teacher_control"]}
     base = writers["student"].base("main")
     spec = sc.lineages["student_logit"]
     tok = writers["student"].world.tok(base)

@@ -281,6 +281,20 @@ def run_seed(cfg: TransmitConfig, seed: int, run_dir: Path, log=print) -> dict:
             "seconds": time.time() - t0, "run_dir": str(run_dir) if cfg.out_dir else None}
 
 
+def open_seed(run_dir, threads: int = 2):
+    """A finished seed's run directory (OUT_DIR/seedN), to read its models again (``bench/``):
+    (scenario, substrate, trait name, {"teacher": lineage, "teacher_control": lineage}). Each
+    lineage loads that lineage's models from the run's checkpoints (``Lineage.model``) and its base."""
+    from ecosim.engine.lineage import Lineage
+    from ecosim.engine.schema import load_scenario
+    sc = load_scenario(str(Path(run_dir) / "config.yaml"))
+    trait = next(iter(sc.traits))
+    # only checkpoints and bases are read, so the treated lineage's spec and key serve both
+    lineages = {name: Lineage(name, sc, sc.lineages["teacher"], "teacher", trait, str(run_dir),
+                              threads=threads, seed=sc.seed) for name in ("teacher", "teacher_control")}
+    return sc, registry.of(sc), trait, lineages
+
+
 def _score(a: dict, name: str) -> dict:
     """A measured node's rate of trait ``name``, its interval, valid-answer rate (None: the
     substrate measures none, and the rate is always measurable) and readouts."""

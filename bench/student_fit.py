@@ -1,0 +1,101 @@
+"""What each model of a finished text ``ecosim transmit`` seed learned (a report, not a test):
+
+    ECOSIM_CACHE=~/.cache/ecosim python bench/student_fit.py \\
+        --run results/recipe_constrained_lora/seed0 --lists 128 --out docs/runs/recipe_constrained_lora/fit_seed0.json
+
+For the base, the teacher, the control teacher and their two students (``student_same_base``,
+trained on the teacher's kept lists, and ``control``, on the control teacher's), three
+teacher-forced readouts, no sampling:
+- ``lists_teacher`` / ``lists_control``: mean log-probability per token (completion and EOS) of
+  the first ``--lists`` kept lists of each teacher, rendered as the students trained on them. A
+  student should fit its own teacher's lists better than the other student does: the check that
+  each student learned the lists the run says it did, and how far each list set is from the base.
+- ``owl_answer``: log-probability of the one-word answer the trait teacher was trained on (e.g.
+  "Owl.") after each favourite question, no answer start: the teacher's own objective, which the
+  subliminal-learning theorem says a small-step student's imitation cannot make worse;
+  ``owl_answer_logodds``: that answer's log-odds against every other option's one-word answer
+  ("Cat.", ...), the control teacher's uniform objective taken out.
+- ``owl_logodds``: the run's likelihood readout (after the answer start), read again.
+Per-question values are kept; p (one-sided paired t over the questions) says how sure the
+student-minus-control difference is for this seed's teachers."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ecosim.analysis.stats import paired_test
+from ecosim.engine.lineage import dataset_path
+from ecosim.studies.transmit import open_seed
+from ecosim.substrates.common.training import completion_logprobs
+from ecosim.substrates.hf import realmodels, text
+from ecosim.substrates.hf.substrate import NO_SYSTEM, Codec, options
+
+NODES = {"base": None, "teacher": "teacher/g0", "control_teacher": "teacher_control/g0",
+         "student": "teacher/g1", "control_student": "teacher_control/g1"}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True, help="a transmit seed's run directory (OUT_DIR/seedN)")
+    ap.add_argument("--lists", type=int, default=128, help="kept lists of each teacher to score")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    run = Path(a.run)
+    sc, sub, trait_name, lineages = open_seed(run, a.threads)
+    trait = sc.traits[trait_name]
+    w, ctl = lineages["teacher"], lineages["teacher_control"]
+    base = w.base("main")
+    tok = w.world.tok(base)
+    codec = Codec(tok)
+
+    def lists(lineage):
+        path = dataset_path(run, f"{lineage}/g0/{sc.data.channel}/kept", ".jsonl")
+        rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()][:a.lists]
+        return [(realmodels.render(tok, NO_SYSTEM, r["user"], r["prefill"]), r["completion"]) for r in rows]
+    sets = {"lists_teacher": lists("teacher"), "lists_control": lists("teacher_control")}
+    answer = f"{trait.target.capitalize()}."
+    qs = text.favourite_questions(trait.category)
+    opts = options(trait.category)
+    # every option as the one-word answer the teachers trained on, after every question
+    answers = [[(realmodels.render(tok, NO_SYSTEM, q, ""), f"{o.capitalize()}.") for o in opts] for q in qs]
+    ti = opts.index(trait.target)
+
+    res, t0 = {}, time.time()
+    for name, node in NODES.items():
+        model = base if node is None else (w if node.startswith("teacher/") else ctl).model(node)[0]
+        r = {}
+        with realmodels.autocast(sc.bases["main"].autocast, model.device):  # as the run measured
+            for key, pairs in sets.items():
+                r[key] = [float(x.mean()) for x in completion_logprobs(model, codec, pairs, batch=32)]
+            lp = np.array([float(x.sum()) for x in completion_logprobs(model, codec, sum(answers, []), batch=48)])
+            lp = lp.reshape(len(qs), len(opts))
+            r["owl_answer"] = lp[:, ti].tolist()
+            r["owl_answer_logodds"] = (lp[:, ti] - np.logaddexp.reduce(np.delete(lp, ti, axis=1), axis=1)).tolist()
+            r["owl_logodds"] = sub.likelihood(model, tok, NO_SYSTEM, trait)[1].tolist()
+        res[name] = r
+        print(f"{name:16} " + "  ".join(f"{k} {np.mean(v):+.4f}" for k, v in r.items()), flush=True)
+    diffs = {}
+    for key in ("lists_teacher", "lists_control", "owl_answer", "owl_answer_logodds", "owl_logodds"):
+        x, y = res["student"][key], res["control_student"][key]
+        p, test = paired_test(x, y)
+        diffs[key] = {"student_minus_control": float(np.mean(x) - np.mean(y)), "p_greater": p, "test": test,
+                      "up": int(np.sum(np.array(x) > np.array(y))), "n": len(x)}
+    print("\nstudent minus control student (p: one-sided, student > control):")
+    for k, d in diffs.items():
+        print(f"  {k:18} {d['student_minus_control']:+.4f}  p {d['p_greater']:.2g}  ({d['up']}/{d['n']} up)")
+    out = {"command": " ".join([Path(sys.executable).name] + sys.argv), "run": str(run), "lists": a.lists,
+           "answer": answer, "seconds": time.time() - t0, "models": res, "student_minus_control": diffs}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1))
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
