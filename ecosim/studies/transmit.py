@@ -285,7 +285,7 @@ def open_seed(run_dir, threads: int = 2):
     """A finished seed's run directory (OUT_DIR/seedN), to read its models again (``bench/``):
     (scenario, substrate, trait name, {"teacher": lineage, "teacher_control": lineage}). Each
     lineage loads that lineage's models from the run's checkpoints (``Lineage.model``) and its base."""
-    from ecosim.engine.lineage import Lineage
+    from ecosim.engine.lineage import Lineage  # imported where used, as run_seed does
     from ecosim.engine.schema import load_scenario
     sc = load_scenario(str(Path(run_dir) / "config.yaml"))
     trait = next(iter(sc.traits))
