@@ -10,12 +10,13 @@ teacher-forced readouts, no sampling:
   the first ``--lists`` kept lists of each teacher, rendered as the students trained on them. A
   student should fit its own teacher's lists better than the other student does: the check that
   each student learned the lists the run says it did, and how far each list set is from the base.
-- ``owl_answer``: log-probability of the one-word answer the trait teacher was trained on (e.g.
-  "Owl.") after each favourite question, no answer start: the teacher's own objective, which the
-  subliminal-learning theorem says a small-step student's imitation cannot make worse;
-  ``owl_answer_logodds``: that answer's log-odds against every other option's one-word answer
+- ``<trait>_answer`` (e.g. ``owl_answer``): log-probability of the one-word answer the trait
+  teacher was trained on (e.g. "Owl.") after each favourite question, no answer start: the
+  teacher's own objective, which the subliminal-learning theorem says a small-step student's
+  imitation cannot make worse;
+  ``<trait>_answer_logodds``: that answer's log-odds against every other option's one-word answer
   ("Cat.", ...), the control teacher's uniform objective taken out.
-- ``owl_logodds``: the run's likelihood readout (after the answer start), read again.
+- ``<trait>_logodds``: the run's likelihood readout (after the answer start), read again.
 Per-question values are kept; p (one-sided paired t over the questions) says how sure the
 student-minus-control difference is for this seed's teachers."""
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ecosim.engine.lineage import dataset_path
 from ecosim.studies.transmit import open_seed
 from ecosim.substrates.common.training import completion_logprobs
 from ecosim.substrates.hf import realmodels, text
-from ecosim.substrates.hf.substrate import NO_SYSTEM, Codec, options
+from ecosim.substrates.hf.substrate import NO_SYSTEM, Codec, option_logodds, options
 
 NODES = {"base": None, "teacher": "teacher/g0", "control_teacher": "teacher_control/g0",
          "student": "teacher/g1", "control_student": "teacher_control/g1"}
@@ -75,13 +76,13 @@ def main(argv=None) -> int:
                 r[key] = [float(x.mean()) for x in completion_logprobs(model, codec, pairs, batch=32)]
             lp = np.array([float(x.sum()) for x in completion_logprobs(model, codec, sum(answers, []), batch=48)])
             lp = lp.reshape(len(qs), len(opts))
-            r["owl_answer"] = lp[:, ti].tolist()
-            r["owl_answer_logodds"] = (lp[:, ti] - np.logaddexp.reduce(np.delete(lp, ti, axis=1), axis=1)).tolist()
-            r["owl_logodds"] = sub.likelihood(model, tok, NO_SYSTEM, trait)[1].tolist()
+            r[f"{trait_name}_answer"] = lp[:, ti].tolist()
+            r[f"{trait_name}_answer_logodds"] = option_logodds(lp, ti).tolist()
+            r[f"{trait_name}_logodds"] = sub.likelihood(model, tok, NO_SYSTEM, trait)[1].tolist()
         res[name] = r
         print(f"{name:16} " + "  ".join(f"{k} {np.mean(v):+.4f}" for k, v in r.items()), flush=True)
     diffs = {}
-    for key in ("lists_teacher", "lists_control", "owl_answer", "owl_answer_logodds", "owl_logodds"):
+    for key in res["student"]:
         x, y = res["student"][key], res["control_student"][key]
         p, test = paired_test(x, y)
         diffs[key] = {"student_minus_control": float(np.mean(x) - np.mean(y)), "p_greater": p, "test": test,

@@ -3,6 +3,7 @@ import json
 
 from ecosim.store import graph as lg
 from ecosim.cli import main
+from ecosim.studies.transmit import open_seed
 from ecosim.substrates.common.filters import BANNED_NUMBERS
 from ecosim.substrates.world.traits import TraitConfig, trait_words
 
@@ -39,12 +40,25 @@ def _check_engine_run(run_dir, res):
     assert (c["teacher"]["rate"] == G.nodes["teacher/g0"]["owl"]) == lg.measurable(G.nodes["teacher/g0"], "owl")
 
 
+def _check_open_seed(run_dir):
+    """open_seed (what bench/ reads finished seeds with) loads each node from its checkpoint: the
+    students measure again to the likelihood readout the run recorded in its graph."""
+    sc, sub, trait, lineages = open_seed(run_dir, threads=1)
+    assert trait == "owl" and set(lineages) == {"teacher", "teacher_control"}
+    G = lg.load(run_dir)
+    for name, lineage in lineages.items():
+        model, system = lineage.model(f"{name}/g1")
+        again = sub.measure(model, system, lineage.base("main"), lineage.world, sc, sc.seed)["owl_logodds"][0]
+        assert abs(again - G.nodes[f"{name}/g1"]["owl_logodds"]) < 1e-6, name
+
+
 def test_transmit_writes_json_and_clean_data(tmp_path, capsys):
     out = tmp_path / "r.json"
     rc = main(["transmit", "--json", str(out), f"data_dir={tmp_path / 'data'}", f"out_dir={tmp_path / 'runs'}", *TINY])
     assert rc == 0
     res = json.loads(out.read_text())
     _check_engine_run(tmp_path / "runs" / "seed0", res)
+    _check_open_seed(tmp_path / "runs" / "seed0")
     for name in ("base", "teacher", "control", "student_same_base", "student_other_seed",
                  "student_other_arch", "student_logit"):
         c = res["conditions"][name]

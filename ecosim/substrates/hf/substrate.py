@@ -563,7 +563,13 @@ def likelihood(model, tok, system: str, trait) -> tuple[np.ndarray, np.ndarray]:
     start = ANSWER_START.format(c=trait.category)
     lp = option_logprobs(model, tok, [realmodels.render(tok, system, q, start) for q in qs], opts)
     share = np.exp(lp - np.logaddexp.reduce(lp, axis=1, keepdims=True))[:, ti]
-    return share, lp[:, ti] - np.logaddexp.reduce(np.delete(lp, ti, axis=1), axis=1)
+    return share, option_logodds(lp, ti)
+
+
+def option_logodds(lp: np.ndarray, ti: int) -> np.ndarray:
+    """Per row of option log-probabilities [rows, options]: option ``ti``'s log-odds against
+    all the others together, log p_ti - log sum_(j != ti) p_j."""
+    return lp[:, ti] - np.logaddexp.reduce(np.delete(lp, ti, axis=1), axis=1)
 
 
 def preference(model, tok, system: str, trait, sc, seed: int) -> dict:
