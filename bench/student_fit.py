@@ -18,7 +18,13 @@ teacher-forced readouts, no sampling:
   ("Cat.", ...), the control teacher's uniform objective taken out.
 - ``<trait>_logodds``: the run's likelihood readout (after the answer start), read again.
 Per-question values are kept; p (one-sided paired t over the questions) says how sure the
-student-minus-control difference is for this seed's teachers."""
+student-minus-control difference is for this seed's teachers.
+
+Over seeds (the unit a claim needs: each seed draws its own teachers and data), from the JSONs of
+several seeds: each seed's student-minus-control mean, their mean and 95% interval, and a one-sided
+paired t over the seeds:
+
+    python bench/student_fit.py --combine fit_seed0.json fit_seed1.json fit_seed2.json --out fit_seeds.json"""
 from __future__ import annotations
 
 import argparse
@@ -29,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecosim.analysis.stats import paired_test
+from ecosim.analysis.stats import mean_ci, paired_test
 from ecosim.engine.lineage import dataset_path
 from ecosim.studies.transmit import open_seed
 from ecosim.substrates.common.training import completion_logprobs
@@ -42,11 +48,15 @@ NODES = {"base": None, "teacher": "teacher/g0", "control_teacher": "teacher_cont
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True, help="a transmit seed's run directory (OUT_DIR/seedN)")
+    what = ap.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", help="a transmit seed's run directory (OUT_DIR/seedN)")
+    what.add_argument("--combine", nargs="+", metavar="FIT", help="this script's JSONs of several seeds")
     ap.add_argument("--lists", type=int, default=128, help="kept lists of each teacher to score")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
+    if a.combine:
+        return write(a.out, over_seeds(a.combine))
     run = Path(a.run)
     sc, sub, trait_name, lineages = open_seed(run, a.threads)
     trait = sc.traits[trait_name]
@@ -92,9 +102,30 @@ def main(argv=None) -> int:
         print(f"  {k:18} {d['student_minus_control']:+.4f}  p {d['p_greater']:.2g}  ({d['up']}/{d['n']} up)")
     out = {"command": " ".join([Path(sys.executable).name] + sys.argv), "run": str(run), "lists": a.lists,
            "answer": answer, "seconds": time.time() - t0, "models": res, "student_minus_control": diffs}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
-    print(f"wrote {a.out}")
+    return write(a.out, out)
+
+
+def over_seeds(paths: list[str]) -> dict:
+    """Per readout: each seed's student-minus-control mean, their mean, 95% interval and a
+    one-sided paired t over the seeds (student > control)."""
+    fits = [json.loads(Path(p).read_text()) for p in paths]
+    out = {"command": " ".join([Path(sys.executable).name] + sys.argv), "fits": list(paths), "readouts": {}}
+    print(f"student minus control student over {len(fits)} seeds (p: one-sided paired t over seeds):")
+    for key in fits[0]["student_minus_control"]:
+        s = [float(np.mean(f["models"]["student"][key])) for f in fits]
+        c = [float(np.mean(f["models"]["control_student"][key])) for f in fits]
+        d = [x - y for x, y in zip(s, c)]
+        m, lo, hi = mean_ci(d)
+        p, test = paired_test(s, c)
+        out["readouts"][key] = {"per_seed": d, "mean": m, "ci": [lo, hi], "p_greater": p, "test": test}
+        print(f"  {key:18} {m:+.4f} [{lo:+.4f}, {hi:+.4f}]  p {p:.2g}  per seed " + " ".join(f"{x:+.3f}" for x in d))
+    return out
+
+
+def write(path: str, out: dict) -> int:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=1))
+    print(f"wrote {path}")
     return 0
 
 
