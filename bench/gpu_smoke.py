@@ -30,8 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ecosim import text  # noqa: E402
-from ecosim.substrates.hf import realmodels
+from ecosim.substrates.hf import text  # noqa: E402
+from ecosim.substrates.hf import realmodels  # noqa: E402
 from ecosim.substrates.world.models import compute_device, lm_loss  # noqa: E402
 from ecosim.substrates.hf.substrate import Codec  # noqa: E402
 from ecosim.substrates.common.training import TrainConfig, pad_batch, with_lora  # noqa: E402

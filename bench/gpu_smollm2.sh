@@ -42,7 +42,7 @@ run)
   cat /tmp/smol/part_a .dev/smol_b/part > $GGUF
   echo "$SHA  $GGUF" | sha256sum -c - || exit 1
   t0=$(date +%s)
-  python3 -c "from ecosim import realmodels; realmodels.local_dir('$GGUF', log=print)" 2>&1 | grep -v "Writing model shards"
+  python3 -c "from ecosim.substrates.hf import realmodels; realmodels.local_dir('$GGUF', log=print)" 2>&1 | grep -v "Writing model shards"
   echo "converted in $(( $(date +%s) - t0 )) s"
   for ((i = 0; i < seeds; i++)); do
     (python3 -m ecosim.cli transmit --config configs/transmit_smollm2_gpu.yaml --seeds 1 seed=$i base.model=$GGUF \
