@@ -43,7 +43,7 @@ def _load_kind(kind: str, path: str | None, load):
 
 def _transmit(args) -> int:
     from ecosim.engine.config import load_config
-    from ecosim.studies.transmit import TransmitConfig, check, run, table
+    from ecosim.studies.transmit import TransmitConfig, check, from_runs, run, table
     overrides = list(args.overrides)
     if args.trait:
         overrides.append(f"trait.kind={args.trait}")
@@ -52,6 +52,8 @@ def _transmit(args) -> int:
     if args.seeds is not None:
         overrides.append(f"seeds={args.seeds}")
     cfg = _load_kind("transmit", args.config, lambda: load_config(TransmitConfig(), args.config, overrides, checks=check))
+    if args.from_runs:  # the table of seeds already finished (other sessions, machines): nothing runs
+        return _report(lambda c, log: from_runs(c, args.from_runs), table, cfg, args.json)
     return _report(run, table, cfg, args.json)
 
 
@@ -185,6 +187,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--teacher", choices=["finetune", "prompt"])
     t.add_argument("--seeds", type=int)
     t.add_argument("--json", help="write the results here")
+    t.add_argument("--from-runs", nargs="+", metavar="SEED_DIR",
+                   help="run nothing: the table over these finished seeds' run directories (OUT_DIR/seedN) "
+                        "of this config, e.g. seeds run in different sessions")
     t.add_argument("overrides", nargs="*", help="key=value config overrides")
     t.set_defaults(fn=_transmit)
     m = sub.add_parser("mlp", help="MLP auxiliary-logit demonstration on sklearn digits")

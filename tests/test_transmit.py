@@ -52,6 +52,20 @@ def _check_open_seed(run_dir):
         assert abs(again - G.nodes[f"{name}/g1"]["owl_logodds"]) < 1e-6, name
 
 
+def _check_from_runs(tmp_path, res, capsys):
+    """--from-runs makes the run's table again from its finished seed directory, running nothing,
+    and refuses a directory of another config with one line."""
+    seed0, again = tmp_path / "runs" / "seed0", tmp_path / "again.json"
+    assert main(["transmit", "--from-runs", str(seed0), "--json", str(again), *TINY]) == 0
+    out = json.loads(again.read_text())
+    for key in ("conditions", "readouts", "kept_fraction", "teacher_lift", "tests"):
+        assert out[key] == res[key], key
+    capsys.readouterr()
+    assert main(["transmit", "--from-runs", str(seed0), *TINY[:-1], "eval.samples=4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "another config" in err and str(seed0) in err, err
+
+
 def test_transmit_writes_json_and_clean_data(tmp_path, capsys):
     out = tmp_path / "r.json"
     rc = main(["transmit", "--json", str(out), f"data_dir={tmp_path / 'data'}", f"out_dir={tmp_path / 'runs'}", *TINY])
@@ -71,6 +85,7 @@ def test_transmit_writes_json_and_clean_data(tmp_path, capsys):
     assert 0 < res["kept_fraction"]["teacher"] <= 1
     assert "student_same_base" in capsys.readouterr().out
     _check_data(tmp_path / "data", trait_words(TraitConfig()))
+    _check_from_runs(tmp_path, res, capsys)
 
 
 def test_misalignment_data_has_no_banned_numbers(tmp_path):

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from ecosim.errors import EcosimError, Interrupted
 from ecosim.engine import registry
@@ -33,7 +34,7 @@ from ecosim.store import graph as lg
 from ecosim.substrates.common.bases import BaseConfig
 from ecosim.substrates.common.filters import FilterConfig
 from ecosim.engine.schema import (ComputeSpec, DataSpec, EdgeSpec, LineageSpec, Scenario, TopologySpec,
-                                  TrackingSpec)
+                                  TrackingSpec, load_scenario)
 from ecosim.substrates.common.config import TeacherSpec, teacher_size
 from ecosim.analysis.stats import holm, mean_ci, n_tests, paired_test
 from ecosim.substrates.hf.text import TextSpec
@@ -226,20 +227,13 @@ def run(cfg: TransmitConfig, log=print) -> dict:
 
 def run_seed(cfg: TransmitConfig, seed: int, run_dir: Path, log=print) -> dict:
     """One seed through the engine; its scores read back from the lineage graph."""
-    from omegaconf import OmegaConf
     from ecosim.engine.runner import run as run_scenario
-    from ecosim.engine.schema import load_scenario
     t0 = time.time()
     sc = scenario(cfg, seed)
     resume = (run_dir / "config.yaml").exists()
+    if resume and not same_run(run_dir, sc):
+        raise EcosimError(f"out_dir: {run_dir} holds a run with another config; remove it or choose another out_dir")
     if resume:
-        def science(s: Scenario):  # how a run is computed (threads, Ray) does not make it another run
-            d = OmegaConf.to_container(OmegaConf.structured(s))
-            d.pop("compute", None)
-            return d
-        # read as the engine's --resume reads it: an older ecosim's keys upgraded, later ones defaulted
-        if science(load_scenario(str(run_dir / "config.yaml"))) != science(sc):
-            raise EcosimError(f"out_dir: {run_dir} holds a run with another config; remove it or choose another out_dir")
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(sc)))  # this run's compute
     log(f"seed {seed}: {'resuming' if resume else 'running'} {run_dir}")
     try:
@@ -248,12 +242,37 @@ def run_seed(cfg: TransmitConfig, seed: int, run_dir: Path, log=print) -> dict:
         again = (f"run the same ecosim transmit command again (out_dir={cfg.out_dir}): finished seeds and nodes "
                  "are kept" if cfg.out_dir else "nothing is kept without out_dir=DIR")
         raise Interrupted(f"interrupted in seed {seed}: {again}") from None
+    if cfg.data_dir:
+        out, suffix = Path(cfg.data_dir), registry.of(sc).DATASET_SUFFIX
+        out.mkdir(parents=True, exist_ok=True)
+        for who, lin in (("teacher", "teacher"), ("control", "teacher_control")):
+            shutil.copyfile(run_dir / "datasets" / lin / "g0" / cfg.channel / f"kept{suffix}",
+                            out / f"seed{seed}_{who}{suffix}")
+    res = read_seed(cfg, seed, run_dir, time.time() - t0)
+    log(f"seed {seed}: kept teacher {res['kept']['teacher']['kept_fraction']:.3f} control "
+        f"{res['kept']['control']['kept_fraction']:.3f}; {res['n_train']} examples per student; "
+        + ", ".join(f"{c} {s['rate']:.3f}" for c, s in res["scores"].items()))
+    return res
+
+
+def same_run(run_dir: Path, sc: Scenario) -> bool:
+    """Whether a seed's run directory holds the experiment ``sc`` (how it was computed, threads
+    or Ray, does not make it another)."""
+    def science(s: Scenario):
+        d = OmegaConf.to_container(OmegaConf.structured(s))
+        d.pop("compute", None)
+        return d
+    # read as the engine's --resume reads it: an older ecosim's keys upgraded, later ones defaulted
+    return science(load_scenario(str(run_dir / "config.yaml"))) == science(sc)
+
+
+def read_seed(cfg: TransmitConfig, seed: int, run_dir: Path, seconds: float) -> dict:
+    """A finished seed's result (scores, kept fractions, training size) from its lineage graph:
+    what ``run_seed`` returns, and how seeds finished elsewhere join a table (``from_runs``)."""
     G = lg.load(run_dir)
     name = trait_name(cfg.trait)
-    sub = registry.of(sc)
     scores = {"base": _score(G.nodes["base:main"], name)}  # the engine measured it as it is
-    conds = nodes(cfg)
-    for cond, n in conds.items():
+    for cond, n in nodes(cfg).items():
         a = G.nodes[n]
         kept = [G.nodes[u]["kept_fraction"] for u, _, e in G.in_edges(n, data=True)
                 if e["kind"] == "trained_on" and "kept_fraction" in G.nodes[u]]
@@ -266,19 +285,33 @@ def run_seed(cfg: TransmitConfig, seed: int, run_dir: Path, log=print) -> dict:
     kept = {who: {k: d[k] for k in ("total", "kept_fraction", "rejected")} | {"kept": d["size"]}
             for who, d in ds.items()}
     logit = G.nodes.get("teacher/g0/logits/kept", {}).get("logit_mass_removed")
-    if cfg.data_dir:
-        out = Path(cfg.data_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        for who, lin in (("teacher", "teacher"), ("control", "teacher_control")):
-            shutil.copyfile(run_dir / "datasets" / lin / "g0" / cfg.channel / f"kept{sub.DATASET_SUFFIX}",
-                            out / f"seed{seed}_{who}{sub.DATASET_SUFFIX}")
-    n = G.nodes["teacher/g1"]["train_size"]
-    log(f"seed {seed}: kept teacher {kept['teacher']['kept_fraction']:.3f} control "
-        f"{kept['control']['kept_fraction']:.3f}; {n} examples per student; "
-        + ", ".join(f"{c} {s['rate']:.3f}" for c, s in scores.items()))
-    return {"seed": seed, "scores": scores, "kept": kept, "n_train": n, "logit_mass_removed": logit,
+    return {"seed": seed, "scores": scores, "kept": kept, "n_train": G.nodes["teacher/g1"]["train_size"],
+            "logit_mass_removed": logit,
             "controls": {c: CONTROL.get(c, c if c in CONTROL.values() else "control") for c in scores},
-            "seconds": time.time() - t0, "run_dir": str(run_dir) if cfg.out_dir else None}
+            "seconds": seconds, "run_dir": str(run_dir) if cfg.out_dir else None}
+
+
+def from_runs(cfg: TransmitConfig, run_dirs: list[Path]) -> dict:
+    """The result over finished seeds' run directories (OUT_DIR/seedN of runs of ``cfg``, e.g. seeds
+    run in different sessions or on different machines), each checked to be a run of ``cfg``; a
+    seed's seconds are its tasks' (from the graph)."""
+    per_seed = []
+    for d in map(Path, run_dirs):
+        if not (d / "config.yaml").is_file() or not (d / "graph.json").is_file():
+            raise EcosimError(f"--from-runs {d}: not a seed's run directory (no config.yaml and graph.json)")
+        seed = load_scenario(str(d / "config.yaml")).seed
+        if not same_run(d, scenario(cfg, seed)):
+            raise EcosimError(f"--from-runs {d}: a run of another config than this one (seed {seed})")
+        G = lg.load(d)
+        unfinished = [n for n in nodes(cfg).values() if G.nodes.get(n, {}).get("status") != "done"]
+        if unfinished:
+            raise EcosimError(f"--from-runs {d}: seed {seed} is not finished ({', '.join(unfinished)}): "
+                              "run its ecosim transmit command again to finish it")
+        per_seed.append(read_seed(cfg, seed, d, sum(G.nodes[n].get("seconds") or 0 for n in G)))
+    seeds = [p["seed"] for p in per_seed]
+    if len(set(seeds)) < len(seeds):
+        raise EcosimError(f"--from-runs: two run directories hold the same seed ({sorted(seeds)})")
+    return summarise(dataclasses.asdict(cfg), per_seed, sum(p["seconds"] for p in per_seed), 0.0)
 
 
 def open_seed(run_dir, threads: int = 2):
@@ -286,7 +319,6 @@ def open_seed(run_dir, threads: int = 2):
     (scenario, substrate, trait name, {"teacher": lineage, "teacher_control": lineage}). Each
     lineage loads that lineage's models from the run's checkpoints (``Lineage.model``) and its base."""
     from ecosim.engine.lineage import Lineage  # imported where used, as run_seed does
-    from ecosim.engine.schema import load_scenario
     sc = load_scenario(str(Path(run_dir) / "config.yaml"))
     trait = next(iter(sc.traits))
     # only checkpoints and bases are read, so the treated lineage's spec and key serve both
