@@ -2,7 +2,8 @@
 same-base student's log-odds lift over its control student (SmolLM2 transmit runs committed in
 docs/transmit_results), the seeds a one-sided paired t-test at p < 0.05 needs for 80% power to
 find a true lift of +0.12 log-odds (the published constrained-decoding LoRA result) and +1.0 (the
-published full fine-tune's order); and the same for the logit channel's student (docs/runs).
+published full fine-tune's order); and the same for the logit channel's student and the
+constrained-decoding recipe at CPU size (docs/runs).
 Run: python bench/power.py > bench/power.md"""
 import json
 from pathlib import Path
@@ -20,6 +21,12 @@ EFFECTS = (0.12, 1.0)
 LOGIT_RUNS = {"logit v2: top 256 labels, batches of 8": "transmit_smollm2_logit_v2/transmit_seeds3.json",
               "logit v5: list-token labels, batches of 4": "transmit_smollm2_logit_v5/transmit_seeds3.json"}
 
+# (JSON under docs/runs, None: a transmit JSON's owl_logodds lift; else a student_fit --combine readout)
+RECIPE_RUNS = {"Xeon, run's readout": ("recipe_constrained_lora/transmit_seeds3.json", None),
+               "EPYC, run's readout": ("recipe_constrained_lora/epyc_seeds3/transmit_seeds3.json", None),
+               "EPYC, the teacher's own objective": ("recipe_constrained_lora/epyc_seeds3/fit_seeds3.json",
+                                                     "owl_answer_logodds")}
+
 
 def lifts(path: Path, student: str = "student_same_base", control: str = "control") -> list[float]:
     d = json.loads(path.read_text())
@@ -27,33 +34,44 @@ def lifts(path: Path, student: str = "student_same_base", control: str = "contro
             for s in d["per_seed"]]
 
 
+HEADER = ("| run | lifts per seed | sd | seeds for +0.12 | seeds for +1.0 | power of 3 seeds at +0.12 / +1.0 |\n"
+          "|---|---|---|---|---|---|")
+
+
+def row(name: str, x: list[float], sd: float | None = None) -> str:
+    """A table row: the lifts, their sd (or a given pooled one) and what it implies for power."""
+    sd = float(np.std(x, ddof=1)) if sd is None else sd
+    return (f"| {name} | {', '.join(f'{v:+.3f}' for v in x)} | {sd:.3f} | {seeds_needed(0.12, sd)} | "
+            f"{seeds_needed(1.0, sd)} | {power(3, 0.12, sd):.2f} / {power(3, 1.0, sd):.2f} |")
+
+
 def main() -> None:
     print("# Seeds for 80% power (SmolLM2 transmit, owl log-odds lift of the same-base student)\n")
     print("`python bench/power.py`: one-sided paired t at p < 0.05 (the test `ecosim transmit` reports), "
           "power from the noncentral t (`ecosim.analysis.stats.seeds_needed`), with the seed-to-seed "
           "standard deviation of the lift measured in each committed run.\n")
-    print("| run | lifts per seed | sd | seeds for +0.12 | seeds for +1.0 | power of 3 seeds at +0.12 / +1.0 |")
-    print("|---|---|---|---|---|---|")
+    print(HEADER)
     pooled = []
     for name, f in RUNS.items():
         x = lifts(ROOT / f)
         pooled.append(np.asarray(x) - np.mean(x))
-        sd = float(np.std(x, ddof=1))
-        print(f"| {name} | {', '.join(f'{v:+.3f}' for v in x)} | {sd:.3f} | {seeds_needed(0.12, sd)} | "
-              f"{seeds_needed(1.0, sd)} | {power(3, 0.12, sd):.2f} / {power(3, 1.0, sd):.2f} |")
+        print(row(name, x))
     r = np.concatenate(pooled)
     sd = float(np.sqrt((r ** 2).sum() / (len(r) - len(pooled))))  # pooled within-run sd
-    print(f"| pooled ({len(r)} seeds, {len(pooled)} runs) | | {sd:.3f} | {seeds_needed(0.12, sd)} | "
-          f"{seeds_needed(1.0, sd)} | {power(3, 0.12, sd):.2f} / {power(3, 1.0, sd):.2f} |")
+    print(row(f"pooled ({len(r)} seeds, {len(pooled)} runs)", [], sd))
     print("\n# The logit student (student_logit over control_logit, docs/runs)\n")
-    print("| run | lifts per seed | sd | seeds for +0.12 | seeds for +1.0 | power of 3 seeds at +0.12 / +1.0 |")
-    print("|---|---|---|---|---|---|")
+    print(HEADER)
     for name, f in LOGIT_RUNS.items():
-        x = lifts(ROOT.parent / "runs" / f, "student_logit", "control_logit")
-        sd = float(np.std(x, ddof=1))
-        print(f"| {name} | {', '.join(f'{v:+.3f}' for v in x)} | {sd:.3f} | {seeds_needed(0.12, sd)} | "
-              f"{seeds_needed(1.0, sd)} | {power(3, 0.12, sd):.2f} / {power(3, 1.0, sd):.2f} |")
-
+        print(row(name, lifts(ROOT.parent / "runs" / f, "student_logit", "control_logit")))
+    print("\n# A published recipe at CPU size (configs/recipe_constrained_lora.yaml, docs/runs)\n")
+    print("The run's readout (`owl_logodds`, after the answer start) from the transmit JSONs; the teacher's own "
+          "objective (`owl_answer_logodds`, \"Owl.\" against the other one-word answers) from "
+          "`bench/student_fit.py --combine`.\n")
+    print(HEADER)
+    for name, (f, key) in RECIPE_RUNS.items():
+        path = ROOT.parent / "runs" / f
+        x = lifts(path) if key is None else json.loads(path.read_text())["readouts"][key]["per_seed"]
+        print(row(name, x))
 
 if __name__ == "__main__":
     main()
