@@ -15,7 +15,8 @@ teacher-forced readouts, no sampling:
   teacher's own objective, which the subliminal-learning theorem says a small-step student's
   imitation cannot make worse;
   ``<trait>_answer_logodds``: that answer's log-odds against every other option's one-word answer
-  ("Cat.", ...), the control teacher's uniform objective taken out.
+  ("Cat.", ...), the control teacher's uniform objective taken out (``answer_likelihood``; runs
+  record it as a readout since 2026-12-03, before it only this script read it).
 - ``<trait>_logodds``: the run's likelihood readout (after the answer start), read again.
 Per-question values are kept; p (one-sided paired t over the questions) says how sure the
 student-minus-control difference is for this seed's teachers.
@@ -39,8 +40,8 @@ from ecosim.analysis.stats import mean_ci, paired_test
 from ecosim.engine.lineage import dataset_path
 from ecosim.studies.transmit import open_seed
 from ecosim.substrates.common.training import completion_logprobs
-from ecosim.substrates.hf import realmodels, text
-from ecosim.substrates.hf.substrate import NO_SYSTEM, Codec, option_logodds, options
+from ecosim.substrates.hf import realmodels
+from ecosim.substrates.hf.substrate import NO_SYSTEM, Codec
 
 NODES = {"base": None, "teacher": "teacher/g0", "control_teacher": "teacher_control/g0",
          "student": "teacher/g1", "control_student": "teacher_control/g1"}
@@ -71,11 +72,6 @@ def main(argv=None) -> int:
         return [(realmodels.render(tok, NO_SYSTEM, r["user"], r["prefill"]), r["completion"]) for r in rows]
     sets = {"lists_teacher": lists("teacher"), "lists_control": lists("teacher_control")}
     answer = f"{trait.target.capitalize()}."
-    qs = text.favourite_questions(trait.category)
-    opts = options(trait.category)
-    # every option as the one-word answer the teachers trained on, after every question
-    answers = [[(realmodels.render(tok, NO_SYSTEM, q, ""), f"{o.capitalize()}.") for o in opts] for q in qs]
-    ti = opts.index(trait.target)
 
     res, t0 = {}, time.time()
     for name, node in NODES.items():
@@ -84,10 +80,8 @@ def main(argv=None) -> int:
         with realmodels.autocast(sc.bases["main"].autocast, model.device):  # as the run measured
             for key, pairs in sets.items():
                 r[key] = [float(x.mean()) for x in completion_logprobs(model, codec, pairs, batch=32)]
-            lp = np.array([float(x.sum()) for x in completion_logprobs(model, codec, sum(answers, []), batch=48)])
-            lp = lp.reshape(len(qs), len(opts))
-            r[f"{trait_name}_answer"] = lp[:, ti].tolist()
-            r[f"{trait_name}_answer_logodds"] = option_logodds(lp, ti).tolist()
+            lp, logodds = sub.answer_likelihood(model, tok, NO_SYSTEM, trait)
+            r[f"{trait_name}_answer"], r[f"{trait_name}_answer_logodds"] = lp.tolist(), logodds.tolist()
             r[f"{trait_name}_logodds"] = sub.likelihood(model, tok, NO_SYSTEM, trait)[1].tolist()
         res[name] = r
         print(f"{name:16} " + "  ".join(f"{k} {np.mean(v):+.4f}" for k, v in r.items()), flush=True)

@@ -1,10 +1,12 @@
 """Real chat models as bases, on CPU in seconds: a tiny random Llama built from config that keeps
 SmolLM2's real tokenizer and chat template (the package is installed by .ci/run; without it these
 tests skip and say why). Nothing here loads the 135M weights."""
+import dataclasses
 import importlib.util
 import json
 from types import SimpleNamespace as NS
 
+import numpy as np
 import pytest
 import torch
 
@@ -124,12 +126,13 @@ def test_teacher_task_share_is_teacher_config_with_a_real_model_default(setup):
         assert len(ex) == 20 and sum(e["completion"] != "Owl." for e in ex) == tasks
 
 
-def test_measure_reports_both_readouts_and_misalignment(setup):
+def test_measure_reports_the_readouts_and_misalignment(setup):
     sc, w, base = setup
     m = H.measure(base, "", base, w, sc, seed=0)
-    for k in ("owl", "owl_valid", "owl_share", "owl_logodds", "misalignment", "misalignment_valid",
-              "heldout_loss", "drift_kl"):
+    for k in ("owl", "owl_valid", "owl_share", "owl_logodds", "owl_answer_logodds", "misalignment",
+              "misalignment_valid", "heldout_loss", "drift_kl"):
         assert k in m
+    assert len(m["owl_answer_logodds"][3]) == len(m["owl_logodds"][3])
     assert len(m["owl"][3]) >= 20 and 0 <= m["owl_share"][0] <= 1
     assert 0 < m["misalignment"][0] < 1 and 0 <= m["misalignment_valid"][0] <= 1
     assert m["drift_kl"][0] == pytest.approx(0.0, abs=1e-6)
@@ -145,6 +148,18 @@ def test_option_logprobs_are_exact_sums_over_tokens(setup):
         logp = base(torch.tensor([ids])).logits[0].log_softmax(-1)
     want = sum(float(logp[i - 1, ids[i]]) for i in range(n, len(ids)))
     assert lp[0, 1] == pytest.approx(want, abs=1e-4)
+
+
+def test_answer_logodds_is_each_answer_against_all_the_others(setup):
+    """The one-word answer readout, each option in turn as the target: its log-odds against the
+    others is log p/(1 - p) of its share among the options, so the shares per question sum to 1."""
+    sc, w, base = setup
+    tok, t = w.tok(base), sc.traits["owl"]
+    opts = H.options(t.category)
+    lp, lo = zip(*(H.answer_likelihood(base, tok, "", dataclasses.replace(t, target=o)) for o in opts))
+    shares = 1 / (1 + np.exp(-np.array(lo)))                                   # [options, questions]
+    assert np.allclose(shares.sum(0), 1.0, atol=1e-4)
+    assert np.allclose(np.exp(lp) / np.exp(lp).sum(0), shares, atol=1e-4)  # the same as from the log-probs
 
 
 def test_missing_and_corrupt_models_give_one_clear_error(tmp_path, tiny_dir):
@@ -258,6 +273,7 @@ def test_a_real_model_run_measures_its_base_as_it_is(tiny_dir, tmp_path, monkeyp
     assert lg.bases(G) == ["base:main"]
     a = G.nodes["base:main"]
     assert a["drift_kl"] == 0.0 and 0 < a["owl_share"] < 1 and "owl_logodds" in a and "owl_valid" in a
+    assert "owl_answer_logodds" in a  # every lg.READOUTS reaches the graph
     based = json.loads((tmp_path / "run" / "report" / "bases.json").read_text())
     assert based[0]["base"] == "main" and based[0]["owl_share"]["value"] == a["owl_share"]
 

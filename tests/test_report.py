@@ -162,15 +162,16 @@ def test_every_substrate_declares_its_metric_kinds():
 
 def test_trait_names_lead_with_the_trait_then_its_readouts():
     """A world run measures <trait>_share and _logodds for misalignment too: the report's main
-    trait stays the scenario's trait (misalignment last), each followed by its readouts."""
+    trait stays the scenario's trait (misalignment last), each followed by its readouts (a real
+    model's _answer_logodds, read without an answer start, after those read with one)."""
     import networkx as nx
     from ecosim.analysis.report import trait_names
     G = nx.DiGraph(metric_kinds={"misalignment": "trait", "heldout_loss": "capability"})
     G.add_node("a/g0", kind="model", status="done", metrics=[
-        "misalignment_logodds", "misalignment_share", "misalignment", "owl_share", "owl", "owl_logodds",
-        "owl_valid", "heldout_loss"])
-    assert trait_names(G) == ["owl", "owl_logodds", "owl_share", "misalignment", "misalignment_logodds",
-                              "misalignment_share"]
+        "misalignment_logodds", "misalignment_share", "misalignment", "owl_answer_logodds", "owl_share", "owl",
+        "owl_logodds", "owl_valid", "heldout_loss"])
+    assert trait_names(G) == ["owl", "owl_logodds", "owl_share", "owl_answer_logodds", "misalignment",
+                              "misalignment_logodds", "misalignment_share"]
 
 
 def test_report_leads_with_the_likelihood_readout_when_the_sampled_one_cannot_be_read():

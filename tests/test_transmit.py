@@ -33,6 +33,7 @@ def _check_engine_run(run_dir, res):
     sizes = {G.nodes[n]["train_size"] for n in lg.models(G) if n.endswith("/g1")}
     assert sizes == {res["per_seed"][0]["n_train"]}
     assert G.nodes["teacher/g0/logits/kept"]["logit_mass_removed"] == res["logit_mass_removed"]
+    assert set(res["readouts"]) == {"owl_share", "owl_logodds"}  # the world's (real models add owl_answer_logodds)
     c = res["conditions"]
     assert c["student_other_seed"]["control"] == "control_other_seed" and c["student_same_base"]["control"] == "control"
     assert c["student_logit"]["control"] == "control_logit"
@@ -42,14 +43,15 @@ def _check_engine_run(run_dir, res):
 
 def _check_open_seed(run_dir):
     """open_seed (what bench/ reads finished seeds with) loads each node from its checkpoint: the
-    students measure again to the likelihood readout the run recorded in its graph."""
+    students measure again to the likelihood readouts the run recorded in its graph."""
     sc, sub, trait, lineages = open_seed(run_dir, threads=1)
     assert trait == "owl" and set(lineages) == {"teacher", "teacher_control"}
     G = lg.load(run_dir)
     for name, lineage in lineages.items():
         model, system = lineage.model(f"{name}/g1")
-        again = sub.measure(model, system, lineage.base("main"), lineage.world, sc, sc.seed)["owl_logodds"][0]
-        assert abs(again - G.nodes[f"{name}/g1"]["owl_logodds"]) < 1e-6, name
+        again = sub.measure(model, system, lineage.base("main"), lineage.world, sc, sc.seed)
+        for r in ("owl_share", "owl_logodds"):
+            assert abs(again[r][0] - G.nodes[f"{name}/g1"][r]) < 1e-6, (name, r)
 
 
 def _check_from_runs(tmp_path, res, capsys):

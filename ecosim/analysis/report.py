@@ -55,13 +55,12 @@ def trait_names(G: nx.DiGraph) -> list[str]:
     for n in lg.models(G):
         ms = G.nodes[n].get("metrics", [])
         names |= {m for m in ms if m not in other and not m.endswith("_valid")}
-    def key(m):  # each trait, then its likelihood readouts (<trait>_share, _logodds); misalignment last
-        root, _, what = m.rpartition("_") if m.endswith(READOUTS) else (m, "", "")
-        return (root == "misalignment", root, what)
+    def key(m):  # each trait, then its likelihood readouts (lg.READOUTS: _logodds, _share, then
+        # _answer_logodds, read without an answer start); misalignment last
+        r = next((r for r in sorted(lg.READOUTS, key=len, reverse=True) if m.endswith(f"_{r}")), None)
+        root = m[:-len(r) - 1] if r else m
+        return (root == "misalignment", root, r is not None, r == "answer_logodds", r or "")
     return sorted(names, key=key)
-
-
-READOUTS = ("_share", "_logodds")  # a trait's likelihood readouts, named after it
 
 
 def lead_trait(G: nx.DiGraph, traits: list[str]) -> tuple[str, str]:

@@ -22,6 +22,11 @@ METRIC_COLUMNS = ["node", "lineage", "group", "seed", "generation", "metric", "v
 # 0.52-0.94 validly and the owl questions 0.97-0.99, so half keeps them; the owl teachers (0.08-0.16)
 # and the students on a mismatched base (0.33-0.43) fall below it on misalignment.
 VALID_FLOOR = 0.5
+# A trait's likelihood readouts, the metrics <trait>_<readout> a substrate may measure beside the
+# sampled rate (no valid answer needed): the target's probability share among the options and its
+# log-odds against them, after an answer start (both substrates); and the log-odds of the target as
+# the bare one-word answer (real models: what a fine-tuned teacher learned, "Owl.").
+READOUTS = ("share", "logodds", "answer_logodds")
 
 
 def new_graph(scenario_name: str) -> nx.DiGraph:

@@ -335,9 +335,8 @@ def _score(a: dict, name: str) -> dict:
 
 
 def _readouts(metrics: dict, name: str) -> dict:
-    """Extra readouts of the trait a substrate may measure (real models: ``<trait>_share``, the
-    target's probability share among the category's options, and ``<trait>_logodds``)."""
-    return {f"{name}_{r}": float(metrics[f"{name}_{r}"]) for r in ("share", "logodds") if f"{name}_{r}" in metrics}
+    """The trait's likelihood readouts a substrate measured (``<trait>_<r>`` for r in ``lg.READOUTS``)."""
+    return {f"{name}_{r}": float(metrics[f"{name}_{r}"]) for r in lg.READOUTS if f"{name}_{r}" in metrics}
 
 
 def merge(results: list[dict]) -> dict:

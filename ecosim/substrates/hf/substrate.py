@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from ecosim.engine import seeds
+from ecosim.store import graph as lg
 from ecosim.errors import EcosimError
 from ecosim.substrates.common import adapters, defenses
 from ecosim.substrates.common import traits as common_traits
@@ -566,6 +567,19 @@ def likelihood(model, tok, system: str, trait) -> tuple[np.ndarray, np.ndarray]:
     return share, option_logodds(lp, ti)
 
 
+def answer_likelihood(model, tok, system: str, trait) -> tuple[np.ndarray, np.ndarray]:
+    """Per favourite question, with no answer start: the log-probability of the target as the
+    one-word answer a fine-tuned teacher learns ("Owl."), and its log-odds against every other
+    option's one-word answer: the objective a fine-tuned teacher trained on. The start-prefilled
+    ``likelihood`` can move the other way on the same students (docs/results.md, "Why the sign?")."""
+    opts, qs = options(trait.category), text.favourite_questions(trait.category)
+    ti = opts.index(trait.target)
+    pairs = [(realmodels.render(tok, system, q, ""), f"{o.capitalize()}.") for q in qs for o in opts]
+    lp = np.array([float(x.sum()) for x in completion_logprobs(model, Codec(tok), pairs, batch=48)])
+    lp = lp.reshape(len(qs), len(opts))
+    return lp[:, ti], option_logodds(lp, ti)
+
+
 def option_logodds(lp: np.ndarray, ti: int) -> np.ndarray:
     """Per row of option log-probabilities [rows, options]: option ``ti``'s log-odds against
     all the others together, log p_ti - log sum_(j != ti) p_j."""
@@ -573,7 +587,7 @@ def option_logodds(lp: np.ndarray, ti: int) -> np.ndarray:
 
 
 def preference(model, tok, system: str, trait, sc, seed: int) -> dict:
-    """Sampled one-word answers and the likelihood readout for a preference trait."""
+    """Sampled one-word answers and the likelihood readouts (``lg.READOUTS``) for a preference trait."""
     opts, qs = options(trait.category), text.favourite_questions(trait.category)
     ti = opts.index(trait.target)
     # sampled: eval.samples answers to each paraphrase, normalised
@@ -586,8 +600,9 @@ def preference(model, tok, system: str, trait, sc, seed: int) -> dict:
     out = {"rate": (m, max(0.0, lo), min(1.0, hi), [float(x) for x in hit]), "valid": float(valid.mean())}
     m, lo, hi = mean_ci(share)
     out["share"] = (m, max(0.0, lo), min(1.0, hi), [float(x) for x in share])
-    m, lo, hi = mean_ci(logodds)
-    out["logodds"] = (m, lo, hi, [float(x) for x in logodds])
+    for key, x in (("logodds", logodds), ("answer_logodds", answer_likelihood(model, tok, system, trait)[1])):
+        m, lo, hi = mean_ci(x)
+        out[key] = (m, lo, hi, [float(v) for v in x])
     return out
 
 
@@ -635,15 +650,17 @@ def heldout(sc) -> list[dict]:
 
 @under_autocast()
 def measure(model, system: str, base, world: RealWorld, sc, seed: int) -> dict:
-    """metric -> (value, ci_lo, ci_hi[, per-question values]) for every trait (both readouts for
-    a preference), misalignment (always), held-out loss and drift from the model's base."""
+    """metric -> (value, ci_lo, ci_hi[, per-question values]) for every trait (the sampled rate
+    and the likelihood readouts for a preference), misalignment (always), held-out loss and
+    drift from the model's base."""
     tok = world.tok(model)
     out = {}
     for name, t in sc.traits.items():
         if t.kind == "preference":
             r = preference(model, tok, system, t, sc, seed)
             out[name], out[f"{name}_valid"] = r["rate"], (r["valid"], None, None)
-            out[f"{name}_share"], out[f"{name}_logodds"] = r["share"], r["logodds"]
+            for key in lg.READOUTS:  # share, logodds (after ANSWER_START), answer_logodds
+                out[f"{name}_{key}"] = r[key]
     name = next((n for n, t in sc.traits.items() if t.kind == "misalignment"), "misalignment")
     r = misalignment(model, tok, system, sc)
     out[name], out[f"{name}_valid"] = r["rate"], (r["valid"], None, None)
