@@ -73,5 +73,6 @@ def main() -> None:
         x = lifts(path) if key is None else json.loads(path.read_text())["readouts"][key]["per_seed"]
         print(row(name, x))
 
+
 if __name__ == "__main__":
     main()
