@@ -113,6 +113,18 @@ def over_seeds(paths: list[str]) -> dict:
         p, test = paired_test(s, c)
         out["readouts"][key] = {"per_seed": d, "mean": m, "ci": [lo, hi], "p_greater": p, "test": test}
         print(f"  {key:18} {m:+.4f} [{lo:+.4f}, {hi:+.4f}]  p {p:.2g}  per seed " + " ".join(f"{x:+.3f}" for x in d))
+    # where each model moved from the base on the per-question readouts: whether a student moves
+    # with its own teacher or against it, which the student-minus-control difference cannot say
+    out["over_base"] = {}
+    print("\neach model minus the base, per seed (questions up of n):")
+    for key in [k for k in fits[0]["models"]["base"] if not k.startswith("lists_")]:
+        out["over_base"][key] = {}
+        for name in list(NODES)[1:]:
+            d = [np.array(f["models"][name][key]) - np.array(f["models"]["base"][key]) for f in fits]
+            out["over_base"][key][name] = {"per_seed": [float(x.mean()) for x in d], "up": [int((x > 0).sum()) for x in d],
+                                           "n": len(d[0])}
+            print(f"  {key:18} {name:16} mean {np.mean([x.mean() for x in d]):+7.3f}  per seed "
+                  + " ".join(f"{x.mean():+7.3f} ({int((x > 0).sum())}/{len(x)})" for x in d))
     return out
 
 
