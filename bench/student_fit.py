@@ -121,10 +121,10 @@ def over_seeds(paths: list[str]) -> dict:
         out["over_base"][key] = {}
         for name in list(NODES)[1:]:
             d = [np.array(f["models"][name][key]) - np.array(f["models"]["base"][key]) for f in fits]
-            out["over_base"][key][name] = {"per_seed": [float(x.mean()) for x in d], "up": [int((x > 0).sum()) for x in d],
-                                           "n": len(d[0])}
-            print(f"  {key:18} {name:16} mean {np.mean([x.mean() for x in d]):+7.3f}  per seed "
-                  + " ".join(f"{x.mean():+7.3f} ({int((x > 0).sum())}/{len(x)})" for x in d))
+            r = {"per_seed": [float(x.mean()) for x in d], "up": [int((x > 0).sum()) for x in d], "n": len(d[0])}
+            out["over_base"][key][name] = r
+            print(f"  {key:18} {name:16} mean {np.mean(r['per_seed']):+7.3f}  per seed "
+                  + " ".join(f"{m:+7.3f} ({u}/{r['n']})" for m, u in zip(r["per_seed"], r["up"])))
     return out
 
 
