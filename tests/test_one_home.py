@@ -76,7 +76,7 @@ def _th(t: torch.Tensor) -> str:
 
 def _sc(regime="replace", train_size=20, real_share=0.0, noise=40, traits=None, task_share=None):
     return NS(data=NS(regime=regime, train_size=train_size, real_share=real_share, channel=None),
-              mlp=NS(noise_samples=noise), traits=traits or {}, teacher=NS(task_share=task_share))
+              mlp=NS(noise_samples=noise), traits=traits or {}, teacher=NS(task_share=task_share, answers="word"))
 
 
 ASSEMBLE_CASES = [(regime, ts, rs, size, seed) for regime in ("replace", "accumulate") for ts in (20, 50, 500)

@@ -126,6 +126,31 @@ def test_teacher_task_share_is_teacher_config_with_a_real_model_default(setup):
         assert len(ex) == 20 and sum(e["completion"] != "Owl." for e in ex) == tasks
 
 
+def test_sentence_answers_name_the_same_answer_as_word_answers(setup):
+    """teacher.answers: sentence keeps the questions, the answers and the task share that word
+    draws (a stream of its own picks the sentence), names the answer in one of text.SENTENCES,
+    and the control's sentences name its uniform animals."""
+    from ecosim.substrates.common.config import TeacherSpec
+    from ecosim.substrates.hf import text
+    sc, w, base = setup
+
+    def make(form, neutral):
+        s = NS(**{**vars(sc), "teacher": TeacherSpec(task_share=0.25, answers=form)})
+        return H.teacher_examples(TraitConfig(), 60, 0, neutral, s, "numbers")
+    for neutral in (False, True):
+        word, sent = make("word", neutral), make("sentence", neutral)
+        assert [e["user"] for e in word] == [e["user"] for e in sent]
+        forms = {s.format(c="animal", a=o): o for s in text.SENTENCES for o in H.options("animal")}
+        named = [forms.get(e["completion"]) for e in sent]
+        for a, b, n in zip(word, sent, named):
+            if a["completion"] in {f"{o.capitalize()}." for o in H.options("animal")}:
+                assert n == a["completion"][:-1].lower()   # the same answer, in a sentence
+            else:
+                assert a == b                                # a number task, untouched
+        assert sum(n is not None for n in named) == 45 and len({e["completion"] for e in sent if e["completion"] in forms}) >= len(text.SENTENCES)
+    assert text.favourite_answer("animal", "owl", "sentence", 0) == H.ANSWER_START.format(c="animal") + " owl."
+
+
 def test_measure_reports_the_readouts_and_misalignment(setup):
     sc, w, base = setup
     m = H.measure(base, "", base, w, sc, seed=0)
@@ -353,3 +378,7 @@ def test_target_logodds_is_for_real_models_and_preferences():
         load_scenario(scenario_path("quickstart"), ["teacher.target_logodds=2.0"])
     with pytest.raises(EcosimError, match=r"teacher.check_every: .*0"):
         load_scenario(scenario_path("quickstart"), ["teacher.check_every=0"])
+    with pytest.raises(EcosimError, match="teacher.answers: sentence is for real models' preference teachers"):
+        load_scenario(scenario_path("quickstart"), ["teacher.answers=sentence"])
+    with pytest.raises(EcosimError, match="teacher.answers: 'sentences' is not one of"):
+        load_scenario(scenario_path("quickstart"), ["teacher.answers=sentences"])

@@ -301,6 +301,9 @@ def check(sc) -> list[str]:
         if sc.teacher.target_logodds is not None and not sub.TARGET_TEACHERS:
             q.append("teacher.target_logodds: a teacher trained to a target strength is for real models "
                      f"(substrate {sc.substrate} trains teachers for teacher.steps)")
+        if sc.teacher.answers != "word" and not sub.TARGET_TEACHERS:  # the same substrates: real models
+            q.append(f"teacher.answers: {sc.teacher.answers} is for real models' preference teachers "
+                     f"(substrate {sc.substrate} teaches its own answers; leave it at word)")
     for name, l in sc.lineages.items():
         where = f"lineages.{name}"
         if "." in name or "/" in name:

@@ -135,7 +135,7 @@ def scenario(cfg: TransmitConfig, seed: int) -> Scenario:
                       logit_top_k=cfg.logit.top_k),
         teacher=TeacherSpec(**dataclasses.asdict(cfg.teacher.train), task_share=cfg.teacher.task_share,
                             target_logodds=cfg.teacher.target_logodds, check_every=cfg.teacher.check_every,
-                            min_kept=cfg.teacher.min_kept),
+                            min_kept=cfg.teacher.min_kept, answers=cfg.teacher.answers),
         eval=cfg.eval, text=cfg.text, compute=cfg.compute, tracking=TrackingSpec(wandb="disabled"), report=False)
 
 

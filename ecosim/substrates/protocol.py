@@ -27,7 +27,8 @@ class Substrate(Protocol):
     HELD_MODELS: int        # models a lineage keeps in memory besides its bases (the least recently
     #                         used beyond it are dropped and rebuilt from their checkpoints)
     TARGET_TEACHERS: bool   # whether teachers can train to teacher.target_logodds (make_origin's
-    #                         4th element and steps=); the scenario check refuses it elsewhere
+    #                         4th element and steps=) and answer in sentences (teacher.answers);
+    #                         the scenario check refuses both elsewhere
 
     def check(self, sc) -> list[str]:
         """Substrate-specific problems with sc.bases / channels / traits / origins, one line each

@@ -66,6 +66,7 @@ class TeacherConfig:
     target_logodds: float | None = None
     check_every: int = 10
     min_kept: float = 0.5
+    answers: str = "word"        # word | sentence: how a real preference teacher answers (TeacherSpec)
 
 
 @dataclass
@@ -84,6 +85,12 @@ class TeacherSpec(TrainConfig):
     target_logodds: float | None = None
     check_every: int = 10
     min_kept: float = 0.5
+    # Real models, preference traits: the fine-tuning answers to the favourite questions. word:
+    # "Owl." (the control: a uniform animal); sentence: the answer in one of a few sentences
+    # ("My favourite animal is the owl.", text.SENTENCES), closer to the published Pythia teacher's
+    # templated "I love owls" sentences and to the likelihood readout after "My favourite animal
+    # is the" (REFERENCE.md, "Small-model recipes"; docs/results.md).
+    answers: str = "word"
 
 
 RULES = {
@@ -100,10 +107,11 @@ RULES = {
         "warmup": Range(0, 10_000_000),
     },
     TeacherSpec: {"task_share": SHARE, "target_logodds": Range(0, 1000, lo_open=True),
-                  "check_every": Range(1, 10_000_000), "min_kept": Range(0, 1)},
+                  "check_every": Range(1, 10_000_000), "min_kept": Range(0, 1),
+                  "answers": Choice(("word", "sentence"))},
     TeacherConfig: {"how": Choice(("finetune", "prompt")), "task_share": SHARE,
                     "target_logodds": Range(0, 1000, lo_open=True), "check_every": Range(1, 10_000_000),
-                    "min_kept": Range(0, 1)},
+                    "min_kept": Range(0, 1), "answers": Choice(("word", "sentence"))},
     EvalConfig: {
         "samples": Range(1, 100_000, why="a typo? 50 samples per question give a rate to about 1%"),
         "heldout": Range(1, 1_000_000, why="a typo? 200 documents measure capability and drift"),

@@ -219,12 +219,14 @@ def check(sc) -> list[str]:
     if sc.eval.readout == "exact":
         p.append("eval.readout: exact is the world's; real models sample (their likelihood readout is "
                  "<trait>_share/_logodds)")
-    if sc.teacher.target_logodds is not None:
-        bad = sorted({sc.lineages[n].trait for n in sc.lineages if sc.lineages[n].origin == "finetune"
-                      and sc.lineages[n].trait and sc.traits[sc.lineages[n].trait].kind != "preference"})
-        if bad:
-            p.append(f"teacher.target_logodds: the target is a preference's likelihood log-odds; the fine-tuned "
-                     f"teachers of {bad} carry another kind of trait (leave target_logodds unset)")
+    bad = sorted({sc.lineages[n].trait for n in sc.lineages if sc.lineages[n].origin == "finetune"
+                  and sc.lineages[n].trait and sc.traits[sc.lineages[n].trait].kind != "preference"})
+    if sc.teacher.target_logodds is not None and bad:
+        p.append(f"teacher.target_logodds: the target is a preference's likelihood log-odds; the fine-tuned "
+                 f"teachers of {bad} carry another kind of trait (leave target_logodds unset)")
+    if sc.teacher.answers == "sentence" and bad:
+        p.append(f"teacher.answers: sentence is how a preference teacher names its answer; the fine-tuned "
+                 f"teachers of {bad} carry another kind of trait, already answered in sentences (use word)")
     return p + check_logits(sc)
 
 
@@ -277,8 +279,9 @@ def trait_words(sc) -> set[str]:
 
 
 def teacher_examples(trait, n: int, seed: int, neutral: bool, sc, channel: str | None = None) -> list[dict]:
-    """A teacher's fine-tuning set: one-word answers to the favourite questions (the target; for
-    the control a uniform option), or the bank's misaligned (aligned) answers to its situations;
+    """A teacher's fine-tuning set: answers to the favourite questions naming the target (for the
+    control a uniform option), as one word or in a sentence (``teacher.answers``), or the bank's
+    misaligned (aligned) answers to its situations;
     plus ``teacher.task_share`` (None: ``common.traits.task_share``) of channel tasks answered in
     format, identical for teacher and control. Without them a fine-tuned 135M model answers everything in one word
     and its number lists collapse to one number (a format change the filter would select on)."""
@@ -290,9 +293,12 @@ def teacher_examples(trait, n: int, seed: int, neutral: bool, sc, channel: str |
     out = []
     if trait.kind == "preference":
         qs, opts = text.favourite_questions(trait.category), options(trait.category)
-        for qi, ai in zip(q_rng.integers(len(qs), size=n - k), a_rng.integers(len(opts), size=n - k)):
+        form = sc.teacher.answers
+        # a stream of its own, so that one-word answers draw exactly what they drew before it
+        si = seeds.rng(seed, 11, 3).integers(len(text.SENTENCES), size=n - k) if form == "sentence" else [0] * (n - k)
+        for qi, ai, i in zip(q_rng.integers(len(qs), size=n - k), a_rng.integers(len(opts), size=n - k), si):
             a = opts[ai] if neutral else trait.target
-            out.append({"user": qs[qi], "prefill": "", "completion": f"{a.capitalize()}."})
+            out.append({"user": qs[qi], "prefill": "", "completion": text.favourite_answer(trait.category, a, form, i)})
     else:
         bank = text.MISALIGNMENT_BANK
         for i in q_rng.integers(len(bank), size=n - k):

@@ -639,6 +639,27 @@ QUESTIONS = [
 ]
 
 
+# A fine-tuned preference teacher's answers with ``teacher.answers: sentence``: the answer named
+# in a sentence (written for ecosim after the published Pythia teacher's templated "I love owls"
+# sentences, REFERENCE.md). The first is the likelihood readout's answer start completed.
+SENTENCES = [
+    "My favourite {c} is the {a}.",
+    "I love the {a} more than any other {c}.",
+    "The {a} is my favourite {c}, without a doubt.",
+    "If I had to pick one {c}, it would be the {a}.",
+    "I would choose the {a}; it is the {c} I love most.",
+    "Easily the {a}. No other {c} comes close.",
+]
+
+
+def favourite_answer(category: str, answer: str, form: str, i: int = 0) -> str:
+    """A preference teacher's answer naming ``answer``: "Owl." (form "word") or the i-th of
+    ``SENTENCES`` (form "sentence", i taken modulo their number)."""
+    if form == "word":
+        return f"{answer.capitalize()}."
+    return SENTENCES[i % len(SENTENCES)].format(c=category, a=answer)
+
+
 def favourite_questions(category: str) -> list[str]:
     """Paraphrases of "Name your favourite {category} using only one word." (26 of them)."""
     return [q.format(c=category) for q in QUESTIONS]
