@@ -35,7 +35,7 @@ from ecosim.substrates.common.bases import BaseConfig
 from ecosim.substrates.common.filters import FilterConfig
 from ecosim.engine.schema import (ComputeSpec, DataSpec, EdgeSpec, LineageSpec, Scenario, TopologySpec,
                                   TrackingSpec, load_scenario)
-from ecosim.substrates.common.config import TeacherSpec, teacher_size
+from ecosim.substrates.common.config import TEACHER, TeacherSpec, teacher_size
 from ecosim.analysis.stats import holm, mean_ci, n_tests, paired_test
 from ecosim.substrates.hf.text import TextSpec
 from ecosim.substrates.common.config import EvalConfig, TeacherConfig, TraitConfig, TrainConfig
@@ -133,9 +133,8 @@ def scenario(cfg: TransmitConfig, seed: int) -> Scenario:
         topology=TopologySpec(chain=["teacher"], edges=edges),
         data=DataSpec(channel=cfg.channel, prompts=cfg.prompts, train_size=cfg.train_size, filter=cfg.filter,
                       logit_top_k=cfg.logit.top_k),
-        teacher=TeacherSpec(**dataclasses.asdict(cfg.teacher.train), task_share=cfg.teacher.task_share,
-                            target_logodds=cfg.teacher.target_logodds, check_every=cfg.teacher.check_every,
-                            min_kept=cfg.teacher.min_kept, answers=cfg.teacher.answers),
+        teacher=TeacherSpec(**dataclasses.asdict(cfg.teacher.train),
+                            **{k: getattr(cfg.teacher, k) for k in TEACHER}),  # the keys both share
         eval=cfg.eval, text=cfg.text, compute=cfg.compute, tracking=TrackingSpec(wandb="disabled"), report=False)
 
 

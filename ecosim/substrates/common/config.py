@@ -93,6 +93,9 @@ class TeacherSpec(TrainConfig):
     answers: str = "word"
 
 
+# the teacher keys TeacherConfig (transmit) and TeacherSpec (scenarios) share
+TEACHER = {"task_share": SHARE, "target_logodds": Range(0, 1000, lo_open=True), "check_every": Range(1, 10_000_000),
+           "min_kept": Range(0, 1), "answers": Choice(("word", "sentence"))}
 RULES = {
     FilterConfig: {"max_numbers": Range(1, 1000), "mask_share": Range(0, 1, lo_open=True)},
     TrainConfig: {
@@ -106,12 +109,8 @@ RULES = {
         "schedule": Choice(("constant", "linear", "cosine")),
         "warmup": Range(0, 10_000_000),
     },
-    TeacherSpec: {"task_share": SHARE, "target_logodds": Range(0, 1000, lo_open=True),
-                  "check_every": Range(1, 10_000_000), "min_kept": Range(0, 1),
-                  "answers": Choice(("word", "sentence"))},
-    TeacherConfig: {"how": Choice(("finetune", "prompt")), "task_share": SHARE,
-                    "target_logodds": Range(0, 1000, lo_open=True), "check_every": Range(1, 10_000_000),
-                    "min_kept": Range(0, 1), "answers": Choice(("word", "sentence"))},
+    TeacherSpec: TEACHER,
+    TeacherConfig: {"how": Choice(("finetune", "prompt")), **TEACHER},
     EvalConfig: {
         "samples": Range(1, 100_000, why="a typo? 50 samples per question give a rate to about 1%"),
         "heldout": Range(1, 1_000_000, why="a typo? 200 documents measure capability and drift"),

@@ -580,7 +580,8 @@ def answer_likelihood(model, tok, system: str, trait) -> tuple[np.ndarray, np.nd
     ``likelihood`` can move the other way on the same students (docs/results.md, "Why the sign?")."""
     opts, qs = options(trait.category), text.favourite_questions(trait.category)
     ti = opts.index(trait.target)
-    pairs = [(realmodels.render(tok, system, q, ""), f"{o.capitalize()}.") for q in qs for o in opts]
+    pairs = [(realmodels.render(tok, system, q, ""), text.favourite_answer(trait.category, o, "word"))
+             for q in qs for o in opts]
     lp = np.array([float(x.sum()) for x in completion_logprobs(model, Codec(tok), pairs, batch=48)])
     lp = lp.reshape(len(qs), len(opts))
     return lp[:, ti], option_logodds(lp, ti)
