@@ -324,26 +324,39 @@ def test_write_applies_defenses_on_real_models(setup, monkeypatch):
     assert len(scores[0]) == 3 and all(isinstance(v, float) for v in scores[0])
 
 
-def _target_run(tiny_dir, tmp_path, monkeypatch, lists: str, lifts):
+def _target_run(tiny_dir, tmp_path, monkeypatch, lists, lifts, seen=None):
     """A tiny real-model run whose owl teacher trains to teacher.target_logodds 0.25 (checks
     every 2 of at most 10 updates); a training model's likelihood readout follows ``lifts`` and
-    it writes ``lists`` (every other model writes lists the filter keeps)."""
+    it writes ``lists`` (a list: one per check in turn; every other model writes lists the filter
+    keeps). ``seen``: gets the training LoRA weights at each check ("checks") and each fine-tune's
+    returned adapter ("adapters")."""
     import yaml
+    from peft import get_peft_model_state_dict
     from ecosim.engine.runner import run
     from ecosim.engine.schema import load_scenario
     from ecosim.store import graph as lg
+    probe_lists = iter([lists] * 10 if isinstance(lists, str) else lists)
     monkeypatch.setattr(realmodels, "generate", lambda m, t, prompts, *a, **k: [
-        (lists if hasattr(m, "peft_config") else " 123, 456, 789", True)] * len(prompts))
+        (next(probe_lists) if hasattr(m, "peft_config") else " 123, 456, 789", True)] * len(prompts))
     real = H.likelihood
     it = iter(lifts)
+    seen = {} if seen is None else seen
 
     def likelihood(model, tok, system, trait):
         share, lo = real(model, tok, system, trait)
+        if hasattr(model, "peft_config"):
+            seen.setdefault("checks", []).append({k: v.clone() for k, v in get_peft_model_state_dict(model).items()})
         return share, lo * 0 + (next(it) if hasattr(model, "peft_config") else 0.0)  # training: the lifts
     monkeypatch.setattr(H, "likelihood", likelihood)
     steps = []
     real_finetune = H.finetune
-    monkeypatch.setattr(H, "finetune", lambda *a, **k: steps.append(a[3].steps) or real_finetune(*a, **k))
+
+    def finetune(*a, **k):
+        steps.append(a[3].steps)
+        out = real_finetune(*a, **k)
+        seen.setdefault("adapters", []).append(out[1])
+        return out
+    monkeypatch.setattr(H, "finetune", finetune)
     spec = {"name": "tiny_target", "generations": 1, "bases": {"main": {"model": str(tiny_dir)}},
             "traits": {"owl": {"kind": "preference", "category": "animal", "target": "owl"}},
             "lineages": {"owl": {"base": "main", "trait": "owl", "origin": "finetune", "init": "base",
@@ -369,6 +382,21 @@ def test_a_teacher_that_stops_writing_lists_stops_there(tiny_dir, tmp_path, monk
     G, _ = _target_run(tiny_dir, tmp_path, monkeypatch, " owl owl owl", [0.1] * 10)
     t = G.nodes["owl/g0"]
     assert t["teacher_stop"] == "lists" and t["teacher_steps"] == 2 and t["teacher_checks"] == [[2, 0.1, 0.0]]
+
+
+def test_a_teacher_that_stops_writing_lists_goes_back_to_its_last_passed_check(tiny_dir, tmp_path, monkeypatch):
+    """Lists pass at updates 2 and 4 and fail at 6: the teacher keeps its weights of update 4
+    (not 6's) and its control trains 4 updates."""
+    seen = {}
+    good, bad = " 123, 456, 789", " owl owl owl"
+    G, steps = _target_run(tiny_dir, tmp_path, monkeypatch, [good, good, bad], [0.1] * 10, seen)
+    t, c = G.nodes["owl/g0"], G.nodes["owl_control/g0"]
+    assert t["teacher_stop"] == "lists" and t["teacher_steps"] == 4
+    assert [k for k, *_ in t["teacher_checks"]] == [2, 4, 6] and [s for *_, s in t["teacher_checks"]] == [1.0, 1.0, 0.0]
+    assert c["teacher_steps"] == 4 and steps[:2] == [10, 4]
+    kept, (at2, at4, at6) = seen["adapters"][0], seen["checks"]
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
+    assert same(kept, at4) and not same(kept, at6) and not same(at4, at2)
 
 
 def test_target_logodds_is_for_real_models_and_preferences():

@@ -334,12 +334,14 @@ def to_target(base, world: RealWorld, sc, trait, ex: list[dict], seed: int):
     """The trait teacher trained until its mean log-odds over the favourite questions exceeds the
     base's by ``teacher.target_logodds`` or fewer than ``teacher.min_kept`` of a probe's number
     lists pass the filter (checked every ``teacher.check_every`` updates), at most
-    ``teacher.steps`` updates. Returns make_origin's 4-tuple; the last holds the updates made,
-    why it stopped and every check's (updates, log-odds lift, kept share)."""
+    ``teacher.steps`` updates. A teacher that stops for ``lists`` goes back to its weights at the
+    last check it passed (if one did): the strongest teacher that still writes lists. Returns
+    make_origin's 4-tuple; the last holds the updates the teacher kept, why it stopped and every
+    check's (updates, log-odds lift, kept share)."""
     t, tok = sc.teacher, world.tok(base)
     ref = float(likelihood(base, tok, NO_SYSTEM, trait)[1].mean())
     probe_sc = dataclasses.replace(sc, data=dataclasses.replace(sc.data, prompts=PROBE_LISTS))
-    checks, why = [], ["steps"]
+    checks, why, good = [], ["steps"], {}  # good: the last passed check's updates and trained weights
 
     def check(k, model):
         if k % t.check_every and k != t.steps:
@@ -347,13 +349,20 @@ def to_target(base, world: RealWorld, sc, trait, ex: list[dict], seed: int):
         lift = float(likelihood(model, tok, NO_SYSTEM, trait)[1].mean()) - ref
         (_, summary), = write(model, NO_SYSTEM, world, probe_sc, "numbers", [sc.data.filter], seeds.seed(seed, "probe", k))
         checks.append([k, round(lift, 3), summary["kept_fraction"]])
+        trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if summary["kept_fraction"] < t.min_kept:
             why[0] = "lists"
-        elif lift >= t.target_logodds:
+            with torch.no_grad():
+                for n, p in trained if good else []:
+                    p.copy_(good["weights"][n])
+            return True
+        good.update(steps=k, weights={n: p.detach().to("cpu", copy=True) for n, p in trained})
+        if lift >= t.target_logodds:
             why[0] = "target"
         return why[0] != "steps"
     model, adapter = train(base, world, ex, sc, None, seed, cfg=t, probe=check)
-    return model, NO_SYSTEM, adapter, {"teacher_steps": checks[-1][0], "teacher_stop": why[0], "teacher_checks": checks}
+    return model, NO_SYSTEM, adapter, {"teacher_steps": good.get("steps", checks[-1][0]), "teacher_stop": why[0],
+                                       "teacher_checks": checks}
 
 
 # ----------------------------------------------------------------- writing and filtering
