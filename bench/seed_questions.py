@@ -5,7 +5,7 @@ over the questions. With one seed this p says how sure the difference is for thi
 teachers and data, not over seeds (the unit a claim needs; ``ecosim transmit`` tests over
 seeds). Reads the seed's ``graph.json`` only:
 
-    python bench/seed_questions.py docs/runs/recipe_full_ft/epyc_sentence_seed0/seed0
+    python bench/seed_questions.py docs/runs/recipe_full_ft/epyc_sentence/seed0
 """
 from __future__ import annotations
 
