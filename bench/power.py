@@ -3,7 +3,7 @@ same-base student's log-odds lift over its control student (SmolLM2 transmit run
 docs/transmit_results), the seeds a one-sided paired t-test at p < 0.05 needs for 80% power to
 find a true lift of +0.12 log-odds (the published constrained-decoding LoRA result) and +1.0 (the
 published full fine-tune's order); and the same for the logit channel's student and the
-constrained-decoding recipe at CPU size (docs/runs).
+constrained-decoding and full fine-tune recipes at CPU size (docs/runs).
 Run: python bench/power.py > bench/power.md"""
 import json
 from pathlib import Path
@@ -26,11 +26,20 @@ RECIPE_RUNS = {"Xeon, run's readout": ("recipe_constrained_lora/transmit_seeds3.
                "EPYC, run's readout": ("recipe_constrained_lora/epyc_seeds3/transmit_seeds3.json", None),
                "EPYC, the teacher's own objective": ("recipe_constrained_lora/epyc_seeds3/fit_seeds3.json",
                                                      "owl_answer_logodds")}
+# (transmit JSON under docs/runs, readout): configs/recipe_full_ft.yaml, whose runs record both readouts
+FULL_FT_RUNS = {"one-word teacher, answer start": ("recipe_full_ft/epyc_seeds3/transmit_seeds3.json", "owl_logodds"),
+                "one-word teacher, \"Owl.\" answer (its objective)":
+                    ("recipe_full_ft/epyc_seeds3/transmit_seeds3.json", "owl_answer_logodds"),
+                "sentence teacher, answer start (its objective)":
+                    ("recipe_full_ft/epyc_sentence/transmit_seeds3.json", "owl_logodds"),
+                "sentence teacher, \"Owl.\" answer":
+                    ("recipe_full_ft/epyc_sentence/transmit_seeds3.json", "owl_answer_logodds")}
 
 
-def lifts(path: Path, student: str = "student_same_base", control: str = "control") -> list[float]:
+def lifts(path: Path, student: str = "student_same_base", control: str = "control",
+          readout: str = "owl_logodds") -> list[float]:
     d = json.loads(path.read_text())
-    return [s["scores"][student]["readouts"]["owl_logodds"] - s["scores"][control]["readouts"]["owl_logodds"]
+    return [s["scores"][student]["readouts"][readout] - s["scores"][control]["readouts"][readout]
             for s in d["per_seed"]]
 
 
@@ -72,6 +81,12 @@ def main() -> None:
         path = ROOT.parent / "runs" / f
         x = lifts(path) if key is None else json.loads(path.read_text())["readouts"][key]["per_seed"]
         print(row(name, x))
+    print("\n# A second published recipe at CPU size (configs/recipe_full_ft.yaml, docs/runs)\n")
+    print("Both readouts from the transmit JSONs; the sentence teacher adds `teacher.answers=sentence "
+          "teacher.check_every=4 teacher.task_share=0.5`.\n")
+    print(HEADER)
+    for name, (f, readout) in FULL_FT_RUNS.items():
+        print(row(name, lifts(ROOT.parent / "runs" / f, readout=readout)))
 
 
 if __name__ == "__main__":
