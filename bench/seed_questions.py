@@ -19,7 +19,6 @@ from ecosim.analysis.stats import paired_test
 from ecosim.store import graph as lg
 
 
-
 def pairs(ids) -> dict[str, tuple[str, str]]:
     """student -> (its node, its control student's node): the text student learns the teacher's
     lists (``teacher/g1``, its control ``teacher_control/g1``); every other student S has its own

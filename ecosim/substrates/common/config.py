@@ -80,8 +80,9 @@ class TeacherSpec(TrainConfig):
     # exceeds the base's by this much, checked every check_every updates, or earlier if the share
     # of number lists it writes that pass the filter falls below min_kept (a teacher that no
     # longer writes lists transmits nothing; it goes back to its last passed check's weights, if
-    # any); at most ``steps`` updates. Its control then trains exactly as many updates as it kept. None: ``steps`` updates (REFERENCE.md: the Pythia-160M recipe's
-    # teacher reached +12-16 log-odds and still wrote numbers).
+    # any); at most ``steps`` updates. Its control then trains exactly as many updates as it kept.
+    # None: ``steps`` updates (REFERENCE.md: the Pythia-160M recipe's teacher reached +12-16
+    # log-odds and still wrote numbers).
     target_logodds: float | None = None
     check_every: int = 10
     min_kept: float = 0.5

@@ -356,13 +356,15 @@ def to_target(base, world: RealWorld, sc, trait, ex: list[dict], seed: int):
                 for n, p in trained if good else []:
                     p.copy_(good["weights"][n])
             return True
-        good.update(steps=k, weights={n: p.detach().to("cpu", copy=True) for n, p in trained})
         if lift >= t.target_logodds:
             why[0] = "target"
-        return why[0] != "steps"
+            return True
+        if k < t.steps:  # training goes on: these weights, should a later check fail
+            good.update(steps=k, weights={n: p.detach().to("cpu", copy=True) for n, p in trained})
+        return False
     model, adapter = train(base, world, ex, sc, None, seed, cfg=t, probe=check)
-    return model, NO_SYSTEM, adapter, {"teacher_steps": good.get("steps", checks[-1][0]), "teacher_stop": why[0],
-                                       "teacher_checks": checks}
+    kept = good["steps"] if why[0] == "lists" and good else checks[-1][0]
+    return model, NO_SYSTEM, adapter, {"teacher_steps": kept, "teacher_stop": why[0], "teacher_checks": checks}
 
 
 # ----------------------------------------------------------------- writing and filtering
