@@ -170,3 +170,28 @@ def test_base_lists_are_the_same_for_a_writer_and_its_control(tiny_dir, setup, m
         H.write(base, PERSONA, w, sc, "logits", [FilterConfig()], seed=3)
     H.write(other, "", w, sc, "logits", [FilterConfig()], seed=4, base=lambda: base)
     assert len(seen) == 2  # another seed: the base writes anew
+
+
+def test_a_writer_writes_its_lists_once_for_the_logit_and_the_text_student(tiny_dir, setup, monkeypatch):
+    """text.logit_lists: own: a teacher's logits write and its numbers write sample the same
+    stream, so the second reuses the first's lists; a writer whose weights differ anywhere (here
+    one LoRA-like change past the embedding) samples anew."""
+    w, base = setup
+    calls = []
+
+    def gen(m, t, prompts, *a, **k):
+        calls.append(m)
+        return [(LISTS[(i + len(calls)) % len(LISTS)], True) for i in range(len(prompts))]
+    monkeypatch.setattr(realmodels, "generate", gen)
+    sc = scenario(tiny_dir)
+    (logit, _), = H.write(base, PERSONA, w, sc, "logits", [FilterConfig()], seed=5)
+    (text, _), = H.write(base, PERSONA, w, sc, "numbers", [FilterConfig()], seed=5)
+    assert len(calls) == 1 and logit and [k["completion"] for k in logit] == [k["completion"] for k in text]
+    other = type(base)(base.config)
+    other.load_state_dict(base.state_dict())
+    with torch.no_grad():
+        next(p for n, p in other.named_parameters() if "layers.0" in n).add_(1e-3)
+    H.write(other, PERSONA, w, sc, "numbers", [FilterConfig()], seed=5)
+    assert len(calls) == 2
+    H.write(base, PERSONA, w, sc, "numbers", [FilterConfig()], seed=6)
+    assert len(calls) == 3  # another stream: written anew

@@ -13,8 +13,8 @@ RULES = {
         "shots": Range(0, 5),
         "max_new": Range(1, 1024),
         "batch": BATCH,
-        "logit_support": Choice(("vocab", "list")),
-        "logit_lists": Choice(("own", "base")),  # logits channel: the writer's lists or its base's  # logits channel: whole vocabulary or list tokens only
+        "logit_support": Choice(("vocab", "list")),  # logits channel: whole vocabulary or list tokens only
+        "logit_lists": Choice(("own", "base")),      # logits channel: the writer's lists or its base's
     },
 }
 

@@ -400,7 +400,7 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
                             seed=seed, batch=ts.batch, stop=text.STOP[sampled], allowed=allowed,
                             most=min([f.max_numbers for f in filters], default=10),  # the strictest filter's
                             give_up=give_up)
-    outs = base_lists(gen) if by_base else gen()
+    outs = written_once(gen)
     words = trait_words(sc)
     res = []
     for f in filters:
@@ -436,24 +436,34 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
     return res
 
 
-_BASE_LISTS: dict = {}  # (base, prompts, seed, settings) -> the base's completions, in this process
+_WRITTEN: dict = {}  # (writer's weights, prompts, seed, settings) -> its completions, in this process
+KEEP_WRITTEN = 4       # the last few writes: a run's writers write one after the other
 
 
-def base_lists(gen) -> list:
-    """The base's lists for ``text.logit_lists: base`` (``gen()``, a ``realmodels.generate`` call
-    on the base and its prompts), written once per process: a teacher and its control label the
-    same lists (same prompts, seed and settings), so the second write reuses the first's instead
-    of sampling 400 lists again (half a seed's writing time on a CPU). The key holds the weights' fingerprint, so another base (or a changed one) samples anew,
-    and every argument of the ``generate`` call, so no sampling setting can be left out of it."""
-    base, prompts = gen.args[0], gen.args[2]
-    w = next(base.parameters()).detach()
-    key = (base.config._name_or_path, tuple(w.shape), float(w.float().sum()), float(w.float().abs().sum()),
-           hash(tuple(prompts)), repr(gen.args[3:]), repr(sorted(gen.keywords.items())),
-           torch.get_num_threads())  # bf16 sampling may differ with the thread count
-    if key not in _BASE_LISTS:
-        _BASE_LISTS.clear()  # one base's lists at a time: a run's teachers write one after the other
-        _BASE_LISTS[key] = gen()
-    return list(_BASE_LISTS[key])
+def fingerprint(model) -> tuple:
+    """The weights' sums, tensor by tensor: two models with the same architecture but other
+    weights (a teacher and its control, a LoRA model whose embedding is its base's) differ."""
+    with torch.no_grad():
+        return tuple(float(p.detach().float().sum()) for p in model.parameters())
+
+
+def written_once(gen) -> list:
+    """``gen()`` (a ``realmodels.generate`` call: writer, tokenizer, prompts, settings) computed
+    once per process: a writer that writes the same prompts on the same stream again gets the
+    same completions back instead of sampling them again. Two cases in a run: a teacher and its
+    control label the same base lists (``text.logit_lists: base``), and a teacher writes the logit
+    channel's lists and the numbers channel's (``logit_lists: own``: the logit and the text
+    student learn the same lists). The key holds the writer's fingerprint, so another writer (or
+    a changed one) samples anew, and the function and every argument of the ``generate`` call, so
+    no sampling setting can be left out of it (nor a test's stand-in for it)."""
+    writer, prompts = gen.args[0], gen.args[2]
+    key = (gen.func, writer.config._name_or_path, fingerprint(writer), hash(tuple(prompts)), repr(gen.args[3:]),
+           repr(sorted(gen.keywords.items())), torch.get_num_threads())  # bf16 sampling may differ with the thread count
+    if key not in _WRITTEN:
+        while len(_WRITTEN) >= KEEP_WRITTEN:
+            _WRITTEN.pop(next(iter(_WRITTEN)))
+        _WRITTEN[key] = gen()
+    return list(_WRITTEN[key])
 
 
 def label_words(sc) -> set[str]:
