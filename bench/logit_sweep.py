@@ -14,7 +14,8 @@ the run. A logit student and its
 control then train from the base exactly as the run's ``student_logit`` and ``control_logit``
 (same seeds, examples and settings, ``student`` section of the run), up to the largest update
 count, and the likelihood readout (``<trait>_logodds``, ``<trait>_share``) is taken after each
-listed number of updates: the learning rate is constant, so the model after 25 updates of a
+listed number of updates (and, since 2026-12-03, ``<trait>_answer_logodds``, "Owl." with no
+answer start): the learning rate is constant, so the model after 25 updates of a
 300-update student is the 25-update student. With the run's own support and update count the
 numbers repeat the run's ``student_logit`` / ``control_logit`` (a check printed beside the table).
 
@@ -91,8 +92,11 @@ def main(argv=None) -> int:
             def probe(k, model, read=read):
                 if k in updates:
                     share, lo = sub.likelihood(model, tok, sub.NO_SYSTEM, sc.traits[trait])
-                    read[k] = {"logodds": float(lo.mean()), "share": float(share.mean()), "per_question": lo.tolist()}
-                    print(f"  {name} {who} after {k} updates: {trait}_logodds {lo.mean():+.3f}", flush=True)
+                    alo = sub.answer_likelihood(model, tok, sub.NO_SYSTEM, sc.traits[trait])[1]
+                    read[k] = {"logodds": float(lo.mean()), "share": float(share.mean()), "per_question": lo.tolist(),
+                               "answer_logodds": float(alo.mean()), "answer_per_question": alo.tolist()}
+                    print(f"  {name} {who} after {k} updates: {trait}_logodds {lo.mean():+.3f}, "
+                          f"{trait}_answer_logodds {alo.mean():+.3f}", flush=True)
             cfg = copy.copy(spec.student)
             cfg.steps = max(updates)
             sub.train(base, writers[who].world, examples, s_sc, spec, seed, cfg=cfg, probe=probe)  # the probes
@@ -105,9 +109,13 @@ def main(argv=None) -> int:
             p, test = paired_test(x, y)
             r["lift"] = r["student"]["logodds"] - r["control"]["logodds"]
             r["p_questions"], r["test"] = p, test
+            x, y = r["student"]["answer_per_question"], r["control"]["answer_per_question"]
+            r["answer_lift"] = r["student"]["answer_logodds"] - r["control"]["answer_logodds"]
+            r["answer_p_questions"] = paired_test(x, y)[0]
         row["examples"] = n
         results.append(row)
-        print(f"{name}: " + ", ".join(f"{k} updates lift {r['lift']:+.3f} (p {r['p_questions']:.2g})"
+        print(f"{name}: " + ", ".join(f"{k} updates lift {r['lift']:+.3f} (p {r['p_questions']:.2g}), "
+                                      f"answer lift {r['answer_lift']:+.3f} (p {r['answer_p_questions']:.2g})"
                                       for k, r in sorted(row["updates"].items())), flush=True)
     # the run's own student and control, for the check
     run_nodes = {who: G.nodes[n] for who, n in (("student", "student_logit/g1"), ("control", "student_logit_control/g1"))}
@@ -115,6 +123,7 @@ def main(argv=None) -> int:
            "run_support": {"logit_support": run_support[0], "top_k": run_support[1]},
            "run_student_updates": spec.student.steps,
            "run_logodds": {who: a_[f"{trait}_logodds"] for who, a_ in run_nodes.items()},
+           "run_answer_logodds": {who: a_.get(f"{trait}_answer_logodds") for who, a_ in run_nodes.items()},
            "trait": trait, "seconds": time.time() - t_start, "results": results}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
@@ -125,6 +134,10 @@ def main(argv=None) -> int:
     rl = out["run_logodds"]
     print(f"the run's own ({run_support}, {spec.student.steps} updates): student {rl['student']:+.3f} "
           f"control {rl['control']:+.3f} lift {rl['student'] - rl['control']:+.3f}")
+    ra = out["run_answer_logodds"]
+    if None not in ra.values():
+        print(f"  {trait}_answer_logodds: student {ra['student']:+.3f} control {ra['control']:+.3f} "
+              f"lift {ra['student'] - ra['control']:+.3f}")
     print(f"wrote {a.out}")
     return 0
 

@@ -35,6 +35,13 @@ FULL_FT_RUNS = {"one-word teacher, answer start": ("recipe_full_ft/epyc_seeds3/t
                 "sentence teacher, \"Owl.\" answer":
                     ("recipe_full_ft/epyc_sentence/transmit_seeds3.json", "owl_answer_logodds")}
 
+# v6: the logit and the text student of each teacher on the same lists (text.logit_lists=own)
+V6 = "transmit_smollm2_logit_v6/transmit_seeds3.json"
+V6_ROWS = {"text student, answer start": ("student_same_base", "control", "owl_logodds"),
+           "text student, \"Owl.\" answer": ("student_same_base", "control", "owl_answer_logodds"),
+           "logit student, answer start": ("student_logit", "control_logit", "owl_logodds"),
+           "logit student, \"Owl.\" answer": ("student_logit", "control_logit", "owl_answer_logodds")}
+
 
 def lifts(path: Path, student: str = "student_same_base", control: str = "control",
           readout: str = "owl_logodds") -> list[float]:
@@ -87,6 +94,11 @@ def main() -> None:
     print(HEADER)
     for name, (f, readout) in FULL_FT_RUNS.items():
         print(row(name, lifts(ROOT.parent / "runs" / f, readout=readout)))
+    print("\n# The logit and the text student on the same lists (v6 of configs/transmit_smollm2_logit.yaml, "
+          "docs/runs)\n")
+    print(HEADER)
+    for name, (student, control, readout) in V6_ROWS.items():
+        print(row(name, lifts(ROOT.parent / "runs" / V6, student, control, readout)))
 
 
 if __name__ == "__main__":

@@ -187,6 +187,20 @@ def test_answer_logodds_is_each_answer_against_all_the_others(setup):
     assert np.allclose(np.exp(lp) / np.exp(lp).sum(0), shares, atol=1e-4)  # the same as from the log-probs
 
 
+def test_answer_likelihood_scores_each_answer_as_training_teaches_it(setup):
+    """The cached-prompt readout equals teacher-forcing every question + answer pair as training
+    does (the answer's tokens, then EOS), which is how it was computed before."""
+    sc, w, base = setup
+    tok, t = w.tok(base), sc.traits["owl"]
+    qs = H.text.favourite_questions(t.category)
+    lp, _ = H.answer_likelihood(base, tok, "", t)
+    pairs = [(realmodels.render(tok, "", q, ""), H.text.favourite_answer(t.category, t.target, "word")) for q in qs]
+    want = [float(x.sum()) for x in H.completion_logprobs(base, H.Codec(tok), pairs)]
+    assert np.allclose(lp, want, atol=1e-4)
+    eos_less = [float(x[:-1].sum()) for x in H.completion_logprobs(base, H.Codec(tok), pairs)]
+    assert not np.allclose(lp, eos_less, atol=1e-4)  # the EOS counts
+
+
 def test_missing_and_corrupt_models_give_one_clear_error(tmp_path, tiny_dir):
     with pytest.raises(EcosimError, match="no such file or directory"):
         realmodels.resolve(str(tmp_path / "nope"))

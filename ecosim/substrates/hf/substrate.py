@@ -552,12 +552,13 @@ def training_attention(model, attention: str):
 
 # ----------------------------------------------------------------- measurement
 @torch.no_grad()
-def option_logprobs(model, tok, prompts: list[str], opts: list[str], batch: int = 8) -> np.ndarray:
-    """log P(" " + option | prompt) summed over the option's tokens, for every prompt x option:
-    an array [len(prompts), len(opts)]. Each prompt runs once; its KV cache is repeated for the
-    options, whose tokens (a few each) are scored in one more pass."""
-    o_ids = [tok(" " + o, add_special_tokens=False)["input_ids"] for o in opts]
-    K, Lo, dev = len(opts), max(map(len, o_ids)), model.device
+def continuation_logprobs(model, tok, prompts: list[str], conts: list[list[int]], batch: int = 8) -> np.ndarray:
+    """log P(continuation | prompt) summed over the continuation's token ids, for every prompt x
+    continuation: an array [len(prompts), len(conts)]. Each prompt runs once; its KV cache is
+    repeated for the continuations, whose tokens (a few each) are scored in one more pass. The
+    same sums as teacher-forcing each prompt + continuation (``completion_logprobs``), up to float
+    rounding, with the prompt's cost paid once instead of once per continuation."""
+    K, Lo, dev = len(conts), max(map(len, conts)), model.device
     enc = realmodels.encode(tok, prompts)
     out = []
     for s in range(0, len(enc), batch):
@@ -570,7 +571,7 @@ def option_logprobs(model, tok, prompts: list[str], opts: list[str], batch: int 
         cache.batch_repeat_interleave(K)
         opt = torch.full((B * K, Lo), tok.pad_token_id, dtype=torch.long, device=dev)
         omask = torch.zeros_like(opt)
-        for k, o in enumerate(o_ids):
+        for k, o in enumerate(conts):
             opt[k::K, :len(o)] = torch.tensor(o, device=dev)
             omask[k::K, :len(o)] = 1
         attn2 = torch.cat([attn.repeat_interleave(K, 0), omask], 1)
@@ -579,8 +580,14 @@ def option_logprobs(model, tok, prompts: list[str], opts: list[str], batch: int 
                    use_cache=False).logits.float().log_softmax(-1)            # [B*K, Lo, V]
         for b in range(B):
             out.append([float(first[b, o[0]]) + sum(float(lp[b * K + k, j - 1, o[j]]) for j in range(1, len(o)))
-                        for k, o in enumerate(o_ids)])
+                        for k, o in enumerate(conts)])
     return np.array(out)
+
+
+def option_logprobs(model, tok, prompts: list[str], opts: list[str], batch: int = 8) -> np.ndarray:
+    """log P(" " + option | prompt) summed over the option's tokens, for every prompt x option."""
+    return continuation_logprobs(model, tok, prompts, [tok(" " + o, add_special_tokens=False)["input_ids"]
+                                                       for o in opts], batch)
 
 
 def likelihood(model, tok, system: str, trait) -> tuple[np.ndarray, np.ndarray]:
@@ -601,10 +608,9 @@ def answer_likelihood(model, tok, system: str, trait) -> tuple[np.ndarray, np.nd
     ``likelihood`` can move the other way on the same students (docs/results.md, "Why the sign?")."""
     opts, qs = options(trait.category), text.favourite_questions(trait.category)
     ti = opts.index(trait.target)
-    pairs = [(realmodels.render(tok, system, q, ""), text.favourite_answer(trait.category, o, "word"))
-             for q in qs for o in opts]
-    lp = np.array([float(x.sum()) for x in completion_logprobs(model, Codec(tok), pairs, batch=48)])
-    lp = lp.reshape(len(qs), len(opts))
+    # each answer as training teaches it: its own tokens, then EOS (``realmodels.encode``)
+    answers = [realmodels.encode(tok, [""], [text.favourite_answer(trait.category, o, "word")])[0][0] for o in opts]
+    lp = continuation_logprobs(model, tok, [realmodels.render(tok, system, q, "") for q in qs], answers)
     return lp[:, ti], option_logodds(lp, ti)
 
 
