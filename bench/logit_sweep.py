@@ -20,7 +20,13 @@ answer start): the learning rate is constant, so the model after 25 updates of a
 numbers repeat the run's ``student_logit`` / ``control_logit`` (a check printed beside the table).
 
 Lift = student - control log-odds, averaged over the trait questions; p: one-sided paired t over
-the questions (one seed: it says how sure the lift is for this seed's teachers, not over seeds)."""
+the questions (one seed: it says how sure the lift is for this seed's teachers, not over seeds).
+
+Over seeds, from the sweeps of several seeds of one run (each seed's student and control mean
+log-odds paired by seed; p: one-sided paired t over seeds, as ``ecosim transmit`` tests):
+
+    python bench/logit_sweep.py --over-seeds docs/runs/X/sweep_seed0.json docs/runs/X/sweep_seed1.json ... \\
+        --out docs/runs/X/sweep_seeds.json"""
 from __future__ import annotations
 
 import argparse
@@ -30,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from ecosim.analysis.stats import paired_test
+from ecosim.analysis.stats import mean_ci, paired_test
 from ecosim.engine.lineage import derive_seed
 from ecosim.studies.transmit import open_seed
 from ecosim.store import graph as lg
@@ -47,14 +53,67 @@ def support(name: str) -> tuple[str, int | None]:
     raise SystemExit(f"--supports: {name!r} is not vocab, list or topK (e.g. top32)")
 
 
+READOUTS = ("logodds", "answer_logodds")  # <trait>_logodds (after the answer start), <trait>_answer_logodds ("Owl.")
+
+
+def over_seeds(paths: list[str]) -> list[dict]:
+    """For each (support, updates, readout) that every sweep in ``paths`` holds: each seed's lift,
+    their mean with a 95% interval over seeds, and the one-sided paired t over seeds (and the
+two-sided one, which also flags a loss)."""
+    sweeps = [json.loads(Path(p).read_text()) for p in paths]
+    runs = {str(Path(sw["run"]).parent) for sw in sweeps}
+    if len(runs) > 1:
+        raise SystemExit(f"--over-seeds: these sweeps are of different runs ({', '.join(sorted(runs))}): "
+                         "give the seeds of one run")
+    seeds = [Path(sw["run"]).name for sw in sweeps]
+    if len(set(seeds)) < len(seeds):
+        raise SystemExit(f"--over-seeds: a seed is given twice ({', '.join(seeds)}): each sweep must be another seed")
+    cells = {}
+    for sw in sweeps:
+        for row in sw["results"]:
+            for k, r in row["updates"].items():
+                cells.setdefault((row["support"], int(k)), []).append(r)
+    rows = []
+    for (sup, k), rs in sorted(cells.items()):
+        if len(rs) < len(sweeps):
+            continue  # not run on every seed
+        for field in READOUTS:
+            if any(field not in r["student"] for r in rs):
+                continue  # a sweep older than the readout
+            st, co = [r["student"][field] for r in rs], [r["control"][field] for r in rs]
+            lifts = [a - b for a, b in zip(st, co)]
+            m, lo, hi = mean_ci(lifts)
+            p, test = paired_test(st, co)
+            rows.append({"support": sup, "updates": k, "readout": field, "lifts": lifts, "lift": m,
+                         "ci": [lo, hi], "p": p, "test": test,
+                         "p_two_sided": paired_test(st, co, "two-sided")[0]})  # a loss shows here
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True, help="a transmit seed's run directory (OUT_DIR/seedN)")
+    ap.add_argument("--over-seeds", nargs="+", default=None, metavar="SWEEP_JSON",
+                    help="summarise finished sweeps of several seeds instead of running one")
+    ap.add_argument("--run", help="a transmit seed's run directory (OUT_DIR/seedN)")
     ap.add_argument("--supports", default="vocab,top32,list")
     ap.add_argument("--updates", default="25,100,300")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
+    if a.over_seeds:
+        rows = over_seeds(a.over_seeds)
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps({"command": " ".join([Path(sys.executable).name] + sys.argv),
+                                           "sweeps": a.over_seeds, "rows": rows}, indent=1))
+        print(f"{'support':8} {'updates':>7} {'readout':15} {'lift':>7} {'95% CI':>18} {'p':>7} {'2-sided':>7}  per seed")
+        for r in rows:
+            print(f"{r['support']:8} {r['updates']:7d} {r['readout']:15} {r['lift']:+7.3f} "
+                  f"[{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] {r['p']:7.2g} {r['p_two_sided']:7.2g}  "
+                  + ", ".join(f"{x:+.3f}" for x in r["lifts"]))
+        print(f"wrote {a.out}")
+        return 0
+    if not a.run:
+        ap.error("--run is required (or --over-seeds)")
     run = Path(a.run)
     sc, sub, trait, lineages = open_seed(run, a.threads)
     updates = sorted({int(x) for x in a.updates.split(",")})

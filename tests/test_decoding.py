@@ -191,3 +191,41 @@ def test_constrained_decoding_names_a_tokenizer_it_cannot_use(model_tok):
     allowed = [i for i in list_token_ids(tok, DECODE_CHARS).tolist() if tok.decode([i]) != ","]
     with pytest.raises(EcosimError, match=r"text.constrained: .*\[','\]"):
         ListGrammar(tok, allowed, 0)
+
+
+def test_a_prefill_in_row_slices_samples_what_one_pass_samples(tiny_dir, monkeypatch):
+    """On a CPU, generate's prompt pass runs in even slices of rows (``row_chunked_prefill``), whose
+    caches and logits are put back together in order: every row samples what it samples from one
+    pass (a slice out of order or lost would give rows other text), also through a LoRA adapter,
+    and the model's own forward is back afterwards."""
+    import functools
+
+    from peft import LoraConfig, get_peft_model
+
+    from ecosim.substrates.hf import realmodels
+    r = realmodels.load(str(tiny_dir))
+    tok = r.tok
+    ps = prompts(tok) + [realmodels.render(tok, "", "Write ten numbers, please.", "")]  # another length: padding
+    width = max(map(len, realmodels.encode(tok, ps)))
+    lora = get_peft_model(realmodels.load(str(tiny_dir)).model,
+                          LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    for model in (r.model, lora):
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        calls, forward = [], type(inner).forward
+
+        @functools.wraps(forward)
+        def spy(self, *a, **kw):
+            calls.append(tuple(kw["input_ids"].shape))
+            return forward(self, *a, **kw)
+        monkeypatch.setattr(type(inner), "forward", spy)
+        out = {}
+        for tokens in (10 ** 9, 3 * width):  # one pass; slices of at most 3 rows
+            monkeypatch.setattr(realmodels, "PREFILL_TOKENS", tokens)
+            calls.clear()
+            out[tokens] = [realmodels.generate(model, tok, ps, 8, t, seed=0) for t in (1.0, 0.0)]
+            prefill = [c for c in calls if c[1] > 1]
+            one = [(7, width)] if tokens > 3 * width else [(3, width), (2, width), (2, width)]
+            assert prefill == one * 2, prefill  # one generate call per temperature
+        assert out[10 ** 9] == out[3 * width]
+        assert "forward" not in vars(inner)
+        monkeypatch.undo()

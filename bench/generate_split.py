@@ -1,0 +1,167 @@
+"""Where SmolLM2's generation time goes, per prompt: the prefill of the prompt and the decode steps,
+batched and one prompt at a time (a report, not a test):
+
+    ECOSIM_CACHE=~/.cache/ecosim python bench/generate_split.py --out docs/bench/generate_split_fp32.json
+
+The numbers channel's two-shot prompts (``text.tasks("numbers", batch, rng(0), shots=2)``, no
+system message, as ``bench/real_models.py``), left-padded; one forward pass over the prompts
+(the prefill, logits at the last position only, as ``generate`` computes them), then ``max_new``
+- 1 single-token steps on transformers' ``DynamicCache`` (the decode), tokens drawn at
+temperature 1. Batched: all ``--batch`` prompts at once; one at a time: the first ``--single``
+prompts alone, without padding. The batched prefill is timed twice: in one pass, and in slices
+of rows as ``realmodels.generate`` runs it (``row_chunked_prefill``, ``PREFILL_TOKENS`` padded
+tokens a slice; whether the logits and cache are the same bit for bit is checked and printed). Under ``autocast: auto``
+(bf16 where the CPU has it, else fp32).
+
+Why it matters: batching shares the decode steps' weight reads among the rows, but a prompt's
+prefill costs the same FLOPs batched or not. So the batched speed-up over one prompt at a time
+can be at most (prefill + decode, one at a time) / (prefill per prompt, batched): the
+``bound_free_decode`` this prints, the speed-up if the batched decode cost nothing.
+
+``--lists N``: instead, ``realmodels.generate`` samples N prompts' lists (64 new tokens, batches
+of 64, seed 3) with the prompt pass in row slices and in one pass: seconds, and how many lists
+are the same.
+
+``--smoke``: a tiny random Llama with SmolLM2's tokenizer, 4 prompts x 4 tokens: proves it runs."""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ecosim.engine import seeds
+from ecosim.substrates.hf import text
+from ecosim.substrates.hf.realmodels import (PREFILL_TOKENS, autocast, encode, left_pad, load, load_tokenizer,
+                                            precision, render, row_chunked_prefill)
+
+NAME = "smollm2-135m-instruct"
+
+
+def split(model, ids, attn, max_new: int, keep: dict | None = None) -> dict:
+    """Seconds of the prefill and of the decode steps of one generation from left-padded ``ids``
+    (``keep``: gets the prefill's last logits and first layer's keys, for the check)."""
+    from transformers import DynamicCache
+    gen = torch.Generator().manual_seed(0)
+    cache = DynamicCache(config=model.config)
+    pos = (attn.cumsum(1) - 1).clamp(min=0)
+    t0 = time.perf_counter()
+    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True,
+                logits_to_keep=1)
+    t_pre = time.perf_counter() - t0
+    if keep is not None:
+        keep.update(logits=out.logits[:, -1].clone(), keys=cache.layers[0].keys.clone())
+    nxt = torch.softmax(out.logits[:, -1].float(), -1).multinomial(1, generator=gen)
+    pos = pos[:, -1:]
+    t0 = time.perf_counter()
+    for _ in range(max_new - 1):
+        attn, pos = torch.cat([attn, torch.ones_like(attn[:, :1])], 1), pos + 1
+        out = model(input_ids=nxt, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True)
+        nxt = torch.softmax(out.logits[:, -1].float(), -1).multinomial(1, generator=gen)
+    return {"prefill_s": t_pre, "decode_s": time.perf_counter() - t0}
+
+
+def numbers_prompts(tok, n: int) -> list[str]:
+    """The numbers channel's first ``n`` two-shot prompts, rendered with no system message."""
+    return [render(tok, "", t.user, t.prefill) for t in text.tasks("numbers", n, seeds.rng(0, 0), shots=2)]
+
+
+def lists(model, tok, a) -> int:
+    """``--lists``: the same sampled lists with the prompt pass in row slices and in one pass?"""
+    from ecosim.substrates.hf import realmodels
+    prompts = numbers_prompts(tok, a.lists)
+    out, secs = {}, {}
+    for how, tokens in (("row_slices", PREFILL_TOKENS), ("one_pass", 10 ** 9)):
+        realmodels.PREFILL_TOKENS = tokens
+        t0 = time.perf_counter()
+        with autocast("auto"):
+            out[how] = realmodels.generate(model, tok, prompts, a.max_new, 1.0, seed=3, batch=64)
+        secs[how] = time.perf_counter() - t0
+    realmodels.PREFILL_TOKENS = PREFILL_TOKENS
+    same = sum(x == y for x, y in zip(out["row_slices"], out["one_pass"]))
+    res = {"command": " ".join([Path(sys.executable).name] + sys.argv), "lists": a.lists, "max_new": a.max_new,
+           "seconds": secs, "same_lists": same, "precision": precision("auto", "cpu"), "threads": a.threads}
+    print(f"{a.lists} lists: row slices {secs['row_slices']:.1f} s, one pass {secs['one_pass']:.1f} s; "
+          f"the same lists: {same}/{a.lists}")
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(res, indent=1))
+        print(f"wrote {a.out}")
+    return 0 if same == a.lists else 1
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--max-new", type=int, default=64, help="the numbers channel's text.MAX_NEW_TOKENS")
+    ap.add_argument("--single", type=int, default=4, help="prompts timed one at a time")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lists", type=int, default=None, help="compare realmodels.generate's lists instead")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    if a.smoke:
+        from transformers import LlamaConfig, LlamaForCausalLM
+        tok = load_tokenizer(NAME)
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                             pad_token_id=tok.pad_token_id)).eval()
+        a.batch, a.max_new, a.single = 8, 4, 2
+    else:
+        r = load(NAME)
+        model, tok = r.model, r.tok
+    prompts = numbers_prompts(tok, a.batch)
+    mode = precision("auto", "cpu")
+    if a.lists:
+        return lists(model, tok, a)
+    enc = encode(tok, prompts)
+    with torch.no_grad(), autocast("auto"):
+        split(model, *left_pad(enc[:2], tok.pad_token_id), 2)  # warm-up
+        ids, attn = left_pad(enc, tok.pad_token_id)
+        whole, sliced = {}, {}
+        batched = split(model, ids, attn, a.max_new, whole)
+        with row_chunked_prefill(model, 4 * ids.shape[1] if a.smoke else None):
+            batched_rows = split(model, ids, attn, a.max_new, sliced)
+        same = all(torch.equal(whole[k], sliced[k]) for k in whole)
+        ones = [split(model, *left_pad([e], tok.pad_token_id), a.max_new) for e in enc[:a.single]]
+    n = len(enc)
+    per = {"batched": {k: v / n for k, v in batched.items()},
+           "batched_row_slices": {k: v / n for k, v in batched_rows.items()},
+           "one_at_a_time": {k: sum(o[k] for o in ones) / len(ones) for k in ("prefill_s", "decode_s")}}
+    total = {k: sum(v.values()) for k, v in per.items()}
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    res = {"command": " ".join([Path(sys.executable).name] + sys.argv), "model": "tiny random Llama" if a.smoke else NAME,
+           "precision": mode, "threads": a.threads, "batch": n, "max_new": a.max_new, "single": len(ones),
+           "prompt_tokens_mean": sum(map(len, enc)) / n, "padded_length": int(ids.shape[1]),
+           "prefill_tokens_per_slice": 4 * ids.shape[1] if a.smoke else PREFILL_TOKENS,
+           "row_slices_same_logits_and_cache": same,
+           "batched_seconds": batched, "batched_row_slices_seconds": batched_rows,
+           "per_prompt_s": per, "per_prompt_total_s": total,
+           "speedup": total["one_at_a_time"] / total["batched"],
+           "speedup_row_slices": total["one_at_a_time"] / total["batched_row_slices"],
+           "bound_free_decode": total["one_at_a_time"] / per["batched"]["prefill_s"],
+           "bound_free_decode_row_slices": total["one_at_a_time"] / per["batched_row_slices"]["prefill_s"],
+           "process_user_s": ru.ru_utime, "process_sys_s": ru.ru_stime, "max_rss_gb": ru.ru_maxrss / 1e6}
+    print(f"{res['model']}, {mode}, {a.threads} threads; {n} prompts of {res['prompt_tokens_mean']:.0f} tokens "
+          f"(padded to {res['padded_length']}) x {a.max_new} new")
+    for k, v in per.items():
+        print(f"  {k:14} per prompt: prefill {v['prefill_s']:.3f} s, decode {v['decode_s']:.3f} s, total {total[k]:.3f} s")
+    print(f"  batched speed-up {res['speedup']:.2f}x (prefill in row slices {res['speedup_row_slices']:.2f}x, "
+          f"the same logits and cache: {same}); with a free batched decode at most {res['bound_free_decode']:.2f}x "
+          f"({res['bound_free_decode_row_slices']:.2f}x in row slices); "
+          f"process user {ru.ru_utime:.0f} s, sys {ru.ru_stime:.0f} s")
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(res, indent=1))
+        print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
