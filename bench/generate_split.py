@@ -22,7 +22,7 @@ can be at most (prefill + decode, one at a time) / (prefill per prompt, batched)
 of 64, seed 3) with the prompt pass in row slices and in one pass: seconds, and how many lists
 are the same.
 
-``--smoke``: a tiny random Llama with SmolLM2's tokenizer, 4 prompts x 4 tokens: proves it runs."""
+``--smoke``: a tiny random Llama with SmolLM2's tokenizer, 8 prompts x 4 tokens: proves it runs."""
 from __future__ import annotations
 
 import argparse
@@ -75,13 +75,15 @@ def lists(model, tok, a) -> int:
     from ecosim.substrates.hf import realmodels
     prompts = numbers_prompts(tok, a.lists)
     out, secs = {}, {}
-    for how, tokens in (("row_slices", PREFILL_TOKENS), ("one_pass", 10 ** 9)):
-        realmodels.PREFILL_TOKENS = tokens
-        t0 = time.perf_counter()
-        with autocast("auto"):
-            out[how] = realmodels.generate(model, tok, prompts, a.max_new, 1.0, seed=3, batch=64)
-        secs[how] = time.perf_counter() - t0
-    realmodels.PREFILL_TOKENS = PREFILL_TOKENS
+    try:
+        for how, tokens in (("row_slices", PREFILL_TOKENS), ("one_pass", 10 ** 9)):  # 10**9: never sliced
+            realmodels.PREFILL_TOKENS = tokens
+            t0 = time.perf_counter()
+            with autocast("auto"):
+                out[how] = realmodels.generate(model, tok, prompts, a.max_new, 1.0, seed=3, batch=64)
+            secs[how] = time.perf_counter() - t0
+    finally:
+        realmodels.PREFILL_TOKENS = PREFILL_TOKENS
     same = sum(x == y for x, y in zip(out["row_slices"], out["one_pass"]))
     res = {"command": " ".join([Path(sys.executable).name] + sys.argv), "lists": a.lists, "max_new": a.max_new,
            "seconds": secs, "same_lists": same, "precision": precision("auto", "cpu"), "threads": a.threads}
@@ -116,11 +118,10 @@ def main(argv=None) -> int:
     else:
         r = load(NAME)
         model, tok = r.model, r.tok
-    prompts = numbers_prompts(tok, a.batch)
-    mode = precision("auto", "cpu")
     if a.lists:
         return lists(model, tok, a)
-    enc = encode(tok, prompts)
+    mode = precision("auto", "cpu")
+    enc = encode(tok, numbers_prompts(tok, a.batch))
     with torch.no_grad(), autocast("auto"):
         split(model, *left_pad(enc[:2], tok.pad_token_id), 2)  # warm-up
         ids, attn = left_pad(enc, tok.pad_token_id)

@@ -386,9 +386,9 @@ class GiveUp:
 
 
 # Padded prompt tokens one prefill pass takes on a CPU (``row_chunked_prefill``). Measured with
-# bench/generate_split.py (2-core AMD EPYC, fp32, 2026-12-04): the prefill of 64 two-shot prompts
-# (padded to 250 tokens) took 49-52 s in one pass and 28-36 s in slices of 8 rows (2,000 tokens),
-# with the same logits and cache bit for bit.
+# bench/generate_split.py (2-core AMD EPYC, fp32, 2026-12-04; docs/results.md, "Speed"): the
+# prefill of 64 two-shot prompts (padded to 250 tokens) took 0.74-0.93 s a prompt in one pass and
+# 0.62 s in slices of 8 rows (2,000 tokens), with the same logits and cache bit for bit.
 PREFILL_TOKENS = 2048
 
 
