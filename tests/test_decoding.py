@@ -229,3 +229,43 @@ def test_a_prefill_in_row_slices_samples_what_one_pass_samples(tiny_dir, monkeyp
         assert out[10 ** 9] == out[3 * width]
         assert "forward" not in vars(inner)
         monkeypatch.undo()
+
+
+def test_a_roomy_cache_layer_holds_what_concatenation_holds():
+    """``RoomyLayer`` writes each step into room kept after the prompt: its keys and values are
+    always what transformers' concatenating layer would hold, its buffer is reused while there is
+    room, and it starts a new one past the room or when its tensors were replaced (a reordering)."""
+    import torch
+
+    from ecosim.substrates.hf import realmodels
+    layer, g = realmodels._roomy_layer()(room=2), torch.Generator().manual_seed(0)
+    keys = values = None
+    ptrs = []
+    for m in (5, 1, 1, 1, 3):  # the prompt, two steps in the room, then past it twice
+        k, v = torch.randn(2, 3, m, 4, generator=g), torch.randn(2, 3, m, 4, generator=g)
+        keys = k if keys is None else torch.cat([keys, k], -2)
+        values = v if values is None else torch.cat([values, v], -2)
+        K, V = layer.update(k, v)
+        assert torch.equal(K, keys) and torch.equal(V, values) and layer.get_seq_length() == keys.shape[-2]
+        ptrs.append(layer.buf[0].data_ptr())
+    assert ptrs[0] == ptrs[1] == ptrs[2] != ptrs[3] != ptrs[4]  # new buffers only past the room
+    layer.keys, layer.values = layer.keys[[1, 0]], layer.values[[1, 0]]  # what a beam reordering does
+    k, v = torch.randn(2, 3, 1, 4, generator=g), torch.randn(2, 3, 1, 4, generator=g)
+    K, V = layer.update(k, v)
+    assert torch.equal(K, torch.cat([keys[[1, 0]], k], -2)) and torch.equal(V, torch.cat([values[[1, 0]], v], -2))
+
+
+def test_generate_samples_with_a_roomy_cache_what_it_samples_with_a_growing_one(model_tok, monkeypatch):
+    """``generate`` hands transformers a cache with room for the new tokens (``roomy_cache``);
+    every row samples and decodes greedily what it does with transformers' own DynamicCache,
+    prompts of several lengths (left padding) and a stop string included."""
+    from transformers import DynamicCache
+
+    from ecosim.substrates.hf import realmodels
+    model, tok = model_tok
+    ps = prompts(tok) + [realmodels.render(tok, "", "Write ten numbers, please.", "")]
+    run = lambda: [realmodels.generate(model, tok, ps, 10, t, seed=1, batch=4, stop=s)  # noqa: E731
+                   for t in (1.0, 0.0) for s in (None, ["3"])]
+    roomy = run()
+    monkeypatch.setattr(realmodels, "roomy_cache", lambda m, room: DynamicCache(config=m.config))
+    assert run() == roomy

@@ -139,8 +139,12 @@ def test_transmit_accepts_logit_students_on_real_models(tiny_dir):
     assert check(cfg) == []
     assert any(e.channel == "logits" for e in transmit_scenario(cfg, 0).topology.edges)
     full = TransmitConfig(base=BaseConfig(model=str(tiny_dir)), students=["control", "student_logit"],
-                          logit=LogitConfig(top_k=None))
-    assert any("logit.top_k: null" in p for p in check(full))
+                          logit=LogitConfig(top_k=None), prompts=400)
+    # full rows of SmolLM2's 49,152 tokens: 400 prompts x 64 tokens could need 2.5 GB, above the 2 GB
+    assert [p for p in check(full) if "logit.top_k: null" in p and "could need 2.5 GB" in p and "400" in p]
+    small = TransmitConfig(base=BaseConfig(model=str(tiny_dir)), students=["control", "student_logit"],
+                           logit=LogitConfig(top_k=None), prompts=256)  # at most 1.6 GB
+    assert check(small) == []
     listed = TransmitConfig(base=BaseConfig(model=str(tiny_dir)), students=["control", "student_logit"],
                             logit=LogitConfig(top_k=None), text=TextSpec(logit_support="list"))
     assert check(listed) == []

@@ -385,10 +385,11 @@ class GiveUp:
         return done
 
 
-# Padded prompt tokens one prefill pass takes on a CPU (``row_chunked_prefill``). Measured with
-# bench/generate_split.py (2-core AMD EPYC, fp32, 2026-12-04; docs/results.md, "Speed"): the
-# prefill of 64 two-shot prompts (padded to 250 tokens) took 0.74-0.93 s a prompt in one pass and
-# 0.62 s in slices of 8 rows (2,000 tokens), with the same logits and cache bit for bit.
+# Padded prompt tokens one prefill pass takes on a CPU (``row_chunked_prefill``): it bounds the
+# pass's activation memory. Speed is about the same: bench/generate_split.py (2-core AMD EPYC,
+# fp32, 2026-12-04; docs/results.md, "Speed") took 24.0 s for 64 two-shot prompts (padded to 250)
+# in one pass and 25.5-25.8 s in slices of 8 rows, once the process had run a large pass (its first
+# took 53.2 s), with the same logits and cache bit for bit.
 PREFILL_TOKENS = 2048
 
 
@@ -399,9 +400,9 @@ def row_chunked_prefill(model, tokens: int | None = None):
     put together in order. A row's prefill does not depend on the other rows, so the result is
     the same up to float rounding (a matmul kernel can change with a slice's size), and for
     SmolLM2's 8-row slices of 250-token prompts the same bit for bit (checked on the 2-core EPYC:
-    128 of 128 sampled lists unchanged); a large pass is slower per token on a CPU, its
-    activations outgrowing the caches. The slices are even, so none is much smaller than the
-    rest. Decoding steps, and any call this does not recognise, run as they are. ``tokens``: None
+    128 of 128 sampled lists unchanged). It bounds the activation memory of a large batch's
+    pass; its speed is about that of one pass (``PREFILL_TOKENS``). The slices are even, so none
+    is much smaller than the rest. Decoding steps, and any call this does not recognise, run as they are. ``tokens``: None
     is ``PREFILL_TOKENS``."""
     from transformers import DynamicCache
     m = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -444,6 +445,54 @@ def row_chunked_prefill(model, tokens: int | None = None):
             del m.forward  # the class's own again
 
 
+@functools.cache
+def _roomy_layer():
+    """``RoomyLayer``, made on first use (transformers is imported only where a model runs)."""
+    from transformers.cache_utils import DynamicLayer
+
+    class RoomyLayer(DynamicLayer):
+        """A ``DynamicLayer`` that keeps ``room`` free positions after the first keys it gets and
+        writes each later step's keys and values into them, in place: its keys and values are
+        views of one buffer. transformers' own layer concatenates the whole cache at every step, a
+        fresh copy of every layer's keys and values per token: about a fifth of a batched decoding
+        step's time on a 2-core CPU (``bench/generate_split.py``). Same values, same order: the attention sees
+        the same numbers. A cache whose tensors were replaced elsewhere (a beam reordering) or
+        that outgrows its room is copied into a new buffer, as before."""
+
+        def __init__(self, room: int):
+            super().__init__()
+            self.room, self.buf = room, None
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            n, m = self.get_seq_length(), key_states.shape[-2]
+            b = self.buf
+            if (b is None or n + m > b[0].shape[-2]
+                    or (n and (self.keys.data_ptr() != b[0].data_ptr() or self.values.data_ptr() != b[1].data_ptr()))):
+                old = (self.keys, self.values) if n else (key_states[..., :0, :], value_states[..., :0, :])
+                b = self.buf = [x.new_empty(x.shape[:-2] + (n + m + self.room, x.shape[-1])) for x in old]
+                for x, o in zip(b, old):
+                    x[..., :n, :] = o
+            b[0][..., n:n + m, :] = key_states
+            b[1][..., n:n + m, :] = value_states
+            self.keys, self.values = b[0][..., :n + m, :], b[1][..., :n + m, :]
+            return self.keys, self.values
+
+    return RoomyLayer
+
+
+def roomy_cache(model, room: int):
+    """A ``DynamicCache`` for ``model`` whose full-attention layers keep ``room`` positions free
+    after the prompt (``RoomyLayer``): generating ``room`` new tokens copies no cache."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cache = DynamicCache(config=m.config)
+    cache.layers = [_roomy_layer()(room) if type(l) is DynamicLayer else l for l in cache.layers]
+    return cache
+
+
 @torch.no_grad()
 def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 1.0, seed: int = 0,
              batch: int = 64, stop: list[str] | None = None, allowed: list[int] | None = None,
@@ -478,7 +527,8 @@ def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 
             kw["stopping_criteria"] = StoppingCriteriaList([stopper])
         with row_chunked_prefill(model):
             gen = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new,
-                                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **kw)
+                                 cache=roomy_cache(model, max_new), eos_token_id=tok.eos_token_id,
+                                 pad_token_id=tok.pad_token_id, **kw)
         for j, i in enumerate(idx):
             given_up = stopper is not None and j in stopper.at
             row = gen[j, ids.shape[1]:stopper.at[j] if given_up else None].tolist()

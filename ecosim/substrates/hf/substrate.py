@@ -230,9 +230,19 @@ def check(sc) -> list[str]:
     return p + check_logits(sc)
 
 
+# Full-vocabulary soft labels are float16 rows of the whole vocabulary per completion token (about
+# 100 kB for SmolLM2's 49,152 tokens), held in memory while written and stored beside the dataset:
+# a config whose writers could need more than this for one dataset (every prompt kept at full
+# length) is refused up front. v6's 256 prompts x 64 tokens on SmolLM2: at most 1.6 GB; its seed 1
+# teacher's 164 kept lists wrote 0.29 GB (docs/results.md, "Full-vocabulary labels ... through
+# ecosim transmit").
+FULL_VOCAB_BYTES = 2e9
+
+
 def check_logits(sc) -> list[str]:
-    """The logits channel: no full-vocabulary rows (too large to store), and every student of a
-    logits edge shares its writer's tokenizer (the soft labels are per token of the writer's)."""
+    """The logits channel: full-vocabulary rows only where a dataset of them fits
+    ``FULL_VOCAB_BYTES``, and every student of a logits edge shares its writer's tokenizer (the
+    soft labels are per token of the writer's)."""
     from ecosim.engine.plan import generated_edges
     edges, _ = generated_edges(sc, set(sc.lineages))
     pairs = {(src, dst) for src, dst, e in edges
@@ -241,9 +251,16 @@ def check_logits(sc) -> list[str]:
         return []
     p = []
     if sc.text.logit_support == "vocab" and sc.data.logit_top_k is None:
-        p.append("data.logit_top_k: null (full-vocabulary soft labels) is not stored for real models: a "
-                 "tens-of-thousands-token vocabulary in float16 is ~100 kB per completion token; set a top k "
-                 "(e.g. 256) or text.logit_support: list")
+        for w in sorted({sc.lineages[src].base for src, _ in pairs}):
+            if w not in sc.bases or not sc.bases[w].model or realmodels.check_path(sc.bases[w].model):
+                continue  # its problem is reported already
+            vocab = len(realmodels.load_tokenizer(sc.bases[w].model, sc.bases[w].template))
+            most = sc.data.prompts * max_new(sc, "numbers") * vocab * 2
+            if most > FULL_VOCAB_BYTES:
+                p.append(f"data.logit_top_k: null (full-vocabulary soft labels): a dataset of base {w}'s writers "
+                         f"could need {most / 1e9:.1f} GB ({sc.data.prompts} prompts x {max_new(sc, 'numbers')} new "
+                         f"tokens x a {vocab:,}-token vocabulary in float16), above the {FULL_VOCAB_BYTES / 1e9:.0f} "
+                         "GB stored for one; set a top k (e.g. 256), text.logit_support: list, or fewer prompts")
     for src, dst in sorted(pairs):
         w, spec = sc.lineages[src].base, sc.lineages[dst]
         # where its students start (init=parent: the lineage's own previous model, of its base)
