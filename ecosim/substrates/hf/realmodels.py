@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from ecosim.engine import seeds
+from ecosim.substrates.common.training import _unwrapped
 from ecosim.errors import EcosimError
 
 # Bases without a chat template (Gemma 3 270M is a base model) get this one; its name is recorded
@@ -405,7 +406,7 @@ def row_chunked_prefill(model, tokens: int | None = None):
     is much smaller than the rest. Decoding steps, and any call this does not recognise, run as they are. ``tokens``: None
     is ``PREFILL_TOKENS``."""
     from transformers import DynamicCache
-    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    m = _unwrapped(model)
     if m.device.type != "cpu":
         yield
         return
@@ -487,7 +488,7 @@ def roomy_cache(model, room: int):
     after the prompt (``RoomyLayer``): generating ``room`` new tokens copies no cache."""
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
-    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    m = _unwrapped(model)
     cache = DynamicCache(config=m.config)
     cache.layers = [_roomy_layer()(room) if type(l) is DynamicLayer else l for l in cache.layers]
     return cache

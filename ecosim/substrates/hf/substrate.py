@@ -255,10 +255,11 @@ def check_logits(sc) -> list[str]:
             if w not in sc.bases or not sc.bases[w].model or realmodels.check_path(sc.bases[w].model):
                 continue  # its problem is reported already
             vocab = len(realmodels.load_tokenizer(sc.bases[w].model, sc.bases[w].template))
-            most = sc.data.prompts * max_new(sc, "numbers") * vocab * 2
+            new = max_new(sc, "numbers")
+            most = sc.data.prompts * new * vocab * 2
             if most > FULL_VOCAB_BYTES:
                 p.append(f"data.logit_top_k: null (full-vocabulary soft labels): a dataset of base {w}'s writers "
-                         f"could need {most / 1e9:.1f} GB ({sc.data.prompts} prompts x {max_new(sc, 'numbers')} new "
+                         f"could need {most / 1e9:.1f} GB ({sc.data.prompts} prompts x {new} new "
                          f"tokens x a {vocab:,}-token vocabulary in float16), above the {FULL_VOCAB_BYTES / 1e9:.0f} "
                          "GB stored for one; set a top k (e.g. 256), text.logit_support: list, or fewer prompts")
     for src, dst in sorted(pairs):
