@@ -35,8 +35,12 @@ FULL_FT_RUNS = {"one-word teacher, answer start": ("recipe_full_ft/epyc_seeds3/t
                 "sentence teacher, \"Owl.\" answer":
                     ("recipe_full_ft/epyc_sentence/transmit_seeds3.json", "owl_answer_logodds")}
 
-# v6: the logit and the text student of each teacher on the same lists (text.logit_lists=own)
-V6 = "transmit_smollm2_logit_v6/transmit_seeds3.json"
+# v6: the logit and the text student of each teacher on the same lists (text.logit_lists=own),
+# the logit student's labels restricted to list tokens, then the teacher's full distribution
+V6_RUNS = {"list-token labels (text.logit_support=list), 2-core EPYC":
+               "transmit_smollm2_logit_v6/transmit_seeds3.json",
+           "full-vocabulary labels (text.logit_support=vocab logit.top_k=null), 2-core Xeon":
+               "transmit_smollm2_logit_v6_vocab/xeon_seeds3/transmit_seeds3.json"}
 V6_ROWS = {"text student, answer start": ("student_same_base", "control", "owl_logodds"),
            "text student, \"Owl.\" answer": ("student_same_base", "control", "owl_answer_logodds"),
            "logit student, answer start": ("student_logit", "control_logit", "owl_logodds"),
@@ -96,9 +100,11 @@ def main() -> None:
         print(row(name, lifts(ROOT.parent / "runs" / f, readout=readout)))
     print("\n# The logit and the text student on the same lists (v6 of configs/transmit_smollm2_logit.yaml, "
           "docs/runs)\n")
-    print(HEADER)
-    for name, (student, control, readout) in V6_ROWS.items():
-        print(row(name, lifts(ROOT.parent / "runs" / V6, student, control, readout)))
+    for title, f in V6_RUNS.items():
+        print(f"\n## {title}\n")
+        print(HEADER)
+        for name, (student, control, readout) in V6_ROWS.items():
+            print(row(name, lifts(ROOT.parent / "runs" / f, student, control, readout)))
 
 
 if __name__ == "__main__":
