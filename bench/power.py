@@ -99,7 +99,7 @@ def main() -> None:
     for name, (f, readout) in FULL_FT_RUNS.items():
         print(row(name, lifts(ROOT.parent / "runs" / f, readout=readout)))
     print("\n# The logit and the text student on the same lists (v6 of configs/transmit_smollm2_logit.yaml, "
-          "docs/runs)\n")
+          "docs/runs)")
     for title, f in V6_RUNS.items():
         print(f"\n## {title}\n")
         print(HEADER)

@@ -401,10 +401,11 @@ def row_chunked_prefill(model, tokens: int | None = None):
     put together in order. A row's prefill does not depend on the other rows, so the result is
     the same up to float rounding (a matmul kernel can change with a slice's size): for
     SmolLM2's 8-row slices of 250-token prompts the same bit for bit on a 2-core EPYC (128 of 128
-    sampled lists unchanged), not on a 2-core Xeon (``bench/generate_split.py``). It bounds the activation memory of a large batch's
-    pass; its speed is about that of one pass (``PREFILL_TOKENS``). The slices are even, so none
-    is much smaller than the rest. Decoding steps, and any call this does not recognise, run as they are. ``tokens``: None
-    is ``PREFILL_TOKENS``."""
+    sampled lists unchanged), not on a 2-core Xeon (``bench/generate_split.py``). It bounds the
+    activation memory of a large batch's pass; its speed is about that of one pass
+    (``PREFILL_TOKENS``). The slices are even, so none is much smaller than the rest. Decoding
+    steps, and any call this does not recognise, run as they are. ``tokens``: None is
+    ``PREFILL_TOKENS``."""
     from transformers import DynamicCache
     m = _unwrapped(model)
     if m.device.type != "cpu":
