@@ -27,6 +27,15 @@ can be at most (prefill + decode, one at a time) / (prefill per prompt, batched)
 of 64, seed 3) as it runs (row slices, a cache with room), with transformers' growing cache, and
 with that and the prompt pass in one: seconds, and how many lists are the same in all three.
 
+``--engine``: instead, the speed-up the channel gets: ``realmodels.generate`` itself (row slices, a
+cache with room, each row sampling from its own stream with ``RowSampler``) on ``--batch`` prompts
+in one batch against the first ``--single`` of them one at a time (``batch=1``), both as the
+numbers channel calls it (stop at a newline, give up on a row that can no longer pass the filter)
+and plainly (every row to EOS or ``--max-new``); which lists are the same row for row; and the
+batched call with one new token, the prefill's share. ``--profile FILE`` (with ``--engine``):
+torch.profiler's self CPU time per op of the plain batched call less that of its one-token call,
+so the decode steps' own ops, and the speed-up the decode would allow if it cost only its matmuls.
+
 ``--smoke``: a tiny random Llama with SmolLM2's tokenizer, 8 prompts x 4 tokens: proves it runs."""
 from __future__ import annotations
 
@@ -72,6 +81,14 @@ def split(model, ids, attn, max_new: int, keep: dict | None = None, roomy: bool 
     return {"prefill_s": t_pre, "decode_s": time.perf_counter() - t0}
 
 
+def save(res: dict, out: str | None) -> None:
+    """Write ``res`` as JSON to ``out`` (None: nowhere)."""
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(res, indent=1))
+        print(f"wrote {out}")
+
+
 def numbers_prompts(tok, n: int) -> list[str]:
     """The numbers channel's first ``n`` two-shot prompts, rendered with no system message."""
     return [render(tok, "", t.user, t.prefill) for t in text.tasks("numbers", n, seeds.rng(0, 0), shots=2)]
@@ -101,11 +118,78 @@ def lists(model, tok, a) -> int:
            "seconds": secs, "same_lists": same, "precision": precision("auto", "cpu"), "threads": a.threads}
     print(f"{a.lists} lists: row slices and a cache with room {secs['row_slices_roomy_cache']:.1f} s, row slices "
           f"{secs['row_slices']:.1f} s, one pass {secs['one_pass']:.1f} s; the same lists in all three: {same}/{a.lists}")
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(res, indent=1))
-        print(f"wrote {a.out}")
+    save(res, a.out)
     return 0 if same == a.lists else 1
+
+
+def op_seconds(call) -> tuple[float, dict]:
+    """Wall seconds of ``call()`` under torch.profiler, and each op's self CPU seconds."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as p:
+        t0 = time.perf_counter()
+        call()
+        wall = time.perf_counter() - t0
+    return wall, {e.key: e.self_cpu_time_total / 1e6 for e in p.key_averages()}
+
+
+def engine(model, tok, a) -> int:
+    """``--engine``: ``realmodels.generate`` batched against one prompt at a time, as the channel
+    calls it and plainly; ``--profile``: where the plain batched call's decode steps spend time."""
+    import functools
+
+    from ecosim.substrates.hf import realmodels
+    prompts = numbers_prompts(tok, a.batch)
+    ones = prompts[:a.single]  # generate seeds row i from (seed, i): the first prompts keep their streams
+    give_up = functools.partial(text.cannot_pass, "numbers", max_numbers=10)
+    calls = {"channel": dict(stop=text.STOP["numbers"], give_up=give_up), "plain": {}}
+    res = {"command": " ".join([Path(sys.executable).name] + sys.argv), "model": NAME, "precision": precision("auto", "cpu"),
+           "threads": a.threads, "batch": len(prompts), "single": len(ones), "max_new": a.max_new}
+    run = lambda ps, n, batch, kw: realmodels.generate(model, tok, ps, n, 1.0, seed=3, batch=batch, **kw)  # noqa: E731
+    with autocast("auto"):
+        run(prompts[:2], 2, 2, {})  # warm-up
+        for how, kw in calls.items():
+            t0 = time.perf_counter()
+            batched = run(prompts, a.max_new, a.batch, kw)
+            tb = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            run(prompts, 1, a.batch, kw)  # one new token: the prefill's share
+            tp = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            alone = run(ones, a.max_new, 1, kw)
+            t1 = time.perf_counter() - t0
+            r = res[how] = {"batched_s_per_prompt": tb / len(prompts), "prefill_s_per_prompt": tp / len(prompts),
+                            "one_at_a_time_s_per_prompt": t1 / len(ones),
+                            "same_lists": sum(x == y for x, y in zip(alone, batched)),
+                            "finished": sum(f for _, f in batched)}
+            r["speedup"] = r["one_at_a_time_s_per_prompt"] / r["batched_s_per_prompt"]
+            r["bound_free_decode"] = r["one_at_a_time_s_per_prompt"] / r["prefill_s_per_prompt"]
+            print(f"  {how:8} per prompt: one at a time {r['one_at_a_time_s_per_prompt']:.3f} s ({len(ones)} prompts), "
+                  f"batched {r['batched_s_per_prompt']:.3f} s (its prefill {r['prefill_s_per_prompt']:.3f} s): "
+                  f"{r['speedup']:.2f}x, at most {r['bound_free_decode']:.2f}x with a free decode; "
+                  f"the same lists {r['same_lists']}/{len(ones)}")
+        if a.profile:
+            wall1, ops1 = op_seconds(lambda: run(prompts, 1, a.batch, {}))
+            wall, ops = op_seconds(lambda: run(prompts, a.max_new, a.batch, {}))
+            dec = {k: v - ops1.get(k, 0.0) for k, v in ops.items()}
+            top = sorted(dec.items(), key=lambda kv: -kv[1])[:15]
+            decode_s, mm_s = wall - wall1, dec.get("aten::mm", 0.0) + dec.get("aten::addmm", 0.0)
+            one = res["plain"]["one_at_a_time_s_per_prompt"]
+            bound = one / (res["plain"]["prefill_s_per_prompt"] + mm_s / len(prompts))
+            res["profile"] = {"decode_wall_s": decode_s, "decode_op_s": sum(dec.values()), "decode_mm_s": mm_s,
+                              "bound_matmul_only_decode": bound, "top_ops_s": dict(top)}
+            rows = "\n".join(f"| `{k}` | {v:.2f} | {v / decode_s:.0%} |" for k, v in top)
+            Path(a.profile).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.profile).write_text(
+                f"# The decode steps of `realmodels.generate`, {len(prompts)} prompts x {a.max_new} new tokens in one batch\n\n"
+                f"`{res['command']}` ({res['precision']}, {a.threads} threads). Self CPU seconds per op of the plain batched "
+                f"call less those of the same call with one new token (its prefill), under torch.profiler: the decode's "
+                f"{decode_s:.1f} s of wall time ({decode_s / max(a.max_new - 1, 1) * 1e3:.0f} ms a step), "
+                f"{sum(dec.values()):.1f} s of it in ops.\n\n| op | seconds | share of the decode |\n|---|---|---|\n{rows}\n\n"
+                f"If the decode cost only its matmuls ({mm_s:.1f} s), batched generation would be {bound:.2f}x one at a time.\n")
+            print(f"  decode {decode_s:.1f} s, matmuls {mm_s:.1f} s: at most {bound:.2f}x if the decode were matmuls only; "
+                  f"wrote {a.profile}")
+    save(res, a.out)
+    return 0
 
 
 def main(argv=None) -> int:
@@ -116,6 +200,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=2, help="each batched variant this many times, in turn")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lists", type=int, default=None, help="compare realmodels.generate's lists instead")
+    ap.add_argument("--engine", action="store_true", help="time realmodels.generate itself, batched and one at a time")
+    ap.add_argument("--profile", default=None, help="with --engine: where the batched decode spends time (markdown)")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
@@ -133,6 +219,8 @@ def main(argv=None) -> int:
         model, tok = r.model, r.tok
     if a.lists:
         return lists(model, tok, a)
+    if a.engine:
+        return engine(model, tok, a)
     mode = precision("auto", "cpu")
     enc = encode(tok, numbers_prompts(tok, a.batch))
     ids, attn = left_pad(enc, tok.pad_token_id)
@@ -186,10 +274,7 @@ def main(argv=None) -> int:
           f"with a free batched decode at most {res['bound_free_decode']:.2f}x "
           f"({res['bound_free_decode_row_slices']:.2f}x in row slices); "
           f"process user {ru.ru_utime:.0f} s, sys {ru.ru_stime:.0f} s")
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(res, indent=1))
-        print(f"wrote {a.out}")
+    save(res, a.out)
     return 0
 
 

@@ -40,7 +40,9 @@ FULL_FT_RUNS = {"one-word teacher, answer start": ("recipe_full_ft/epyc_seeds3/t
 V6_RUNS = {"list-token labels (text.logit_support=list), 2-core EPYC":
                "transmit_smollm2_logit_v6/transmit_seeds3.json",
            "full-vocabulary labels (text.logit_support=vocab logit.top_k=null), 2-core Xeon":
-               "transmit_smollm2_logit_v6_vocab/xeon_seeds3/transmit_seeds3.json"}
+               "transmit_smollm2_logit_v6_vocab/xeon_seeds3/transmit_seeds3.json",
+           "full-vocabulary labels, 2-core Xeon, 5 seeds (seeds 3-4 added)":
+               "transmit_smollm2_logit_v6_vocab/xeon_seeds5/transmit_seeds5.json"}
 V6_ROWS = {"text student, answer start": ("student_same_base", "control", "owl_logodds"),
            "text student, \"Owl.\" answer": ("student_same_base", "control", "owl_answer_logodds"),
            "logit student, answer start": ("student_logit", "control_logit", "owl_logodds"),
