@@ -137,10 +137,11 @@ def engine(model, tok, a) -> int:
     calls it and plainly; ``--profile``: where the plain batched call's decode steps spend time."""
     import functools
 
+    from ecosim.substrates.common.filters import FilterConfig
     from ecosim.substrates.hf import realmodels
     prompts = numbers_prompts(tok, a.batch)
     ones = prompts[:a.single]  # generate seeds row i from (seed, i): the first prompts keep their streams
-    give_up = functools.partial(text.cannot_pass, "numbers", max_numbers=10)
+    give_up = functools.partial(text.cannot_pass, "numbers", max_numbers=FilterConfig().max_numbers)  # the default filter's
     calls = {"channel": dict(stop=text.STOP["numbers"], give_up=give_up), "plain": {}}
     res = {"command": " ".join([Path(sys.executable).name] + sys.argv), "model": NAME, "precision": precision("auto", "cpu"),
            "threads": a.threads, "batch": len(prompts), "single": len(ones), "max_new": a.max_new}
