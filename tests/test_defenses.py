@@ -159,7 +159,7 @@ generations: 1
 bases: {main: {arch: gpt2, seed: 0, steps: 300}}
 traits: {owl: {kind: preference, category: animal, target: owl}}
 lineages:
-  teacher: {trait: owl}
+  teacher: {trait: owl, student: {steps: 5, batch: 8}}
   sorted: {origin: none, student: {steps: 5, batch: 8}}
 topology: {chain: [teacher], edges: [{src: teacher, dst: sorted, filter: {defenses: [mask_divergent, sort], mask_share: 0.5}}]}
 teacher: {steps: 10, batch: 8}

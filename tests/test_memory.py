@@ -24,6 +24,32 @@ def test_the_peak_sees_an_allocation_that_is_gone_by_the_end():
     assert memory.rss_gb() < before + 0.2
 
 
+def test_release_freezes_what_survives_and_a_closed_pool_thaws_it():
+    """release() freezes the survivors of its collection, so the next one scans only newer
+    objects; a model is still freed by its reference count, and cyclic garbage among the frozen
+    is collected once the in-process pool closes (memory.thaw)."""
+    import gc
+    import weakref
+    from ecosim.engine.pool import LocalPool
+
+    class Cycle:
+        pass
+
+    a, model = Cycle(), torch.nn.Linear(4, 4)
+    a.me = a
+    ra, rm = weakref.ref(a), weakref.ref(model)
+    pool = LocalPool({})
+    memory.release()
+    assert gc.get_freeze_count() > 0
+    del a, model
+    assert rm() is None  # no cycle: freed at once, frozen or not
+    gc.collect()
+    assert ra() is not None  # a frozen cycle waits for the thaw
+    pool.close()
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert ra() is None
+
 def test_a_task_record_carries_its_peak():
     rec = with_peak(lambda: {"node": "a/g0"})()
     pairs = with_peak(lambda: [([], {"kept": 1}), ([], {"kept": 2})])()

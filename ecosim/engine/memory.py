@@ -26,12 +26,25 @@ def rss_gb() -> float | None:
 def release() -> None:
     """Collect garbage and hand the C heap's free pages back to the system (glibc's
     ``malloc_trim``): after a task frees a model or a batch of logits, the process's resident size
-    otherwise stays at its peak, and the next task's peak starts from there."""
+    otherwise stays at its peak, and the next task's peak starts from there.
+
+    What survives the collection is then frozen (``gc.freeze``): the next release scans only what
+    came after it. torch's and transformers' imports alone leave about 0.5 M objects, and a full
+    collection over them took 0.24 s a task, a quarter of the default test run's time. A model
+    is freed by its reference count, frozen or not; only garbage in reference cycles waits, until
+    ``thaw`` (a run's end)."""
     gc.collect()
+    gc.freeze()
     try:
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
         pass
+
+
+def thaw() -> None:
+    """Hand what ``release`` froze back to the collector (``gc.unfreeze``): a process that goes on
+    after a run (a notebook, the test session) collects it as before."""
+    gc.unfreeze()
 
 
 class Peak:

@@ -13,6 +13,7 @@ import time
 
 from ecosim.errors import EcosimError
 from ecosim.engine.lineage import Lineage
+from ecosim.engine.memory import thaw
 
 
 class LocalPool:
@@ -45,6 +46,7 @@ class LocalPool:
     def close(self):
         import torch
         self.lineages.clear()
+        thaw()  # what this process froze while its lineages ran (memory.release)
         torch.set_num_threads(self.threads)
 
 
