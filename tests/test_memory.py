@@ -50,6 +50,7 @@ def test_release_freezes_what_survives_and_a_closed_pool_thaws_it():
     gc.collect()
     assert ra() is None
 
+
 def test_a_task_record_carries_its_peak():
     rec = with_peak(lambda: {"node": "a/g0"})()
     pairs = with_peak(lambda: [([], {"kept": 1}), ([], {"kept": 2})])()

@@ -32,7 +32,7 @@ def release() -> None:
     came after it. torch's and transformers' imports alone leave about 0.5 M objects, and a full
     collection over them took 0.24 s a task, a quarter of the default test run's time. A model
     is freed by its reference count, frozen or not; only garbage in reference cycles waits, until
-    ``thaw`` (a run's end)."""
+    ``thaw`` (the in-process pool's close at a run's end) or, in a Ray actor, the actor's end."""
     gc.collect()
     gc.freeze()
     try:
