@@ -14,6 +14,10 @@ chat_template.jinja, config.json), e.g. a converted GGUF's directory in $ECOSIM_
 2. timing, SmolLM2's shape (30 layers, width 576): generation of the numbers channel's prompts in
    one batch of ``--batch`` rows x ``--max-new`` tokens (every row runs all its tokens), in fp32
    and bf16; LoRA training steps at ``--train-batch`` (rank 8, every projection) in fp32.
+3. with ``--recipes``: both published recipes' configs (configs/recipe_constrained_lora.yaml:
+   constrained decoding; configs/recipe_full_ft.yaml with a sentence teacher trained to a target:
+   full students on a linear schedule) end to end on the tiny model, and a full fine-tune step's
+   time beside the LoRA one.
 It prints how long one seed of configs/transmit_smollm2_gpu.yaml would take in one process."""
 from __future__ import annotations
 
@@ -87,6 +91,27 @@ def pipeline(tok_dir: Path, work: Path, steps: int) -> float:
     return time.time() - t0
 
 
+# the two published recipes' code paths (constrained decoding; a full fine-tune teacher trained to a
+# target, answering in sentences; full students on a linear schedule) at a toy size on the tiny model
+RECIPES = {"recipe_constrained_lora": [],
+           "recipe_full_ft": ["teacher.answers=sentence", "teacher.check_every=2", "teacher.task_share=0.5",
+                              "teacher.min_kept=0.0"]}
+
+
+def recipes(work: Path) -> float:
+    from ecosim.cli import main
+    t0 = time.time()
+    for name, extra in RECIPES.items():
+        rc = main(["transmit", "--config", str(ROOT / f"configs/{name}.yaml"), "--seeds", "1",
+                   f"base.model={work / 'tiny_a'}", "prompts=64", "train_size=16", "teacher.train.steps=4",
+                   "teacher.train.batch=4", "student.steps=4", "student.batch=8", "eval.samples=2",
+                   "text.batch=32", "compute.threads=4", f"out_dir={work / name}", *extra,
+                   "--json", str(work / f"smoke_{name}.json")])
+        if rc != 0:
+            raise SystemExit(f"smoke {name} failed (rc {rc})")
+    return time.time() - t0
+
+
 @torch.no_grad()
 def time_generation(model, tok, batch: int, max_new: int) -> float:
     tasks = text.tasks("numbers", batch, np.random.default_rng(0), shots=2)
@@ -102,12 +127,12 @@ def time_generation(model, tok, batch: int, max_new: int) -> float:
     return time.time() - t0
 
 
-def time_training(model, tok, batch: int, steps: int) -> float:
+def time_training(model, tok, batch: int, steps: int, mode: str = "lora") -> float:
     tasks = text.tasks("numbers", batch, np.random.default_rng(1), shots=0)
     pairs = [(realmodels.render(tok, "", t.request, t.prefill), " 123, 456, 789, 101, 202, 303, 404, 505, 606, 707.")
              for t in tasks]
     enc = Codec(tok).encode_pairs(pairs)
-    m = with_lora(model, TrainConfig(rank=8, alpha=16))
+    m = with_lora(model, TrainConfig(rank=8, alpha=16)) if mode == "lora" else model.train()
     opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4)
     ids, attn, mask = pad_batch(Codec(tok), enc, device=model.device)
     for i in range(steps + 1):
@@ -132,12 +157,16 @@ def main() -> int:
     ap.add_argument("--train-batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--teach-steps", type=int, default=300, help="steps teaching the tiny models the list format")
+    ap.add_argument("--recipes", action="store_true", help="also run the two published recipes' configs on the tiny model")
     a = ap.parse_args()
     res = {"device": str(compute_device()),
            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
            "torch": torch.__version__}
     res["pipeline_s"] = pipeline(a.tok, a.work, a.teach_steps)
     print(f"pipeline: tiny transmit ran in {res['pipeline_s']:.1f} s", flush=True)
+    if a.recipes:
+        res["recipes_s"] = recipes(a.work)
+        print(f"recipes: both recipes' tiny transmits ran in {res['recipes_s']:.1f} s", flush=True)
     full = random_model(a.tok, a.work / "smollm2_shape")
     tok = realmodels.load_tokenizer(str(full))
     for dt in ("float32", "bfloat16"):
@@ -150,6 +179,11 @@ def main() -> int:
         if dt == "float32":
             res["train_step_s"] = time_training(model, tok, a.train_batch, a.steps)
             print(f"LoRA training fp32: {res['train_step_s'] * 1000:.0f} ms per step of {a.train_batch}", flush=True)
+            if a.recipes:  # a fresh copy: the LoRA timing wrapped this one
+                res["train_full_step_s"] = time_training(realmodels.load(str(full)).model.to(compute_device()), tok,
+                                                         a.train_batch, a.steps, mode="full")
+                print(f"full training fp32: {res['train_full_step_s'] * 1000:.0f} ms per step of {a.train_batch}",
+                      flush=True)
         del model, r
     # one seed of configs/transmit_smollm2_gpu.yaml in one process: two writers, two students
     # (same base and control; Gemma's two more where installed), teachers and measurements ~60 s

@@ -167,6 +167,19 @@ def test_world_base_refuses_autocast():
         load_scenario(scenario_path("quickstart"), ["bases.main.autocast=fp16"])
 
 
+def test_a_bare_off_is_the_word_off_not_a_boolean(tmp_path):
+    """YAML reads a bare ``off`` as false: a setting whose values are words takes it as the word,
+    on the command line and in a file (``'False' is not one of ['off', ...]`` refused it before)."""
+    from ecosim.api import scenario_path
+    from ecosim.engine.schema import load_scenario
+    from ecosim.errors import EcosimError
+    assert load_scenario(scenario_path("quickstart"), ["bases.main.autocast=off"]).bases["main"].autocast == "off"
+    f = tmp_path / "s.yaml"
+    f.write_text(open(scenario_path("quickstart")).read() + "\ntracking: {wandb: off}\n")
+    with pytest.raises(EcosimError, match=r"tracking\.wandb: 'off' is not one of .*did you mean 'offline'"):
+        load_scenario(str(f))
+
+
 def test_autocast_computes_with_the_weights_as_they_are_now():
     """A training loop runs inside one autocast context: a step must see the weights the last
     step made, not a cached bf16 copy of the first (torch's autocast weight cache)."""
@@ -191,6 +204,35 @@ def test_constrained_decoding_names_a_tokenizer_it_cannot_use(model_tok):
     allowed = [i for i in list_token_ids(tok, DECODE_CHARS).tolist() if tok.decode([i]) != ","]
     with pytest.raises(EcosimError, match=r"text.constrained: .*\[','\]"):
         ListGrammar(tok, allowed, 0)
+
+
+def test_the_grammar_masks_a_batch_as_its_rule_does_row_by_row(model_tok):
+    """``ListGrammar`` masks a whole batch from token ids; ``next_ids``, its rule on one row's text,
+    must allow the same tokens for every row not yet finished (rows of random lists the rule
+    permits, ended by EOS and padded as generate pads them, at every length, for 10 and 3 numbers)."""
+    import random
+    import torch
+    from ecosim.substrates.hf.logits import DECODE_CHARS, list_token_ids
+    from ecosim.substrates.hf.realmodels import ListGrammar
+    _, tok = model_tok
+    allowed, rng, start = list_token_ids(tok, DECODE_CHARS).tolist(), random.Random(0), 3
+    for most in (10, 3):
+        g = ListGrammar(tok, allowed, start, most)
+        rows = []
+        for _ in range(60):
+            ids = [rng.randrange(len(tok)) for _ in range(start)]  # a prompt
+            while len(ids) < start + 45 and ids[-1] != tok.eos_token_id:
+                ids.append(rng.choice(g.next_ids(tok.decode(ids[start:], skip_special_tokens=True))))
+            rows.append(ids)
+        width = max(map(len, rows))
+        batch = torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in rows])
+        assert width > start + 2 * most and any(len(r) < width for r in rows)  # long rows and finished ones
+        for n in range(start, width + 1):
+            out = g(batch[:, :n], torch.zeros(len(rows), len(tok)))
+            for j, r in enumerate(rows):
+                if tok.eos_token_id not in r[start:n]:
+                    rule = g.next_ids(tok.decode(r[start:n], skip_special_tokens=True))
+                    assert torch.isfinite(out[j]).nonzero()[:, 0].tolist() == sorted(rule), (most, n, j)
 
 
 def test_a_prefill_in_row_slices_samples_what_one_pass_samples(tiny_dir, monkeypatch):

@@ -296,6 +296,8 @@ def load_config(schema, path: str | None = None, overrides=(), checks=None):
         for key, value in leaves(data):
             if any(key == b or key.startswith(b + ".") for b in bad):
                 continue
+            if isinstance(value, bool) and isinstance(OmegaConf.select(cfg, key, default=None), str):
+                value = "on" if value else "off"  # YAML reads a bare off/on (no/yes) as a boolean
             try:
                 OmegaConf.update(cfg, key, value, merge=True)
             except Exception as e:  # OmegaConf's errors, and ValueError for a mapping where a list goes
