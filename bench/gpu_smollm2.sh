@@ -19,7 +19,9 @@
 #   cannot travel), and merges them into $OUT/transmit_smollm2_gpu.json;
 # or:  [LIMIT=s FULL_SIZE="k=v ..." CONS_SIZE="k=v ..."] bash bench/gpu_smollm2.sh recipes SEEDS
 #   the same for configs/recipe_full_ft.yaml (its teacher answering in sentences) and
-#   configs/recipe_constrained_lora.yaml, SEEDS seeds of each at once, each process cut at LIMIT s.
+#   configs/recipe_constrained_lora.yaml, SEEDS seeds of each at once, each process cut at LIMIT s;
+#   $OUT/runs_NAME.tgz holds each seed's run directory without weights (bench/seed_questions.py
+#   reads its records: the lift per question).
 # 2026-11-26 (H200, 15 minutes of device time in all; 40/54 MiB parts then): setup took 70 s (smoke: docs/bench/gpu_h200_smoke.json);
 # `TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 bash bench/gpu_smollm2.sh run 5 student.steps=160` ran out of its 560 s
 # while the control students trained: 5 parallel seeds took ~10 s per teacher, ~175 s per writer and
@@ -112,6 +114,10 @@ for name in ('recipe_full_ft', 'recipe_constrained_lora'):
         json.dump(res, open('$OUT/' + name + '_gpu.json', 'w'), indent=1)
         print(table(res))"
   rm -f "$OUT"/part_*.json
+  for name in recipe_full_ft recipe_constrained_lora; do  # each seed's records (per question), no weights
+    (cd /tmp/$name 2>/dev/null && tar czf "$OUT/runs_$name.tgz" --ignore-failed-read \
+       seed*/config.yaml seed*/graph.json seed*/metrics.csv seed*/run.json seed*/versions.json seed*/records 2>/dev/null)
+  done
   grep -E "took|kept|seconds| s$" "$OUT/log.txt" | tail -40
   ;;
 *) echo "usage: $0 setup | run SEEDS [key=value ...] | recipes SEEDS"; exit 2 ;;
