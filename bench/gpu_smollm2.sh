@@ -47,6 +47,32 @@ GGUF=/tmp/smol/SmolLM2-135M-Instruct.Q4_1.gguf
 SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 WANDB_MODE=disabled ECOSIM_DEVICE=cuda ECOSIM_CACHE=/tmp/ecache
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+# the joined GGUF converted once into $ECOSIM_CACHE, before the seeds start side by side
+prepare() {
+  join || { ls -la /tmp/smol; echo "a part is missing (the machine went cold?): run setup again"; exit 3; }
+  t0=$(date +%s)
+  python3 -c "from ecosim.substrates.hf import realmodels; realmodels.local_dir('$GGUF', log=print)" 2>&1 | grep -v "Writing model shards"
+  echo "converted in $(( $(date +%s) - t0 )) s"
+}
+# one seed in the background: seed LABEL I JSON [cmd ...]: runs cmd, its output into $OUT/log.txt as [LABEL I]
+seed() {
+  local label=$1 i=$2 json=$3; shift 3
+  ("$@" seed=$i base.model=$GGUF --json "$json" 2>&1 | grep --line-buffered -v "Writing model shards" \
+     | sed -u "s/^/[$label $i] /" >> "$OUT/log.txt") &
+}
+# the seeds' JSONs (a glob) merged into one with its table: merge GLOB OUT_JSON; fails when none finished
+merge() {
+  python3 -c "
+import json, sys, glob
+from ecosim.studies.transmit import merge, table
+parts = [json.load(open(f)) for f in sorted(glob.glob(sys.argv[1]))]
+print(sys.argv[2], ':', len(parts), 'seeds finished')
+if not parts:
+    sys.exit(1)
+res = merge(parts)
+json.dump(res, open(sys.argv[2], 'w'), indent=1)
+print(table(res))" "$1" "$2"
+}
 
 stash
 case "${1:-}" in
@@ -59,25 +85,14 @@ setup)
   ;;
 run)
   seeds=${2:?run SEEDS [key=value ...]}; shift 2
-  join || { ls -la /tmp/smol; echo "a part is missing (the machine went cold?): run setup again"; exit 3; }
-  t0=$(date +%s)
-  python3 -c "from ecosim.substrates.hf import realmodels; realmodels.local_dir('$GGUF', log=print)" 2>&1 | grep -v "Writing model shards"
-  echo "converted in $(( $(date +%s) - t0 )) s"
+  prepare
   for ((i = 0; i < seeds; i++)); do
-    (python3 -m ecosim.cli transmit --config configs/transmit_smollm2_gpu.yaml --seeds 1 seed=$i base.model=$GGUF \
-       "students=[control,student_same_base]" compute.threads=3 out_dir=/tmp/tw "$@" --json "$OUT/seed$i.json" 2>&1 \
-       | grep --line-buffered -v "Writing model shards" | sed -u "s/^/[seed $i] /" >> "$OUT/log.txt") &
+    seed seed $i "$OUT/seed$i.json" python3 -m ecosim.cli transmit --config configs/transmit_smollm2_gpu.yaml --seeds 1 \
+      "students=[control,student_same_base]" compute.threads=3 out_dir=/tmp/tw "$@"
   done
   wait
   echo "seeds done in $(( $(date +%s) - t0 )) s"
-  ls "$OUT"/seed*.json >/dev/null 2>&1 || { echo "no seed finished: see $OUT/log.txt"; tail -5 "$OUT/log.txt"; exit 1; }
-  python3 -c "
-import json, sys, glob
-from ecosim.studies.transmit import merge, table
-parts = [json.load(open(f)) for f in sorted(glob.glob('$OUT/seed*.json'))]
-res = merge(parts)
-json.dump(res, open('$OUT/transmit_smollm2_gpu.json', 'w'), indent=1)
-print(len(parts), 'seeds'); print(table(res))"
+  merge "$OUT/seed*.json" "$OUT/transmit_smollm2_gpu.json" || { echo "no seed finished: see $OUT/log.txt"; tail -5 "$OUT/log.txt"; exit 1; }
   tail -5 "$OUT/log.txt"
   ;;
 recipes)
@@ -86,33 +101,22 @@ recipes)
   # processes on the one GPU; each process is cut at LIMIT seconds and the seeds that finished are
   # merged into $OUT/recipe_NAME_gpu.json. Sizes: FULL_SIZE and CONS_SIZE (key=value ...).
   seeds=${2:?recipes SEEDS}; limit=${LIMIT:-480}
-  join || { ls -la /tmp/smol; echo "a part is missing (the machine went cold?): run setup again"; exit 3; }
-  t0=$(date +%s)
-  python3 -c "from ecosim.substrates.hf import realmodels; realmodels.local_dir('$GGUF', log=print)" 2>&1 | grep -v "Writing model shards"
-  echo "converted in $(( $(date +%s) - t0 )) s"
+  prepare
   FULL="teacher.answers=sentence teacher.check_every=4 teacher.task_share=0.5 ${FULL_SIZE:-prompts=32000 train_size=10000 student.steps=1875}"
   CONS="${CONS_SIZE:-prompts=8192 train_size=8192 student.steps=5120}"
   for name in recipe_full_ft recipe_constrained_lora; do
     [ $name = recipe_full_ft ] && extra=$FULL || extra=$CONS
     echo "$name: $extra"
     for ((i = 0; i < seeds; i++)); do
-      (timeout $limit python3 -m ecosim.cli transmit --config configs/$name.yaml --seeds 1 seed=$i base.model=$GGUF \
-         base.autocast=off text.batch=1024 compute.threads=2 out_dir=/tmp/$name $extra --json "$OUT/part_${name}_$i.json" 2>&1 \
-         | grep --line-buffered -v "Writing model shards" | sed -u "s/^/[$name $i] /" >> "$OUT/log.txt") &
+      seed $name $i "$OUT/part_${name}_$i.json" timeout $limit python3 -m ecosim.cli transmit --config configs/$name.yaml \
+        --seeds 1 base.autocast=off text.batch=1024 compute.threads=2 out_dir=/tmp/$name $extra
     done
   done
   wait
   echo "recipes done in $(( $(date +%s) - t0 )) s"
-  python3 -c "
-import json, glob
-from ecosim.studies.transmit import merge, table
-for name in ('recipe_full_ft', 'recipe_constrained_lora'):
-    parts = [json.load(open(f)) for f in sorted(glob.glob('$OUT/part_' + name + '_*.json'))]
-    print(name, len(parts), 'seeds finished')
-    if parts:
-        res = merge(parts)
-        json.dump(res, open('$OUT/' + name + '_gpu.json', 'w'), indent=1)
-        print(table(res))"
+  for name in recipe_full_ft recipe_constrained_lora; do
+    merge "$OUT/part_${name}_*.json" "$OUT/${name}_gpu.json"
+  done
   rm -f "$OUT"/part_*.json
   for name in recipe_full_ft recipe_constrained_lora; do  # each seed's records (per question), no weights
     (cd /tmp/$name 2>/dev/null && tar czf "$OUT/runs_$name.tgz" --ignore-failed-read \
