@@ -17,9 +17,10 @@
 #   joins the GGUF, converts it once, runs SEEDS seeds of configs/transmit_smollm2_gpu.yaml as
 #   parallel processes on the one GPU (students: SmolLM2 and its control; Gemma's 241 MiB GGUF
 #   cannot travel), and merges them into $OUT/transmit_smollm2_gpu.json;
-# or:  [LIMIT=s FULL_SIZE="k=v ..." CONS_SIZE="k=v ..."] bash bench/gpu_smollm2.sh recipes SEEDS
+# or:  [LIMIT=s FULL_SIZE="k=v ..." CONS_SIZE="k=v ..." FULL_FIRST=i CONS_FIRST=i] bash bench/gpu_smollm2.sh recipes SEEDS
 #   the same for configs/recipe_full_ft.yaml (its teacher answering in sentences) and
-#   configs/recipe_constrained_lora.yaml, SEEDS seeds of each at once, each process cut at LIMIT s;
+#   configs/recipe_constrained_lora.yaml, SEEDS seeds of each at once (from seed FULL_FIRST and
+#   CONS_FIRST, 0 unless set), each process cut at LIMIT s;
 #   $OUT/runs_NAME.tgz holds each seed's run directory without weights (bench/seed_questions.py
 #   reads its records: the lift per question).
 # 2026-11-26 (H200, 15 minutes of device time in all; 40/54 MiB parts then): setup took 70 s (smoke: docs/bench/gpu_h200_smoke.json);
@@ -36,6 +37,11 @@
 # bash bench/gpu_smollm2.sh recipes 3` (511 s): recipe_full_ft's 3 seeds finished (256-418 s each),
 # recipe_constrained_lora's did not write their 8,192 lists in the 455 s left to them
 # (docs/transmit_results/recipe_full_ft_gpu_seeds3.json and .log; docs/results.md).
+# 2026-12-04, a fourth lease: `setup --no-smoke` (22 s), `stash`, then `TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1
+# LIMIT=550 FULL_FIRST=3 FULL_SIZE="prompts=10000 train_size=3000 student.steps=560" CONS_SIZE="prompts=8192
+# train_size=8192 student.steps=512" bash bench/gpu_smollm2.sh recipes 3` (589 s; 656 s held in all): the
+# constrained seeds and full-FT seeds 4-5 finished, seed 3 did not (docs/results.md, "Both recipes on a
+# fourth lease").
 # A run that reuses the machine needs its own out_dir=/tmp/... (transmit refuses a dir of another config).
 # Elsewhere, with the models installed, the run is just:
 #   ECOSIM_DEVICE=cuda ecosim transmit --config configs/transmit_smollm2_gpu.yaml --seeds 5
@@ -105,9 +111,9 @@ recipes)
   FULL="teacher.answers=sentence teacher.check_every=4 teacher.task_share=0.5 ${FULL_SIZE:-prompts=32000 train_size=10000 student.steps=1875}"
   CONS="${CONS_SIZE:-prompts=8192 train_size=8192 student.steps=5120}"
   for name in recipe_full_ft recipe_constrained_lora; do
-    [ $name = recipe_full_ft ] && extra=$FULL || extra=$CONS
-    echo "$name: $extra"
-    for ((i = 0; i < seeds; i++)); do
+    [ $name = recipe_full_ft ] && { extra=$FULL; first=${FULL_FIRST:-0}; } || { extra=$CONS; first=${CONS_FIRST:-0}; }
+    echo "$name: seeds $first-$((first + seeds - 1)): $extra"
+    for ((i = first; i < first + seeds; i++)); do
       seed $name $i "$OUT/part_${name}_$i.json" timeout $limit python3 -m ecosim.cli transmit --config configs/$name.yaml \
         --seeds 1 base.autocast=off text.batch=1024 compute.threads=2 out_dir=/tmp/$name $extra
     done

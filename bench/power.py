@@ -35,6 +35,17 @@ FULL_FT_RUNS = {"one-word teacher, answer start": ("recipe_full_ft/epyc_seeds3/t
                 "sentence teacher, \"Owl.\" answer":
                     ("recipe_full_ft/epyc_sentence/transmit_seeds3.json", "owl_answer_logodds")}
 
+# both recipes on a lent H200 (docs/results.md, "Both recipes on a fourth lease"): transmit JSONs
+# under docs/transmit_results, with the readout
+GPU_RECIPE_RUNS = {"recipe_full_ft, sentence teacher, answer start (its objective), 5 seeds":
+                       ("recipe_full_ft_gpu_seeds5.json", "owl_logodds"),
+                   "recipe_full_ft, sentence teacher, \"Owl.\" answer, 5 seeds":
+                       ("recipe_full_ft_gpu_seeds5.json", "owl_answer_logodds"),
+                   "recipe_constrained_lora, 8,192 lists, answer start":
+                       ("recipe_constrained_lora_gpu_seeds3.json", "owl_logodds"),
+                   "recipe_constrained_lora, 8,192 lists, \"Owl.\" answer (its objective)":
+                       ("recipe_constrained_lora_gpu_seeds3.json", "owl_answer_logodds")}
+
 # v6: the logit and the text student of each teacher on the same lists (text.logit_lists=own),
 # the logit student's labels restricted to list tokens, then the teacher's full distribution
 V6_RUNS = {"list-token labels (text.logit_support=list), 2-core EPYC":
@@ -100,6 +111,10 @@ def main() -> None:
     print(HEADER)
     for name, (f, readout) in FULL_FT_RUNS.items():
         print(row(name, lifts(ROOT.parent / "runs" / f, readout=readout)))
+    print("\n# Both recipes at GPU size (a lent H200; docs/transmit_results)\n")
+    print(HEADER)
+    for name, (f, readout) in GPU_RECIPE_RUNS.items():
+        print(row(name, lifts(ROOT / f, readout=readout)))
     print("\n# The logit and the text student on the same lists (v6 of configs/transmit_smollm2_logit.yaml, "
           "docs/runs)")
     for title, f in V6_RUNS.items():

@@ -116,7 +116,7 @@ def load_run(run_dir) -> Run | Sweep:
     import pandas as pd
     from ecosim.studies import sweep
     from ecosim.analysis.report import by_generation, load_run as load_graph, summary, trait_names
-    from ecosim.engine.schema import load_scenario
+    from ecosim.engine.schema import read_saved  # its models may be on the machine that ran it
     d = Path(run_dir)
     if (d / "sweep.json").is_file():
         info, cells = sweep.load(d)
@@ -126,7 +126,7 @@ def load_run(run_dir) -> Run | Sweep:
     G = load_graph(d)
     traits = trait_names(G)
     main = traits[0] if traits else None
-    return Run(d, load_scenario(str(d / "config.yaml")), G, _csv(d / "metrics.csv", pd),
+    return Run(d, read_saved(str(d / "config.yaml")), G, _csv(d / "metrics.csv", pd),
                summary(G, main) if main else [], by_generation(G, main) if main else [])
 
 

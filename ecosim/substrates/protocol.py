@@ -5,7 +5,11 @@ checks every shipped substrate against it, signatures included).
 
 A substrate also registers itself (its config module: ``registry.register``) and declares the
 schema slots and sections it fills and their rules (``registry.declare``); see
-``ecosim/substrates/__init__.py``."""
+``ecosim/substrates/__init__.py``.
+
+A substrate whose bases name model files (``bases.*.model``) also provides ``model_name(model) ->
+str``: the model as every machine names it (a file's name, not where it lies), by which runs made
+on different machines are compared (``studies.transmit.same_run``)."""
 from __future__ import annotations
 
 from pathlib import Path

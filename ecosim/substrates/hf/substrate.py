@@ -762,6 +762,16 @@ def undump(path: Path) -> list:
     return rows if soft is None else [{**e, "soft": s} for e, s in zip(rows, soft)]
 
 
+def model_name(model: str) -> str:
+    """The file or directory name ``model`` resolves to (SmolLM2's installed GGUF, a path), or, where
+    it is not on this machine, the name of the path given: a run made on a GPU machine names the
+    GGUF at /tmp/smol/..., this machine in its installed package; both are the same file name."""
+    try:
+        return realmodels.resolve(model).name
+    except EcosimError:
+        return Path(model).name
+
+
 def base_digest(bc, sc, name: str) -> tuple[str, str]:
     """(sha256, what was hashed) of real base ``bc`` as ``prepare`` left it: its model directory,
     or its GGUF file together with the safetensors directory it was converted to (what lineages
