@@ -22,7 +22,8 @@
 #   configs/recipe_constrained_lora.yaml, SEEDS seeds of each at once (from seed FULL_FIRST and
 #   CONS_FIRST, 0 unless set), each process cut at LIMIT s;
 #   $OUT/runs_NAME.tgz holds each seed's run directory without weights (bench/seed_questions.py
-#   reads its records: the lift per question).
+#   reads its records: the lift per question; `ecosim transmit --config ... --from-runs DIRS` here
+#   makes their table, e.g. docs/runs/recipe_constrained_lora/h200_8192).
 # 2026-11-26 (H200, 15 minutes of device time in all; 40/54 MiB parts then): setup took 70 s (smoke: docs/bench/gpu_h200_smoke.json);
 # `TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 bash bench/gpu_smollm2.sh run 5 student.steps=160` ran out of its 560 s
 # while the control students trained: 5 parallel seeds took ~10 s per teacher, ~175 s per writer and
@@ -126,7 +127,8 @@ recipes)
   rm -f "$OUT"/part_*.json
   for name in recipe_full_ft recipe_constrained_lora; do  # each seed's records (per question), no weights
     (cd /tmp/$name 2>/dev/null && tar czf "$OUT/runs_$name.tgz" --ignore-failed-read \
-       seed*/config.yaml seed*/graph.json seed*/metrics.csv seed*/run.json seed*/versions.json seed*/records 2>/dev/null)
+       seed*/config.yaml seed*/digests.json seed*/graph.json seed*/metrics.csv seed*/run.json seed*/versions.json seed*/records \
+       2>/dev/null)
   done
   grep -E "took|kept|seconds| s$" "$OUT/log.txt" | tail -40
   ;;
