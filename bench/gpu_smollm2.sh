@@ -43,6 +43,9 @@
 # train_size=8192 student.steps=512" bash bench/gpu_smollm2.sh recipes 3` (589 s; 656 s held in all): the
 # constrained seeds and full-FT seeds 4-5 finished, seed 3 did not (docs/results.md, "Both recipes on a
 # fourth lease").
+# The same lease's last 240 s, carrying [.dev/whl, .dev/smol_tok]: `setup --no-smoke`, then
+# bench/gpu_step_profile.py as the verb `profile` now runs it (62 s; docs/bench/gpu_h200_step_profile.log):
+# a full step of 16 is 112 ms in fp32, 3,927 kernel launches, 70.5 ms of it GPU time.
 # A run that reuses the machine needs its own out_dir=/tmp/... (transmit refuses a dir of another config).
 # Elsewhere, with the models installed, the run is just:
 #   ECOSIM_DEVICE=cuda ecosim transmit --config configs/transmit_smollm2_gpu.yaml --seeds 5
@@ -132,5 +135,9 @@ recipes)
   done
   grep -E "took|kept|seconds| s$" "$OUT/log.txt" | tail -40
   ;;
-*) echo "usage: $0 setup | run SEEDS [key=value ...] | recipes SEEDS"; exit 2 ;;
+profile)
+  # where a training step of SmolLM2's shape goes (random weights: no GGUF needed; after setup)
+  python3 bench/gpu_step_profile.py --tok .dev/smol_tok --out "$OUT/step_profile.json" "${@:2}" 2>&1 | grep -v "Writing model shards"
+  ;;
+*) echo "usage: $0 setup | stash | run SEEDS [key=value ...] | recipes SEEDS | profile"; exit 2 ;;
 esac
