@@ -1,8 +1,9 @@
 """Where one training step of SmolLM2's shape goes on a GPU (a report, not a test). On a lent H200 a
 full step at batch 16 took 129 ms and a LoRA step 180 ms (docs/bench/gpu_h200_smoke_recipes.json),
 far above the arithmetic (about 1 TFLOP a step), so the published recipes' thousands of updates do
-not fit a lease. This times the step four ways (full fine-tune with torch's AdamW as the trainer
-uses it, with the fused AdamW, under bf16 autocast, and LoRA r8) and profiles the plain full step:
+not fit a lease. This times the step five ways (full fine-tune with torch's AdamW as the trainer
+uses it, with the fused AdamW, under bf16 autocast, LoRA r8, and full with each decoder layer
+compiled by torch.compile: not yet run on a GPU) and profiles the plain full step:
 the ops that take the CPU's time, the kernels launched per step and the GPU's busy time per step.
 Random weights of SmolLM2's exact shape (the weights do not change the cost):
 
@@ -42,10 +43,21 @@ def main(argv=None) -> int:
         return realmodels.load(str(path)).model.to(dev)
     res = {"device": str(dev), "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else None,
            "torch": torch.__version__, "batch": a.batch, "steps": a.steps}
-    for name, kw in (("full", {}), ("full_fused_adamw", {"fused": True}), ("full_bf16", {"autocast": "bf16"}),
-                     ("lora", {"mode": "lora"})):
+    def compiled():  # each decoder layer through torch.compile (fused kernels): the trainer's code unchanged
+        m = fresh()
+        for layer in m.model.layers:
+            layer.compile()
+        return m
+    for name, make, kw in (("full", fresh, {}), ("full_fused_adamw", fresh, {"fused": True}),
+                           ("full_bf16", fresh, {"autocast": "bf16"}), ("lora", fresh, {"mode": "lora"}),
+                           ("full_compiled_layers", compiled, {})):
         kw = {"mode": "full", **kw}
-        res[f"{name}_ms"] = 1000 * time_training(fresh(), tok, a.batch, a.steps, **kw)
+        try:  # the compile's first steps (untimed: time_training's first) include compiling
+            res[f"{name}_ms"] = 1000 * time_training(make(), tok, a.batch, a.steps, **kw)
+        except Exception as e:  # a report: say what failed and go on to the next variant
+            res[f"{name}_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            print(f"{name}: failed: {res[f'{name}_error']}", flush=True)
+            continue
         print(f"{name}: {res[f'{name}_ms']:.1f} ms a step of {a.batch}", flush=True)
 
     acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if dev.type == "cuda" else [])
