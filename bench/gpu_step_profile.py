@@ -41,13 +41,14 @@ def main(argv=None) -> int:
 
     def fresh():
         return realmodels.load(str(path)).model.to(dev)
-    res = {"device": str(dev), "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else None,
-           "torch": torch.__version__, "batch": a.batch, "steps": a.steps}
+
     def compiled():  # each decoder layer through torch.compile (fused kernels): the trainer's code unchanged
         m = fresh()
         for layer in m.model.layers:
             layer.compile()
         return m
+    res = {"device": str(dev), "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else None,
+           "torch": torch.__version__, "batch": a.batch, "steps": a.steps}
     for name, make, kw in (("full", fresh, {}), ("full_fused_adamw", fresh, {"fused": True}),
                            ("full_bf16", fresh, {"autocast": "bf16"}), ("lora", fresh, {"mode": "lora"}),
                            ("full_compiled_layers", compiled, {})):

@@ -230,7 +230,7 @@ def run_seed(cfg: TransmitConfig, seed: int, run_dir: Path, log=print) -> dict:
     t0 = time.time()
     sc = scenario(cfg, seed)
     resume = (run_dir / "config.yaml").exists()
-    if resume and not same_run(run_dir, sc):
+    if resume and not same_run(read_saved(str(run_dir / "config.yaml")), sc):
         raise EcosimError(f"out_dir: {run_dir} holds a run with another config; remove it or choose another out_dir")
     if resume:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(sc)))  # this run's compute
@@ -254,10 +254,12 @@ def run_seed(cfg: TransmitConfig, seed: int, run_dir: Path, log=print) -> dict:
     return res
 
 
-def same_run(run_dir: Path, sc: Scenario) -> bool:
-    """Whether a seed's run directory holds the experiment ``sc``: how it was computed (threads
-    or Ray) and where a base's model file lay (a run made on a GPU machine names its GGUF in that
-    machine's /tmp) do not make it another; a model is its file's name (``model_name``)."""
+def same_run(saved: Scenario, sc: Scenario) -> bool:
+    """Whether a seed's saved scenario (its run directory's config.yaml as ``read_saved`` reads it:
+    an older ecosim's keys upgraded, later ones defaulted) is the experiment ``sc``. How it was
+    computed (threads or Ray) and where a base's model file lay (a run made on a GPU machine names
+    its GGUF in that machine's /tmp) do not make it another: a model is its file's name
+    (``model_name``)."""
     name = getattr(registry.of(sc), "model_name", str)  # a substrate without model files: as set
 
     def science(s: Scenario):
@@ -267,8 +269,7 @@ def same_run(run_dir: Path, sc: Scenario) -> bool:
             if b.get("model"):
                 b["model"] = name(b["model"])
         return d
-    # read as the engine's --resume reads it: an older ecosim's keys upgraded, later ones defaulted
-    return science(read_saved(str(run_dir / "config.yaml"))) == science(sc)
+    return science(saved) == science(sc)
 
 
 def read_seed(cfg: TransmitConfig, seed: int, run_dir: Path, seconds: float) -> dict:
@@ -304,8 +305,9 @@ def from_runs(cfg: TransmitConfig, run_dirs: list[Path]) -> dict:
     for d in map(Path, run_dirs):
         if not (d / "config.yaml").is_file() or not (d / "graph.json").is_file():
             raise EcosimError(f"--from-runs {d}: not a seed's run directory (no config.yaml and graph.json)")
-        seed = read_saved(str(d / "config.yaml")).seed
-        if not same_run(d, scenario(cfg, seed)):
+        saved = read_saved(str(d / "config.yaml"))
+        seed = saved.seed
+        if not same_run(saved, scenario(cfg, seed)):
             raise EcosimError(f"--from-runs {d}: a run of another config than this one (seed {seed})")
         G = lg.load(d)
         unfinished = [n for n in nodes(cfg).values() if G.nodes.get(n, {}).get("status") != "done"]
