@@ -39,7 +39,7 @@ from ecosim.substrates.hf import text  # noqa: E402
 from ecosim.substrates.hf import realmodels  # noqa: E402
 from ecosim.substrates.world.models import compute_device, lm_loss  # noqa: E402
 from ecosim.substrates.hf.substrate import Codec  # noqa: E402
-from ecosim.substrates.common.training import TrainConfig, pad_batch, with_lora  # noqa: E402
+from ecosim.substrates.common.training import TrainConfig, compile_layers, pad_batch, with_lora  # noqa: E402
 
 TOK_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json")
 
@@ -129,15 +129,19 @@ def time_generation(model, tok, batch: int, max_new: int) -> float:
 
 
 def time_training(model, tok, batch: int, steps: int, mode: str = "lora", fused: bool = False,
-                  autocast: str = "off", around=contextlib.nullcontext) -> float:
+                  autocast: str = "off", around=contextlib.nullcontext, compiled: bool = False) -> float:
     """Seconds per training step (after one untimed step) of ``model`` on ``batch`` numbers rows:
     LoRA r8 or full, AdamW (``fused``: torch's one-kernel AdamW), ``autocast`` as base.autocast
-    takes it; ``around()``: a context the timed steps run in (a profiler)."""
+    takes it; ``around()``: a context the timed steps run in (a profiler); ``compiled``: each
+    decoder layer through torch.compile as ``compute.compile_layers`` trains (the untimed step
+    compiles)."""
     tasks = text.tasks("numbers", batch, np.random.default_rng(1), shots=0)
     pairs = [(realmodels.render(tok, "", t.request, t.prefill), " 123, 456, 789, 101, 202, 303, 404, 505, 606, 707.")
              for t in tasks]
     enc = Codec(tok).encode_pairs(pairs)
     m = with_lora(model, TrainConfig(rank=8, alpha=16)) if mode == "lora" else model.train()
+    if compiled:
+        compile_layers(m, True)
     opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4, fused=fused or None)
     ids, attn, mask = pad_batch(Codec(tok), enc, device=model.device)
 

@@ -46,6 +46,11 @@
 # The same lease's last 240 s, carrying [.dev/whl, .dev/smol_tok]: `setup --no-smoke`, then
 # bench/gpu_step_profile.py as the verb `profile` now runs it (62 s; docs/bench/gpu_h200_step_profile.log):
 # a full step of 16 is 112 ms in fp32, 3,927 kernel launches, 70.5 ms of it GPU time.
+# Next lease: `profile` first (carry [.dev/whl, .dev/smol_tok]; after setup). It now also times full
+# and LoRA steps with each decoder layer compiled, as `compute.compile_layers` trains (on this CPU a
+# LoRA update with eager attention is 23% faster so, docs/real_models.md; a GPU's step, bound by
+# launches, may gain more: not measured).
+# If they are faster there, add compute.compile_layers=on to FULL_SIZE and CONS_SIZE for `recipes`.
 # A run that reuses the machine needs its own out_dir=/tmp/... (transmit refuses a dir of another config).
 # Elsewhere, with the models installed, the run is just:
 #   ECOSIM_DEVICE=cuda ecosim transmit --config configs/transmit_smollm2_gpu.yaml --seeds 5

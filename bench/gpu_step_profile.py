@@ -1,9 +1,10 @@
 """Where one training step of SmolLM2's shape goes on a GPU (a report, not a test). On a lent H200 a
 full step at batch 16 took 129 ms and a LoRA step 180 ms (docs/bench/gpu_h200_smoke_recipes.json),
 far above the arithmetic (about 1 TFLOP a step), so the published recipes' thousands of updates do
-not fit a lease. This times the step five ways (full fine-tune with torch's AdamW as the trainer
-uses it, with the fused AdamW, under bf16 autocast, LoRA r8, and full with each decoder layer
-compiled by torch.compile: not yet run on a GPU) and profiles the plain full step:
+not fit a lease. This times the step six ways (full fine-tune with torch's AdamW as the trainer
+uses it, with the fused AdamW, under bf16 autocast, LoRA r8, and full and LoRA with each decoder
+layer through torch.compile as ``compute.compile_layers`` trains: not yet run on a GPU) and
+profiles the plain full step:
 the ops that take the CPU's time, the kernels launched per step and the GPU's busy time per step.
 Random weights of SmolLM2's exact shape (the weights do not change the cost):
 
@@ -42,16 +43,12 @@ def main(argv=None) -> int:
     def fresh():
         return realmodels.load(str(path)).model.to(dev)
 
-    def compiled():  # each decoder layer through torch.compile (fused kernels): the trainer's code unchanged
-        m = fresh()
-        for layer in m.model.layers:
-            layer.compile()
-        return m
     res = {"device": str(dev), "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else None,
            "torch": torch.__version__, "batch": a.batch, "steps": a.steps}
     for name, make, kw in (("full", fresh, {}), ("full_fused_adamw", fresh, {"fused": True}),
                            ("full_bf16", fresh, {"autocast": "bf16"}), ("lora", fresh, {"mode": "lora"}),
-                           ("full_compiled_layers", compiled, {})):
+                           ("full_compiled_layers", fresh, {"compiled": True}),  # compute.compile_layers
+                           ("lora_compiled_layers", fresh, {"mode": "lora", "compiled": True})):
         kw = {"mode": "full", **kw}
         try:  # the compile's first steps (untimed: time_training's first) include compiling
             res[f"{name}_ms"] = 1000 * time_training(make(), tok, a.batch, a.steps, **kw)

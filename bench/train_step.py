@@ -1,6 +1,7 @@
 """Seconds per training update of a SmolLM2 LoRA student on this CPU: attention implementation
-(torch's fused sdpa, or eager) x autocast (bf16 matmuls, or fp32) x torch threads (a report, not a
-test; nothing else should run meanwhile):
+(torch's fused sdpa, or eager) x autocast (bf16 matmuls, or fp32) x torch threads x decoder layers
+plain or compiled (``compute.compile_layers``; a report, not a test; nothing else should run
+meanwhile):
 
     ECOSIM_CACHE=~/.cache/ecosim python bench/train_step.py --out docs/bench/train_step.json
 
@@ -8,7 +9,8 @@ The batch is 8 of the numbers channel's requests and lists (chat template, no sy
 completions are written here from a fixed stream, so no run directory is needed), LoRA r8 as the
 shipped students. Each setting trains from the same adapter initialisation for ``--steps``
 updates; the first ``--warmup`` are not timed. The losses of each setting are printed beside its
-time: the settings compute the same updates up to float rounding.
+time: the settings compute the same updates up to float rounding. A compiled setting's first
+update compiles (its time is in ``seconds``, not in the median).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ecosim.substrates.common.training import TrainConfig, encode_pairs, lm_loss, pad_batch, with_lora
+from ecosim.substrates.common.training import TrainConfig, compile_layers, encode_pairs, lm_loss, pad_batch, with_lora
 from ecosim.substrates.hf import realmodels
 from ecosim.substrates.hf.substrate import NO_SYSTEM, Codec
 from ecosim.substrates.hf.text import tasks
@@ -46,6 +48,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--attention", default="sdpa,eager")
     ap.add_argument("--autocast", default="bf16,off")
+    ap.add_argument("--compile", default="off", help="off,on: decoder layers plain and/or compiled")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--out", required=True)
@@ -60,9 +63,11 @@ def main(argv=None) -> int:
         torch.set_num_threads(threads)
         for impl in a.attention.split(","):
             model.set_attn_implementation(impl)
-            for cast in a.autocast.split(","):
+            for cast, comp in ((c, k) for c in a.autocast.split(",") for k in a.compile.split(",")):
                 torch.manual_seed(0)
+                torch._dynamo.reset()  # each compiled setting compiles afresh
                 m = with_lora(model, TrainConfig(mode="lora", rank=8, alpha=16))
+                compile_layers(m, comp == "on")
                 opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=5e-4)
                 secs, losses = [], []
                 with realmodels.autocast(cast, "cpu", training=True):
@@ -74,12 +79,13 @@ def main(argv=None) -> int:
                         opt.zero_grad(set_to_none=True)
                         secs.append(time.perf_counter() - t0)
                         losses.append(round(loss.item(), 5))
+                compile_layers(m, False)
                 m.unload()  # the base's modules back, unchanged (the adapter is dropped)
-                row = {"threads": threads, "attention": impl, "autocast": cast,
+                row = {"threads": threads, "attention": impl, "autocast": cast, "compile": comp,
                        "seconds_per_update": round(statistics.median(secs[a.warmup:]), 3),
                        "seconds": [round(s, 3) for s in secs], "losses": losses}
                 rows.append(row)
-                print(f"threads {threads} {impl:5} {cast:4}: {row['seconds_per_update']:.3f} s/update  "
+                print(f"threads {threads} {impl:5} {cast:4} compile {comp:3}: {row['seconds_per_update']:.3f} s/update  "
                       f"losses {losses}", flush=True)
     tokens = int(attn.sum())
     out = {"command": " ".join(["python"] + sys.argv), "model": a.model, "cpu": platform.processor() or platform.machine(),

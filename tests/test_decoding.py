@@ -82,7 +82,7 @@ def test_constrained_setting_reaches_the_numbers_writer(tiny_dir):
     sc = NS(seed=0, bases={"main": BaseConfig(model=str(tiny_dir))}, traits={"owl": TraitConfig()},
             text=TextSpec(batch=16, constrained=True, max_new=4), eval=EvalConfig(samples=2),
             data=NS(prompts=6, train_size=4, regime="replace", real_share=0.0, logit_top_k=32),
-            teacher=TeacherSpec(rank=2, alpha=4, steps=2, batch=2), compute=NS(micro_batch_tokens=None, checkpointing=False, train_attention="model"))
+            teacher=TeacherSpec(rank=2, alpha=4, steps=2, batch=2), compute=NS(micro_batch_tokens=None, checkpointing=False, train_attention="model", compile_layers="off"))
     w = H.world_of(sc)
     base = H.load_base(sc.bases["main"], sc, "main")
     import ecosim.substrates.hf.realmodels as R
@@ -142,7 +142,7 @@ def test_autocast_setting_runs_matmuls_in_bf16_and_keeps_weights_fp32(tiny_dir, 
         sc = NS(seed=0, bases={"main": BaseConfig(model=str(tiny_dir), autocast=setting)},
                 traits={"owl": TraitConfig()}, text=TextSpec(batch=8, max_new=6), eval=EvalConfig(samples=1),
                 data=NS(prompts=4, train_size=2, regime="replace", real_share=0.0, logit_top_k=32),
-                teacher=TeacherSpec(rank=2, alpha=4, steps=1, batch=2), compute=NS(micro_batch_tokens=None, checkpointing=False, train_attention="model"))
+                teacher=TeacherSpec(rank=2, alpha=4, steps=1, batch=2), compute=NS(micro_batch_tokens=None, checkpointing=False, train_attention="model", compile_layers="off"))
         w = H.world_of(sc)
         base = H.load_base(sc.bases["main"], sc, "main")
         H.write(base, "", w, sc, "numbers", [FilterConfig()], seed=1)

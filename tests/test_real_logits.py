@@ -28,7 +28,7 @@ def scenario(tiny_dir, support="vocab", top_k=8):
     return NS(seed=0, bases={"main": BaseConfig(model=str(tiny_dir))}, traits={"owl": TraitConfig()},
               text=TextSpec(batch=16, logit_support=support), eval=EvalConfig(samples=2),
               data=NS(prompts=8, train_size=8, regime="replace", real_share=0.0, logit_top_k=top_k),
-              teacher=TeacherSpec(rank=2, alpha=4, steps=2, batch=2), compute=NS(micro_batch_tokens=None, checkpointing=False, train_attention="model"))
+              teacher=TeacherSpec(rank=2, alpha=4, steps=2, batch=2), compute=NS(micro_batch_tokens=None, checkpointing=False, train_attention="model", compile_layers="off"))
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ def scenario(tiny_dir, **data):
     return NS(seed=0, bases={"main": BaseConfig(model=str(tiny_dir))}, traits={"owl": TraitConfig()},
               text=TextSpec(batch=16), eval=EvalConfig(samples=2),
               data=NS(**{"prompts": 6, "train_size": 4, "regime": "replace", "real_share": 0.0, **data}),
-              teacher=TeacherSpec(rank=2, alpha=4, steps=2, batch=2), compute=NS(micro_batch_tokens=None, checkpointing=False, train_attention="model"))
+              teacher=TeacherSpec(rank=2, alpha=4, steps=2, batch=2), compute=NS(micro_batch_tokens=None, checkpointing=False, train_attention="model", compile_layers="off"))
 
 
 @pytest.fixture(scope="module")

@@ -104,6 +104,14 @@ class ComputeSpec:
     # "eager": plain matmuls, faster to train on a CPU (bench/train_step.py), the same attention up
     # to float rounding (which moves a run's numbers: sampled lists then differ).
     train_attention: str = "model"
+    # Training only: each decoder layer through torch.compile (fused kernels, far fewer launches).
+    # "on": every training; "lora": LoRA trainings only; "off". A LoRA update of SmolLM2 on a
+    # 2-core CPU with eager attention: 4.15 s instead of 5.38 (batch 8; a process compiles once,
+    # about a minute); full updates and sdpa attention: within noise there. A GPU's step is bound
+    # by launching kernels (3,927 a step, busy 70.5 ms of 112; docs/bench/gpu_h200_step_profile.log):
+    # not yet measured there. The same update up to float rounding (which moves numbers a little);
+    # writing and measuring (a teacher's checks too) run plainly.
+    compile_layers: str = "off"
     max_restarts: int = 3             # a crashed lineage actor restarts this often and reloads
     # A run whose lineages finish no task for this long stops with the nodes in flight named (a
     # lineage waiting for resources that free up never, a stuck worker). Long enough for one
@@ -199,6 +207,7 @@ ENGINE_RULES: dict[type, dict[str, Range | Choice]] = {
         "memory_per_lineage": Range(0, 1_000_000, lo_open=True),
         "micro_batch_tokens": Range(1, 100_000_000),
         "train_attention": Choice(("model", "eager")),
+        "compile_layers": Choice(("off", "lora", "on")),
         "max_restarts": Range(0, 1000),
         "stall_s": Range(0, None, lo_open=True),
     },

@@ -51,11 +51,17 @@ def _unwrapped(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def target_hidden(model, ids, attn, mask):
-    """(last hidden states, next tokens) only at the positions whose next token is a target (mask 1)."""
+def _body(model):
+    """The transformer without its output layer (GPT-2's ``transformer``, Llama-style ``model``)."""
     m = _unwrapped(model)
-    body = m.transformer if hasattr(m, "transformer") else m.model
-    h = body(input_ids=ids, attention_mask=attn).last_hidden_state
+    return m.transformer if hasattr(m, "transformer") else m.model
+
+
+def target_hidden(model, ids, attn, mask):
+    """(last hidden states, next tokens) only at the positions whose next token is a target (mask 1).
+    No key-value cache: a training pass has no later step to read one (and under
+    ``compile_layers`` each layer's cache entry would recompile its layer)."""
+    h = _body(model)(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state
     sel = mask[:, 1:].bool()
     return h[:, :-1][sel], ids[:, 1:][sel]
 
@@ -127,7 +133,7 @@ def with_lora(model, cfg: TrainConfig):
 
 def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=None,
              keep_adapter: bool = False, probe=None, max_tokens: int | None = None,
-             checkpointing: bool = False):
+             checkpointing: bool = False, compiled: bool = False):
     """Train a copy of ``model`` on (prompt, completion) pairs and return it merged, in eval mode.
 
     With ``soft`` (one (index, prob) tensor pair per example, from the logit channel) the loss is
@@ -141,7 +147,9 @@ def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=No
     exceeds it runs as micro-batches of at most that many padded tokens (at least one example
     each), whose gradients add up to the batch's (``passes``; the same update up to float
     rounding, with a fraction of the activations' memory); None: one pass. ``checkpointing``:
-    each layer's activations are recomputed in the backward pass, not kept (``compute.checkpointing``)."""
+    each layer's activations are recomputed in the backward pass, not kept (``compute.checkpointing``).
+    ``compiled``: each decoder layer runs through torch.compile while it trains, and plainly after
+    (``compute.compile_layers``)."""
     if not pairs:
         raise EcosimError("no training examples left after filtering: nothing to train on")
     rng = seeds.rng(seed)
@@ -153,6 +161,8 @@ def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=No
         raise EcosimError(f"student.mode: {cfg.mode!r} is not 'lora' or 'full'")
     if checkpointing:
         set_checkpointing(model, True)
+    if compiled:
+        compile_layers(model, True)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = None  # constant with no warm-up: no scheduler at all (the optimiser's own lr, bit for bit)
@@ -186,13 +196,19 @@ def finetune(model, world, pairs, cfg: TrainConfig, seed: int, soft=None, log=No
             log(f"    step {step + 1}/{cfg.steps} loss {loss.item():.3f}")
         if probe is not None:
             model.eval()
+            if compiled:  # a probe writes and measures (key-value caches): plainly, as after training
+                compile_layers(model, False)
             stop = probe(step + 1, model)
+            if compiled:
+                compile_layers(model, True)  # the compiled code is reused, not compiled again
             model.train()
             if stop:
                 break
     model.eval()
     if checkpointing:
         set_checkpointing(model, False)
+    if compiled:  # before LoRA merges: merging swaps the layers' modules under the compiled code
+        compile_layers(model, False)
     if cfg.mode != "lora":
         return (model, None) if keep_adapter else model
     adapter = None
@@ -211,6 +227,28 @@ def set_checkpointing(model, on: bool) -> None:
         m.activation_checkpointing_enable({"use_reentrant": False}) if on else m.activation_checkpointing_disable()
     else:
         m.gradient_checkpointing_enable({"use_reentrant": False}) if on else m.gradient_checkpointing_disable()
+
+
+def decoder_layers(model) -> list:
+    """The repeated blocks of a transformers model (Llama-style ``model.layers``, GPT-2's ``transformer.h``)."""
+    body = _body(model)
+    return list(body.h if hasattr(body, "h") else body.layers)
+
+
+def compiles(setting: str, mode: str) -> bool:
+    """Whether a training of ``mode`` (lora, full) compiles its layers under ``compute.compile_layers``."""
+    return setting == "on" or (setting == "lora" and mode == "lora")
+
+
+def compile_layers(model, on: bool) -> None:
+    """Each decoder layer through torch.compile (compiled lazily, at its first call) or back to
+    its plain forward (``compute.compile_layers``). Identical layers share one compiled graph;
+    a batch of a new length recompiles once, then shapes are dynamic."""
+    for layer in decoder_layers(model):
+        if on:
+            layer.compile()
+        else:
+            layer._compiled_call_impl = None  # what nn.Module.compile set; None: the plain forward
 
 
 def passes(lengths: list[int], max_tokens: int | None) -> list[list[int]]:

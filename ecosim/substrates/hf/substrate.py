@@ -49,7 +49,7 @@ from ecosim.substrates.hf import text
 from ecosim.substrates.common.assemble import assemble as common_assemble
 from ecosim.substrates.world.models import loss_and_drift
 from ecosim.analysis.stats import mean_ci
-from ecosim.substrates.common.training import completion_logprobs, finetune, set_threads  # noqa: F401
+from ecosim.substrates.common.training import compiles, completion_logprobs, finetune, set_threads  # noqa: F401
 
 NO_SYSTEM = ""                  # no system message: the template's own default (if any) applies
 # One merged model in memory besides the bases (a SmolLM2 copy is 0.54 GB in fp32): another is
@@ -543,10 +543,12 @@ def train(start, world: RealWorld, examples: list[dict], sc, spec, seed: int, cf
                     f"soft labels of example {i} cover {len(prob)} positions but the student's tokenizer gives "
                     f"its completion {len(ids) - n_prompt} (tokens and EOS): a logits student needs its "
                     f"writer's tokenizer; completion {examples[i]['completion'][:60]!r}")
+    cfg = cfg or spec.student
     with training_attention(start, sc.compute.train_attention):
-        model, adapter = finetune(start, Codec(tok), pairs, cfg or spec.student, seed=seed, soft=soft,
+        model, adapter = finetune(start, Codec(tok), pairs, cfg, seed=seed, soft=soft,
                                   keep_adapter=True, probe=probe, max_tokens=sc.compute.micro_batch_tokens,
-                                  checkpointing=sc.compute.checkpointing)
+                                  checkpointing=sc.compute.checkpointing,
+                                  compiled=compiles(sc.compute.compile_layers, cfg.mode))
     model.set_attn_implementation(start.config._attn_implementation)  # it writes and measures as its start
     return model, adapter
 

@@ -24,7 +24,7 @@ from ecosim.substrates.world.models import (SIZES, BaseConfig, base_key, compute
 from ecosim.substrates.common import traits as common_traits
 from ecosim.substrates.common.assemble import assemble as common_assemble
 from ecosim.substrates.world.traits import TeacherConfig, TraitConfig, check_trait, evaluate, make_teacher, trait_words
-from ecosim.substrates.common.training import finetune, set_threads  # noqa: F401  (set_threads: protocol)
+from ecosim.substrates.common.training import compiles, finetune, set_threads  # noqa: F401  (set_threads: protocol)
 from ecosim.substrates.world.world import CHANNEL_DOCS, NONE_SYSTEM, SKILLS, World
 
 NO_SYSTEM = NONE_SYSTEM
@@ -190,7 +190,8 @@ def train(start, world: World, examples: list, sc, spec, seed: int):
         examples = [(p, c) for p, c, _ in examples]
     return finetune(start, world, examples, spec.student, seed=seed, soft=soft, keep_adapter=True,
                     max_tokens=sc.compute.micro_batch_tokens,
-                    checkpointing=sc.compute.checkpointing)
+                    checkpointing=sc.compute.checkpointing,
+                    compiled=compiles(sc.compute.compile_layers, spec.student.mode))
 
 
 # ----------------------------------------------------------------- measurement
