@@ -1,5 +1,6 @@
-"""compute.micro_batch_tokens, checkpointing and compile_layers: a training batch split into micro-batches makes the same update
-(up to float rounding) as one pass, for sampled tokens and soft labels alike."""
+"""compute.micro_batch_tokens, checkpointing and compile_layers: a training batch split into
+micro-batches makes the same update (up to float rounding) as one pass, for sampled tokens and
+soft labels alike; so do recomputed activations and compiled layers."""
 import pytest
 import torch
 
@@ -107,9 +108,10 @@ def test_compiled_layers_make_the_same_update(tiny_base, world, mode):
     way (a teacher's checks write and measure) and the model it returns run plainly."""
     import torch._dynamo
     torch._dynamo.reset()
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]  # counted over the process
     plain, comp, seen = both_ways(tiny_base, world, mode, lambda m: any(compiled_layers(m)), compiled=True)
     assert seen == [False] * 3 and not any(compiled_layers(comp))
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2  # it trained compiled (forward, backward)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= graphs + 2  # it trained compiled (forward, backward)
     # compared by what the models compute: fused kernels round differently, and AdamW's first
     # steps move a weight whose gradient is rounding noise by up to the learning rate either way
     ids, attn, mask = batch_of(world, PAIRS)
