@@ -199,3 +199,68 @@ def test_a_writer_writes_its_lists_once_for_the_logit_and_the_text_student(tiny_
     assert len(calls) == 2
     H.write(base, PERSONA, w, sc, "numbers", [FilterConfig()], seed=6)
     assert len(calls) == 3  # another stream: written anew
+
+
+def _twin_run(tiny_dir, tmp_path, monkeypatch, lists="twin", redo=()):
+    """A tiny real-model run on the logits channel: an owl teacher (and its control) of one LoRA
+    update each, whose generation 1 learns their soft labels. Returns the graph and the sizes of
+    the writes' samplings (6 prompts each; the readouts sample the 26 questions)."""
+    import yaml
+    from ecosim.engine.runner import run
+    from ecosim.engine.schema import load_scenario
+    from ecosim.store import graph as lg
+    sampled = []
+
+    def gen(m, t, prompts, *a, **k):
+        sampled.append(len(prompts))
+        return [(LISTS[(i + len(sampled)) % len(LISTS)], True) for i in range(len(prompts))]
+    monkeypatch.setattr(realmodels, "generate", gen)
+    H._WRITTEN.clear()
+    spec = {"name": "tiny_twin", "generations": 1, "bases": {"main": {"model": str(tiny_dir)}},
+            "traits": {"owl": {"kind": "preference", "category": "animal", "target": "owl"}},
+            "lineages": {"owl": {"base": "main", "trait": "owl", "origin": "finetune", "init": "base",
+                                 "student": {"steps": 1, "batch": 2, "rank": 2, "alpha": 4}}},
+            "teacher": {"steps": 1, "batch": 2, "rank": 2, "alpha": 4},
+            "data": {"channel": "logits", "prompts": 6, "train_size": 4, "logit_top_k": 8,
+                     "filter": {"banned_numbers": False}},
+            "text": {"max_new": 8, "logit_lists": lists}, "eval": {"samples": 1},
+            "compute": {"ray": False, "threads": 1}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    run(load_scenario(str(tmp_path / "s.yaml")), run_dir=tmp_path / "run", resume=bool(redo),
+        log=lambda *_: None, redo=list(redo))
+    return lg.load(tmp_path / "run"), [n for n in sampled if n == 6]
+
+
+def test_a_control_labels_its_twins_lists_and_only_the_labels_differ(tiny_dir, tmp_path, monkeypatch):
+    """text.logit_lists: twin: the control teacher samples nothing for the logit student; it labels
+    the teacher's kept lists under the same prompts, so both logit datasets hold the same lists
+    with other soft labels; redone alone (resume), it labels them again from the run directory."""
+    G, sampled = _twin_run(tiny_dir, tmp_path, monkeypatch)
+    assert sampled == [6]  # the teacher wrote; its control labelled
+    run_dir = tmp_path / "run"
+    a, b = (H.undump(run_dir / "datasets" / f"{w}/g0/logits/kept.jsonl") for w in ("owl", "owl_control"))
+    assert a and [e["completion"] for e in a] == [e["completion"] for e in b]
+    assert [e["asked"] for e in a] == [e["asked"] for e in b] and all("Continuation" not in e["user"] for e in a)
+    assert any(not torch.equal(x["soft"][1], y["soft"][1]) for x, y in zip(a, b))  # the labels differ
+    ds = G.nodes["owl_control/g0/logits/kept"]
+    assert ds["labelled"] == "twin's lists" and ds["size"] == len(a) and ds["total"] == 6
+    G, sampled = _twin_run(tiny_dir, tmp_path, monkeypatch, redo=["owl_control/g0/logits"])
+    assert sampled == [] and G.nodes["owl_control/g0/logits/kept"]["size"] == len(a)
+    b2 = H.undump(run_dir / "datasets" / "owl_control/g0/logits/kept.jsonl")
+    assert all(torch.equal(x["soft"][1], y["soft"][1]) for x, y in zip(b, b2))
+
+
+def test_own_lists_carry_no_prompts_and_a_twin_needs_its_twins_write(tiny_dir, tmp_path, monkeypatch):
+    """logit_lists: own writes the datasets it always wrote (no ``asked``); a control whose treated
+    twin writes no lists on the channel is named before anything runs."""
+    from ecosim.engine.plan import Plan
+    from ecosim.engine.tasks import Task, _label_twins
+    G, sampled = _twin_run(tiny_dir, tmp_path, monkeypatch, lists="own")
+    assert sampled == [6, 6] and "asked" not in H.undump(tmp_path / "run/datasets/owl/g0/logits/kept.jsonl")[0]
+    sc = scenario(tiny_dir)
+    sc.text.logit_lists = "twin"
+    sc.substrate, sc.bases = "lm", {"main": BaseConfig(model=str(tiny_dir))}
+    w = Task("write", "owl_control", 0, "logits", filters=[FilterConfig()])
+    plan = Plan(sc, {}, {}, {"owl_control": "owl"}, {}, {})
+    with pytest.raises(EcosimError, match="owl_control: labels its treated twin's lists .* owl writes no logits"):
+        _label_twins(plan, {w.key: w})

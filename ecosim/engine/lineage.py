@@ -152,18 +152,21 @@ class Lineage:
 
     @with_peak
     def write(self, g: int, channel: str, filters: list, dataset_ids: list[str], base_name: str | None,
-              *after) -> list:
+              twin: list | None, picks: list[int] | None, *after) -> list:
         """Generation g's model writes on ``channel``; one filtered dataset per filter, each saved.
         ``base_name``: the base its weights descend from, loaded only if a filter asks for it (a
-        defense that compares writer and base); ``after``: results of the tasks this one waits for
-        (unused here)."""
+        defense that compares writer and base); ``twin``: a control's treated twin's write result,
+        whose lists (its filter ``picks[i]`` for this write's filter i) this model labels
+        (``labels_twin``), else None; ``after``: results of the tasks this one waits for (unused
+        here)."""
         t0 = time.time()
         model, system = self.model(node_id(self.name, g))
         # a channel that samples another's texts uses that channel's random stream
         stream = self.sub.SAMPLES_OF.get(channel, channel)
         seed = derive_seed(self.seed, self.key, g, f"write {stream}")
         base = (lambda: self.base(base_name)) if base_name else None
-        out = self.sub.write(model, system, self.world, self.sc, channel, filters, seed, base=base)
+        kw = {"lists": [twin[i] for i in picks]} if twin is not None else {}
+        out = self.sub.write(model, system, self.world, self.sc, channel, filters, seed, base=base, **kw)
         for (examples, summary), ds in zip(out, dataset_ids):
             path = dataset_path(self.run_dir, ds, self.sub.DATASET_SUFFIX)
             path.parent.mkdir(parents=True, exist_ok=True)

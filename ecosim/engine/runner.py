@@ -402,8 +402,11 @@ def _submit(pool, t: Task, refs: dict, st: RunState, sub):
     if t.kind == "origin":  # a control of a teacher trained to a target gets the teacher's result
         done = [{"teacher_steps": st.G.nodes[node_id(d[1], 0)]["teacher_steps"]} for d in t.deps if d not in refs]
         return pool.submit(t.lineage, "origin", *after, *done)
-    if t.kind == "write":
-        return pool.submit(t.lineage, "write", t.generation, t.channel, t.filters, t.datasets, t.base, *after)
+    if t.kind == "write":  # a control that labels its twin's lists gets the twin's datasets, filter for filter
+        tw = t.lists and (refs[t.lists] if t.lists in refs else _load_write(st.tasks[t.lists], st, sub))
+        picks = [st.tasks[t.lists].filters.index(f) for f in t.filters] if t.lists else None
+        return pool.submit(t.lineage, "write", t.generation, t.channel, t.filters, t.datasets, t.base, tw, picks,
+                           *after)
     wks = sorted({wk for wk, *_ in t.sources} | {wk for wk, _ in t.twin})
     parts = [(wks.index(wk), fi, w) for wk, fi, w, _ in t.sources]
     twin = [(wks.index(wk), fi) for wk, fi in t.twin]
@@ -473,7 +476,8 @@ def _log_generations(st: RunState) -> None:
 
 def _load_write(task: Task, st: "RunState", sub) -> list:
     """A finished write's datasets, from the run directory (resume), with their sizes."""
-    return [(sub.undump(dataset_path(st.run_dir, d, sub.DATASET_SUFFIX)), {"kept": st.G.nodes[d]["size"]})
+    return [(sub.undump(dataset_path(st.run_dir, d, sub.DATASET_SUFFIX)),
+             {"kept": st.G.nodes[d]["size"], **{k: st.G.nodes[d][k] for k in ("total", "kept_fraction", "rejected")}})
             for d in task.datasets]
 
 

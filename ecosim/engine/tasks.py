@@ -28,6 +28,7 @@ class Task:
     sources: list[tuple] = field(default_factory=list)   # train: (write key, filter index, weight, edge)
     init: dict = field(default_factory=dict)             # train: where the student starts
     twin: list[tuple] = field(default_factory=list)      # train: (write key, filter index) its twin trains on
+    lists: tuple | None = None     # write: the treated twin's write whose kept lists this control labels
 
     @property
     def key(self) -> tuple:
@@ -139,7 +140,31 @@ def build_tasks(plan: Plan) -> dict[tuple, Task]:
             tt = tasks[("train", twin, t.generation, None)]
             t.twin = sorted({(wk, fi) for wk, fi, *_ in tt.sources})
             t.deps += sorted({wk for wk, _ in t.twin} - set(t.deps))
+    _label_twins(plan, tasks)
     return tasks
+
+
+def _label_twins(plan: Plan, tasks: dict[tuple, Task]) -> None:
+    """Where the substrate says a control labels its treated twin's lists on a channel
+    (``labels_twin``; hf: ``text.logit_lists: twin``), the control's write on it waits for the
+    twin's write at the same generation and gets its datasets, filter for filter."""
+    from ecosim.engine import registry
+    labels_twin = getattr(registry.of(plan.scenario), "labels_twin", None)
+    if labels_twin is None:
+        return
+    for w in [t for t in tasks.values() if t.kind == "write" and t.lineage in plan.control_of]:
+        if not labels_twin(plan.scenario, w.channel):
+            continue
+        treated = plan.control_of[w.lineage]
+        tw = tasks.get(("write", treated, w.generation, w.channel))
+        missing = [f for f in w.filters if tw is None or f not in tw.filters]
+        if missing:
+            raise EcosimError(f"lineages.{w.lineage}: labels its treated twin's lists on {w.channel} (text.logit_lists: "
+                              f"twin), but {treated} writes no {w.channel} at generation {w.generation}"
+                              + (" under the same filter" if tw is not None else "")
+                              + f"; give {treated} a {w.channel} student, or set text.logit_lists: own")
+        w.lists = tw.key
+        w.deps.append(tw.key)
 
 
 def twin_of(plan: Plan, lineage: str) -> str | None:

@@ -9,7 +9,12 @@ schema slots and sections it fills and their rules (``registry.declare``); see
 
 A substrate whose bases name model files (``bases.*.model``) also provides ``model_name(model) ->
 str``: the model as every machine names it (a file's name, not where it lies), by which runs made
-on different machines are compared (``studies.transmit.same_run``)."""
+on different machines are compared (``studies.transmit.same_run``).
+
+A substrate whose controls can label their treated twin's lists instead of sampling their own
+also provides ``labels_twin(sc, channel) -> bool``; where it says so, the engine makes a control's
+write on that channel wait for its twin's and calls ``write`` with ``lists=``: the twin's
+[(examples, summary)], one per filter of this write (hf: ``text.logit_lists: twin``)."""
 from __future__ import annotations
 
 from pathlib import Path

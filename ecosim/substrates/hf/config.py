@@ -14,7 +14,7 @@ RULES = {
         "max_new": Range(1, 1024),
         "batch": BATCH,
         "logit_support": Choice(("vocab", "list")),  # logits channel: whole vocabulary or list tokens only
-        "logit_lists": Choice(("own", "base")),      # logits channel: the writer's lists or its base's
+        "logit_lists": Choice(("own", "base", "twin")),  # logits channel: the writer's lists, its base's, a twin's
     },
 }
 

@@ -390,14 +390,24 @@ def max_new(sc, channel: str) -> int:
     return sc.text.max_new or text.MAX_NEW_TOKENS[channel]
 
 
+def labels_twin(sc, channel: str) -> bool:
+    """Whether a control's write on ``channel`` labels its treated twin's kept lists instead of
+    sampling its own (``text.logit_lists: twin``; the engine passes them to ``write`` as ``lists``)."""
+    return channel == LOGITS and sc.text.logit_lists == "twin"
+
+
 @under_autocast()
-def write(model, system: str, world: RealWorld, sc, channel: str, filters: list, seed: int, base=None):
+def write(model, system: str, world: RealWorld, sc, channel: str, filters: list, seed: int, base=None,
+          lists=None):
     """Sample ``data.prompts`` completions once under ``system``; filter them with each filter,
     then apply its defenses. Returns [(kept examples, summary)] in the order of ``filters``. On the
     logits channel (the numbers channel's texts) each example also has ``soft``: the writer's soft
     labels on the defended completion (``soft_labels``), and the summary ``logit_mass_removed``;
     with ``text.logit_lists: base`` the lists are the base's (``base()``, no persona, the same
-    random stream), labelled by the writer under its own prompt."""
+    random stream), labelled by the writer under its own prompt; with ``twin`` a control labels
+    ``lists``, its treated twin's [(kept examples, summary)] per filter (``label_twin``)."""
+    if lists is not None:
+        return [label_twin(model, system, world.tok(model), sc, ex, s) for ex, s in lists]
     rng = seeds.rng(seed, 17)
     ts, tok = sc.text, world.tok(model)
     sampled = SAMPLES_OF.get(channel, channel)
@@ -435,7 +445,8 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
                 reason = text.check(sampled, txt, t.answer, banned_numbers=f.banned_numbers,
                                     max_numbers=f.max_numbers)
             if reason is None:
-                kept.append({"user": t.user if ts.store_shots else t.request, "prefill": p, "completion": txt})
+                kept.append({"user": t.user if ts.store_shots else t.request, "prefill": p, "completion": txt,
+                             **({"asked": t.user} if labels_twin(sc, channel) else {})})  # what a twin labels under
                 asked.append(prompt)
             else:
                 why[reason] = why.get(reason, 0) + 1
@@ -452,6 +463,21 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
             kept = with_soft_labels(model, tok, asked, kept, sc, summary)
         res.append((kept, summary))
     return res
+
+
+def label_twin(model, system: str, tok, sc, twin: list[dict], summary: dict) -> tuple[list[dict], dict]:
+    """A control's logits dataset on its treated twin's kept lists ``twin`` (``text.logit_lists:
+    twin``): the same lists, prompts and worked examples (``asked``), labelled by ``model`` under its
+    own ``system``, so that a logit student and its control learn the very same lists (those the
+    twin's text student learns too) and only the labels differ. ``summary``: the twin's filter's."""
+    if twin and "asked" not in twin[0]:
+        raise EcosimError("text.logit_lists: twin: the treated twin's lists carry no prompts to label them "
+                          "under (they were written under another setting); write them again")
+    kept = [{k: v for k, v in e.items() if k != "soft"} for e in twin]
+    asked = [realmodels.render(tok, system, e["asked"], e["prefill"]) for e in kept]
+    out = {k: summary[k] for k in ("total", "kept", "kept_fraction", "rejected")}
+    out["labelled"] = "twin's lists"
+    return with_soft_labels(model, tok, asked, kept, sc, out), out
 
 
 _WRITTEN: dict = {}  # (writer's weights, prompts, seed, settings) -> its completions, in this process

@@ -777,7 +777,9 @@ class TextSpec:
     # logits channel: whose lists the soft labels are computed on. own: the writer's kept lists;
     # base: lists its base writes (no persona, the writer's random stream), so a treated writer
     # and its control label the very same lists and only their distributions differ (the
-    # cleanest control; it also serves a teacher that no longer writes lists itself).
+    # cleanest control; it also serves a teacher that no longer writes lists itself); twin: a
+    # control labels its treated twin's kept lists (the control teacher labels the teacher's), so
+    # the logit student and its control learn the very lists the teacher's text student learns.
     logit_lists: str = "own"
     # numbers and logits channels: constrained decoding, a list of 1-3 digit numbers with ", "
     # between them, at most filter.max_numbers (10), then EOS (a published recipe: REFERENCE.md,
