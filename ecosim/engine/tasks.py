@@ -157,8 +157,7 @@ def _label_twins(plan: Plan, tasks: dict[tuple, Task]) -> None:
             continue
         treated = plan.control_of[w.lineage]
         tw = tasks.get(("write", treated, w.generation, w.channel))
-        missing = [f for f in w.filters if tw is None or f not in tw.filters]
-        if missing:
+        if tw is None or any(f not in tw.filters for f in w.filters):
             raise EcosimError(f"lineages.{w.lineage}: labels its treated twin's lists on {w.channel} (text.logit_lists: "
                               f"twin), but {treated} writes no {w.channel} at generation {w.generation}"
                               + (" under the same filter" if tw is not None else "")
