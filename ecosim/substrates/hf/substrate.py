@@ -430,6 +430,7 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
                             give_up=give_up)
     outs = written_once(gen)
     words = trait_words(sc)
+    for_twin = labels_twin(sc, channel)  # its control labels these lists: keep the prompts they came from
     res = []
     for f in filters:
         kept, asked, why = [], [], {}
@@ -446,7 +447,7 @@ def write(model, system: str, world: RealWorld, sc, channel: str, filters: list,
                                     max_numbers=f.max_numbers)
             if reason is None:
                 kept.append({"user": t.user if ts.store_shots else t.request, "prefill": p, "completion": txt,
-                             **({"asked": t.user} if labels_twin(sc, channel) else {})})  # what a twin labels under
+                             **({"asked": t.user} if for_twin else {})})
                 asked.append(prompt)
             else:
                 why[reason] = why.get(reason, 0) + 1
