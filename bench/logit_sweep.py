@@ -19,6 +19,11 @@ answer start): the learning rate is constant, so the model after 25 updates of a
 300-update student is the 25-update student. With the run's own support and update count the
 numbers repeat the run's ``student_logit`` / ``control_logit`` (a check printed beside the table).
 
+How much of a lift is the students' own luck: ``--draws N`` trains N pairs of logit student and
+control per support, draw 0 under the run's seed and each other under its own (other examples
+of the same kept lists, another order, another LoRA start), the teachers and their labels fixed;
+it prints each update count's lifts over the draws with their sd.
+
 Lift = student - control log-odds, averaged over the trait questions; p: one-sided paired t over
 the questions (one seed: it says how sure the lift is for this seed's teachers, not over seeds).
 
@@ -51,6 +56,17 @@ def support(name: str) -> tuple[str, int | None]:
     if name.startswith("top") and name[3:].isdigit():
         return "vocab", int(name[3:])
     raise SystemExit(f"--supports: {name!r} is not vocab, list or topK (e.g. top32)")
+
+
+def lifts(read: dict) -> dict:
+    """Each update count's student and control readouts with their lifts and p over questions."""
+    for r in read.values():
+        r["lift"] = r["student"]["logodds"] - r["control"]["logodds"]
+        r["p_questions"], r["test"] = paired_test(r["student"]["per_question"], r["control"]["per_question"])
+        r["answer_lift"] = r["student"]["answer_logodds"] - r["control"]["answer_logodds"]
+        r["answer_p_questions"] = paired_test(r["student"]["answer_per_question"],
+                                              r["control"]["answer_per_question"])[0]
+    return read
 
 
 READOUTS = ("logodds", "answer_logodds")  # <trait>_logodds (after the answer start), <trait>_answer_logodds ("Owl.")
@@ -98,6 +114,9 @@ def main(argv=None) -> int:
     ap.add_argument("--supports", default="vocab,top32,list")
     ap.add_argument("--updates", default="25,100,300")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--draws", type=int, default=1,
+                    help="student draws per support: draw 0 is the run's student seed, each other draw "
+                         "another pair of student and control from the same teachers and lists")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     if a.over_seeds:
@@ -124,6 +143,30 @@ def main(argv=None) -> int:
     tok = writers["student"].world.tok(base)
     run_support = (sc.text.logit_support, sc.data.logit_top_k)
     results, t_start = [], time.time()
+
+    def pair(s_sc, data: dict, n: int, seed: int, label: str, row: dict) -> dict:
+        """A logit student and its control from the base on ``n`` of their writers' kept lists, both
+        under ``seed`` as in the run, read after each of ``updates``; their lifts."""
+        read = {}
+        for who in ("student", "control"):
+            t0 = time.time()
+            examples, _ = sub.assemble([(data[who], 1.0)], writers[who].world, s_sc, "logits", seed, size=n)
+
+            def probe(k, model):
+                if k in updates:
+                    share, lo = sub.likelihood(model, tok, sub.NO_SYSTEM, sc.traits[trait])
+                    alo = sub.answer_likelihood(model, tok, sub.NO_SYSTEM, sc.traits[trait])[1]
+                    read.setdefault(k, {})[who] = {
+                        "logodds": float(lo.mean()), "share": float(share.mean()), "per_question": lo.tolist(),
+                        "answer_logodds": float(alo.mean()), "answer_per_question": alo.tolist()}
+                    print(f"  {label} {who} after {k} updates: {trait}_logodds {lo.mean():+.3f}, "
+                          f"{trait}_answer_logodds {alo.mean():+.3f}", flush=True)
+            cfg = copy.copy(spec.student)
+            cfg.steps = max(updates)
+            sub.train(base, writers[who].world, examples, s_sc, spec, seed, cfg=cfg, probe=probe)  # the probes
+            # run inside train, under the base's autocast setting
+            row[f"{who}_seconds"] = row.get(f"{who}_seconds", 0.0) + time.time() - t0
+        return lifts(read)
     for name in a.supports.split(","):
         s_sc = copy.deepcopy(sc)
         s_sc.text.logit_support, s_sc.data.logit_top_k = support(name)
@@ -141,36 +184,15 @@ def main(argv=None) -> int:
                                        if "logit_mass_outside_list" in summary else {}),
                                     "seconds": time.time() - t0}
         n = min(sc.data.train_size, *(len(d) for d in data.values()))
-        for who in ("student", "control"):
-            t0 = time.time()
-            key = "student_logit"  # a control's seeds are its treated twin's
-            seed = derive_seed(sc.seed, key, 1, "train")
-            examples, _ = sub.assemble([(data[who], 1.0)], writers[who].world, s_sc, "logits", seed, size=n)
-            read = {}
-
-            def probe(k, model, read=read):
-                if k in updates:
-                    share, lo = sub.likelihood(model, tok, sub.NO_SYSTEM, sc.traits[trait])
-                    alo = sub.answer_likelihood(model, tok, sub.NO_SYSTEM, sc.traits[trait])[1]
-                    read[k] = {"logodds": float(lo.mean()), "share": float(share.mean()), "per_question": lo.tolist(),
-                               "answer_logodds": float(alo.mean()), "answer_per_question": alo.tolist()}
-                    print(f"  {name} {who} after {k} updates: {trait}_logodds {lo.mean():+.3f}, "
-                          f"{trait}_answer_logodds {alo.mean():+.3f}", flush=True)
-            cfg = copy.copy(spec.student)
-            cfg.steps = max(updates)
-            sub.train(base, writers[who].world, examples, s_sc, spec, seed, cfg=cfg, probe=probe)  # the probes
-            # run inside train, under the base's autocast setting
-            row[f"{who}_seconds"] = time.time() - t0
-            for k, r in read.items():
-                row["updates"].setdefault(k, {})[who] = r
-        for k, r in row["updates"].items():
-            x, y = r["student"]["per_question"], r["control"]["per_question"]
-            p, test = paired_test(x, y)
-            r["lift"] = r["student"]["logodds"] - r["control"]["logodds"]
-            r["p_questions"], r["test"] = p, test
-            x, y = r["student"]["answer_per_question"], r["control"]["answer_per_question"]
-            r["answer_lift"] = r["student"]["answer_logodds"] - r["control"]["answer_logodds"]
-            r["answer_p_questions"] = paired_test(x, y)[0]
+        for d in range(a.draws):
+            # draw 0 is the run's own student seed (a control's seeds are its treated twin's); other
+            # draws pick other examples from the same kept lists, in another order, from another start
+            seed = derive_seed(sc.seed, "student_logit", 1, "train" if d == 0 else f"train, draw {d}")
+            ups = pair(s_sc, data, n, seed, f"{name}{' draw ' + str(d) if d else ''}", row)
+            if d == 0:
+                row["updates"] = ups
+            else:
+                row.setdefault("draws", {})[d] = ups
         row["examples"] = n
         results.append(row)
         print(f"{name}: " + ", ".join(f"{k} updates lift {r['lift']:+.3f} (p {r['p_questions']:.2g}), "
@@ -186,10 +208,21 @@ def main(argv=None) -> int:
            "trait": trait, "seconds": time.time() - t_start, "results": results}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
-    print(f"\n{'support':8} " + " ".join(f"{'lift @' + str(k):>14}" for k in updates))
+    for field, p_field, readout in (("lift", "p_questions", f"{trait}_logodds (after the answer start)"),
+                                    ("answer_lift", "answer_p_questions", f"{trait}_answer_logodds")):
+        print(f"\n{readout}\n{'support':8} " + " ".join(f"{'lift @' + str(k):>14}" for k in updates))
+        for row in results:
+            print(f"{row['support']:8} " + " ".join(
+                f"{row['updates'][k][field]:+7.3f} p{row['updates'][k][p_field]:5.2g}" for k in updates))
     for row in results:
-        print(f"{row['support']:8} " + " ".join(
-            f"{row['updates'][k]['lift']:+7.3f} p{row['updates'][k]['p_questions']:5.2g}" for k in updates))
+        if "draws" in row:  # the spread of a pair of students over their own draws, teachers fixed
+            for k in updates:
+                for field, key in (("lift", f"{trait}_logodds"), ("answer_lift", f"{trait}_answer_logodds")):
+                    xs = [row["updates"][k][field]] + [d[k][field] for d in row["draws"].values()]
+                    m, lo, hi = mean_ci(xs)
+                    sd = (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5
+                    print(f"{row['support']} @{k} {key}: draws " + ", ".join(f"{x:+.3f}" for x in xs)
+                          + f"; mean {m:+.3f}, sd {sd:.3f}")
     rl = out["run_logodds"]
     print(f"the run's own ({run_support}, {spec.student.steps} updates): student {rl['student']:+.3f} "
           f"control {rl['control']:+.3f} lift {rl['student'] - rl['control']:+.3f}")
