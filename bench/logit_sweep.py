@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -119,6 +120,8 @@ def main(argv=None) -> int:
                          "another pair of student and control from the same teachers and lists")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
+    if a.draws < 1:
+        ap.error(f"--draws {a.draws}: at least 1 (draw 0 is the run's own student)")
     if a.over_seeds:
         rows = over_seeds(a.over_seeds)
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -219,10 +222,8 @@ def main(argv=None) -> int:
             for k in updates:
                 for field, key in (("lift", f"{trait}_logodds"), ("answer_lift", f"{trait}_answer_logodds")):
                     xs = [row["updates"][k][field]] + [d[k][field] for d in row["draws"].values()]
-                    m, lo, hi = mean_ci(xs)
-                    sd = (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5
                     print(f"{row['support']} @{k} {key}: draws " + ", ".join(f"{x:+.3f}" for x in xs)
-                          + f"; mean {m:+.3f}, sd {sd:.3f}")
+                          + f"; mean {statistics.mean(xs):+.3f}, sd {statistics.stdev(xs):.3f}")
     rl = out["run_logodds"]
     print(f"the run's own ({run_support}, {spec.student.steps} updates): student {rl['student']:+.3f} "
           f"control {rl['control']:+.3f} lift {rl['student'] - rl['control']:+.3f}")
