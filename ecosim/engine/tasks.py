@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from ecosim.engine import registry
 from ecosim.engine.plan import Plan, node_id
 from ecosim.errors import EcosimError
 
@@ -148,7 +149,6 @@ def _label_twins(plan: Plan, tasks: dict[tuple, Task]) -> None:
     """Where the substrate says a control labels its treated twin's lists on a channel
     (``labels_twin``; hf: ``text.logit_lists: twin``), the control's write on it waits for the
     twin's write at the same generation and gets its datasets, filter for filter."""
-    from ecosim.engine import registry
     labels_twin = getattr(registry.of(plan.scenario), "labels_twin", None)
     if labels_twin is None:
         return
