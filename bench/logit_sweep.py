@@ -19,6 +19,10 @@ answer start): the learning rate is constant, so the model after 25 updates of a
 300-update student is the 25-update student. With the run's own support and update count the
 numbers repeat the run's ``student_logit`` / ``control_logit`` (a check printed beside the table).
 
+Other students on the same teachers and labels: ``--student KEY=VALUE ...`` changes the run's
+student settings (e.g. ``mode=full lr=5e-5``: fully fine-tuned students); the run's own students
+are then no check.
+
 How much of a lift is the students' own luck: ``--draws N`` trains N pairs of logit student and
 control per support, draw 0 under the run's seed and each other under its own (other examples
 of the same kept lists, another order, another LoRA start), the teachers and their labels fixed;
@@ -59,6 +63,29 @@ def support(name: str) -> tuple[str, int | None]:
     raise SystemExit(f"--supports: {name!r} is not vocab, list or topK (e.g. top32)")
 
 
+def student_settings(run_student, changes: list[str]):
+    """The run's student settings with ``--student KEY=VALUE`` changes, typed as the config types
+    them (OmegaConf) and checked against its rules; a bad key or value exits with one line."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+    from ecosim.engine.config import check_fields
+    from ecosim.engine.schema import rules
+    keys = [k for k in vars(run_student) if k != "steps"]
+    for c in changes:
+        key, eq, _ = c.partition("=")
+        if not eq or key not in keys:
+            raise SystemExit(f"--student {c}: give KEY=VALUE with KEY one of {', '.join(keys)} "
+                             "(--updates sets the steps)")
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(run_student), OmegaConf.from_dotlist(changes)))
+    except OmegaConfBaseException as e:
+        raise SystemExit(f"--student: {str(e).splitlines()[0]}") from None
+    bad = check_fields(cfg, rules(), "student")
+    if bad:
+        raise SystemExit("--student: " + "; ".join(bad))
+    return cfg
+
+
 def lifts(read: dict) -> dict:
     """Each update count's student and control readouts with their lifts and p over questions."""
     for r in read.values():
@@ -82,6 +109,10 @@ two-sided one, which also flags a loss)."""
     if len(runs) > 1:
         raise SystemExit(f"--over-seeds: these sweeps are of different runs ({', '.join(sorted(runs))}): "
                          "give the seeds of one run")
+    kinds = {" ".join(sw.get("student_changes", [])) or "the run's own" for sw in sweeps}
+    if len(kinds) > 1:
+        raise SystemExit("--over-seeds: these sweeps trained different students (--student): "
+                         + " | ".join(sorted(kinds)))
     seeds = [Path(sw["run"]).name for sw in sweeps]
     if len(set(seeds)) < len(seeds):
         raise SystemExit(f"--over-seeds: a seed is given twice ({', '.join(seeds)}): each sweep must be another seed")
@@ -118,6 +149,8 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=1,
                     help="student draws per support: draw 0 is the run's student seed, each other draw "
                          "another pair of student and control from the same teachers and lists")
+    ap.add_argument("--student", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="change the students' settings (the run's student section), e.g. mode=full lr=5e-5")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     if a.draws < 1:
@@ -143,6 +176,7 @@ def main(argv=None) -> int:
     writers = {"student": lineages["teacher"], "control": lineages["teacher_control"]}
     base = writers["student"].base("main")
     spec = sc.lineages["student_logit"]
+    student = student_settings(spec.student, a.student)
     tok = writers["student"].world.tok(base)
     run_support = (sc.text.logit_support, sc.data.logit_top_k)
     results, t_start = [], time.time()
@@ -164,7 +198,7 @@ def main(argv=None) -> int:
                         "answer_logodds": float(alo.mean()), "answer_per_question": alo.tolist()}
                     print(f"  {label} {who} after {k} updates: {trait}_logodds {lo.mean():+.3f}, "
                           f"{trait}_answer_logodds {alo.mean():+.3f}", flush=True)
-            cfg = copy.copy(spec.student)
+            cfg = copy.copy(student)
             cfg.steps = max(updates)
             sub.train(base, writers[who].world, examples, s_sc, spec, seed, cfg=cfg, probe=probe)  # the probes
             # run inside train, under the base's autocast setting
@@ -205,7 +239,8 @@ def main(argv=None) -> int:
     run_nodes = {who: G.nodes[n] for who, n in (("student", "student_logit/g1"), ("control", "student_logit_control/g1"))}
     out = {"command": " ".join([Path(sys.executable).name] + sys.argv), "run": str(run),
            "run_support": {"logit_support": run_support[0], "top_k": run_support[1]},
-           "run_student_updates": spec.student.steps,
+           "run_student_updates": spec.student.steps, "student": vars(student),
+           "student_changes": a.student,
            "run_logodds": {who: a_[f"{trait}_logodds"] for who, a_ in run_nodes.items()},
            "run_answer_logodds": {who: a_.get(f"{trait}_answer_logodds") for who, a_ in run_nodes.items()},
            "trait": trait, "seconds": time.time() - t_start, "results": results}
@@ -224,6 +259,8 @@ def main(argv=None) -> int:
                     xs = [row["updates"][k][field]] + [d[k][field] for d in row["draws"].values()]
                     print(f"{row['support']} @{k} {key}: draws " + ", ".join(f"{x:+.3f}" for x in xs)
                           + f"; mean {statistics.mean(xs):+.3f}, sd {statistics.stdev(xs):.3f}")
+    if a.student:
+        print(f"students changed ({' '.join(a.student)}): the run's own students below are no check")
     rl = out["run_logodds"]
     print(f"the run's own ({run_support}, {spec.student.steps} updates): student {rl['student']:+.3f} "
           f"control {rl['control']:+.3f} lift {rl['student'] - rl['control']:+.3f}")
