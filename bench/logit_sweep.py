@@ -64,12 +64,11 @@ def support(name: str) -> tuple[str, int | None]:
 
 
 def student_settings(run_student, changes: list[str]):
-    """The run's student settings with ``--student KEY=VALUE`` changes, typed as the config types
-    them (OmegaConf) and checked against its rules; a bad key or value exits with one line."""
+    """The run's student settings with ``--student KEY=VALUE`` changes, typed and checked as a
+    transmit config's ``logit_student`` is (transmit.changed); a bad key or value exits with one line."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
-    from ecosim.engine.config import check_fields
-    from ecosim.engine.schema import rules
+    from ecosim.studies.transmit import changed
     keys = [k for k in vars(run_student) if k != "steps"]
     for c in changes:
         key, eq, _ = c.partition("=")
@@ -77,10 +76,9 @@ def student_settings(run_student, changes: list[str]):
             raise SystemExit(f"--student {c}: give KEY=VALUE with KEY one of {', '.join(keys)} "
                              "(--updates sets the steps)")
     try:
-        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(run_student), OmegaConf.from_dotlist(changes)))
+        cfg, bad = changed(run_student, OmegaConf.to_container(OmegaConf.from_dotlist(changes)), "student")
     except OmegaConfBaseException as e:
         raise SystemExit(f"--student: {str(e).splitlines()[0]}") from None
-    bad = check_fields(cfg, rules(), "student")
     if bad:
         raise SystemExit("--student: " + "; ".join(bad))
     return cfg

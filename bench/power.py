@@ -57,7 +57,10 @@ V6_RUNS = {"list-token labels (text.logit_support=list), 2-core EPYC":
            "full-vocabulary labels, the control teacher labelling the teacher's lists (text.logit_lists=twin), "
            "2-core Xeon": "transmit_smollm2_logit_twin/transmit_seeds3.json",
            "full-vocabulary labels, fully fine-tuned students (student.mode=full student.lr=5e-5), 2-core Xeon":
-               "transmit_smollm2_logit_v6_vocab/xeon_full_students/transmit_seeds3.json"}
+               "transmit_smollm2_logit_v6_vocab/xeon_full_students/transmit_seeds3.json",
+           "the shipped config: full-vocabulary labels, full logit students, LoRA text students "
+           "(logit_student: {mode: full, lr: 5e-5}), 2-core Xeon":
+               "transmit_smollm2_logit_v6_vocab/xeon_shipped/transmit_seeds3.json"}
 V6_ROWS = {"text student, answer start": ("student_same_base", "control", "owl_logodds"),
            "text student, \"Owl.\" answer": ("student_same_base", "control", "owl_answer_logodds"),
            "logit student, answer start": ("student_logit", "control_logit", "owl_logodds"),

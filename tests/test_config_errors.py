@@ -30,6 +30,20 @@ def test_wrong_type_names_key_and_value():
         load(overrides=["student.steps=many"])
 
 
+def test_logit_student_loads_overrides_and_clears(tmp_path):
+    """logit_student: keys of student changed for the logit students, from the file or the command
+    line (a key set on an unset section makes it); null clears it; a bad key or value is named."""
+    p = tmp_path / "c.yaml"
+    p.write_text("logit_student: {mode: full}\n")
+    assert load(str(p), ["logit_student.lr=5e-5"]).logit_student == {"mode": "full", "lr": 5e-5}
+    assert load(str(p), ["logit_student=null"]).logit_student is None
+    assert load(overrides=["logit_student.mode=full"]).logit_student == {"mode": "full"}
+    with pytest.raises(EcosimError) as e:
+        load(str(p), ["logit_student.lr=fast", "logit_student.stpes=3"])
+    msg = str(e.value)
+    assert str(p) in msg and "logit_student.lr: Value 'fast'" in msg and "did you mean logit_student.steps?" in msg
+
+
 def test_every_problem_is_reported_at_once(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("seedz: 3\nstudent:\n  lr: fast\n")

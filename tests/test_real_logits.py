@@ -1,6 +1,7 @@
 """The logits channel on real models (``substrates.hf.logits``), on the tiny random Llama with
 SmolLM2's tokenizer: soft labels mask the trait tokens and sum to one, list support keeps list
 tokens only, top-k keeps k, the labels survive dump/undump and a student trains on them."""
+import dataclasses
 import importlib.util
 from types import SimpleNamespace as NS
 
@@ -148,6 +149,36 @@ def test_transmit_accepts_logit_students_on_real_models(tiny_dir):
     listed = TransmitConfig(base=BaseConfig(model=str(tiny_dir)), students=["control", "student_logit"],
                             logit=LogitConfig(top_k=None), text=TextSpec(logit_support="list"))
     assert check(listed) == []
+
+
+def test_logit_student_changes_only_the_logit_students(tiny_dir):
+    """logit_student: the logit students and their controls train with those keys changed, the
+    text students as ``student``; empty, the scenario is the one it always was (runs resume)."""
+    from ecosim.engine.plan import expand
+    from ecosim.studies.transmit import TransmitConfig, check, scenario as transmit_scenario
+    student = TrainConfig(mode="lora", rank=8, alpha=16, steps=100, batch=4, lr=5e-4)
+    kw = dict(base=BaseConfig(model=str(tiny_dir)), students=["control", "student_logit"], prompts=8,
+              train_size=8, student=student)
+    plain = TransmitConfig(**kw)
+    mixed = TransmitConfig(**kw, logit_student={"mode": "full", "lr": "5e-5"})
+    assert check(mixed) == []
+    trains = {n: l.student for n, l in expand(transmit_scenario(mixed, 0)).lineages.items()}
+    full = dataclasses.replace(student, mode="full", lr=5e-5)
+    assert trains == {"teacher": student, "teacher_control": student,
+                      "student_logit": full, "student_logit_control": full}
+    assert all(l.student == student for l in expand(transmit_scenario(plain, 0)).lineages.values())
+
+
+def test_logit_student_problems_are_named_together(tiny_dir):
+    from ecosim.studies.transmit import TransmitConfig, check
+    bad = TransmitConfig(base=BaseConfig(model=str(tiny_dir)), students=["control", "student_logit"],
+                         logit_student={"rnk": 2, "lr": "fast", "rank": 0, "mode": "half"})
+    problems = check(bad)
+    assert sorted(p.split(":")[0] for p in problems) == ["logit_student.lr", "logit_student.mode",
+                                                         "logit_student.rank", "logit_student.rnk"], problems
+    assert "did you mean logit_student.rank?" in problems[0]
+    none = TransmitConfig(base=BaseConfig(model=str(tiny_dir)), students=["control"], logit_student={"mode": "full"})
+    assert [p for p in check(none) if p.startswith("logit_student: changes the logit students")]
 
 
 def test_base_lists_are_the_same_for_a_writer_and_its_control(tiny_dir, setup, monkeypatch):

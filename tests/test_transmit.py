@@ -129,3 +129,20 @@ def test_from_runs_reads_seeds_made_on_another_machine(tmp_path, capsys):
     assert main(["transmit", "--config", config, *GPU_SIZE, f"base.model={other}", "--from-runs", seeds[0]]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "another config" in err, err
+
+
+def test_table_leads_with_what_can_be_read():
+    """Real models: no student's sampled rate is measurable, so the likelihood readouts head the
+    printed table with one line saying why; where a student's rate is measurable, it leads."""
+    import copy
+    from ecosim.studies.transmit import table
+    res = json.loads((ROOT / "docs/runs/transmit_smollm2_logit_v6_vocab/xeon_full_students/transmit_seeds3.json").read_text())
+    out = table(res).splitlines()
+    assert out[0].startswith("The sampled rate is not measurable for any student") and out[2] == "readout owl_share:"
+    assert out.index("sampled answers:") > max(i for i, line in enumerate(out) if line.startswith("readout "))
+    measurable = copy.deepcopy(res)
+    measurable["conditions"]["student_logit"].update(rate=0.1, ci=[0.05, 0.15])
+    again = table(measurable).splitlines()
+    assert again[0].startswith("condition") and "sampled answers:" not in again
+    heads = [line for line in out if line.startswith("readout ")]
+    assert heads and [line for line in again if line.startswith("readout ")] == heads  # the same readouts, after

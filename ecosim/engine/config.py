@@ -175,6 +175,14 @@ def _schema_of(tp):
     return None, None
 
 
+def _mapping(tp) -> bool:
+    """Whether a field type is a dict, or an optional one."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
+        tp = args[0]
+    return typing.get_origin(tp) is dict
+
+
 def unknown_keys(cls, data: dict, where: str) -> list[tuple[str, str]]:
     """(dotted key, message) for every key of ``data`` (nested) that is not a field of dataclass
     ``cls``, with a did-you-mean hint. A list element's bad key is reported under the list."""
@@ -214,7 +222,9 @@ def _add_entries(node, cls, data: dict) -> None:
         kind, sub = _schema_of(hints.get(k))
         if not isinstance(v, dict):
             continue
-        if kind == "dc":
+        if kind is None and node.get(k) is None and _mapping(hints.get(k)):
+            node[k] = {}  # an optional plain mapping left at None: set keys make it
+        elif kind == "dc":
             if node.get(k) is None:  # an optional section left at None: set keys make it (defaults first)
                 node[k] = OmegaConf.structured(sub())
             _add_entries(node[k], sub, v)

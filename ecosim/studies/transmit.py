@@ -19,11 +19,13 @@ come from the model nodes of each seed's lineage graph; lifts are paired by seed
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
@@ -76,6 +78,10 @@ class TransmitConfig:
     filter: FilterConfig = field(default_factory=FilterConfig)
     # rank-4 LoRA students carried more of the teacher's lift than rank 8 or 16 (docs/levers.md)
     student: TrainConfig = field(default_factory=lambda: TrainConfig(rank=4, alpha=8))
+    # Keys of ``student`` that differ for the logit students and their controls, e.g. {mode: full,
+    # lr: 5.0e-5}: full students carry more of a logit teacher's lift, while the text students
+    # gain only as LoRA (docs/results.md). None (or empty): every student trains as ``student``.
+    logit_student: dict[str, Any] | None = None
     logit: LogitConfig = field(default_factory=LogitConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     text: TextSpec = field(default_factory=TextSpec)  # real models: prompting and sampling (substrate_hf)
@@ -107,6 +113,47 @@ def students_of(cfg: TransmitConfig) -> list[str]:
     return [s for s in STUDENTS if s in cfg.students or s in ("control", "student_same_base")]
 
 
+def changed(student: TrainConfig, changes: dict, where: str) -> tuple[TrainConfig | None, list[str]]:
+    """``student`` with ``changes`` (key -> value, typed as the config types them), and every
+    problem with them, one line each naming ``where``: an unknown key, a value of the wrong type,
+    one out of range. None when any is bad."""
+    import difflib
+    from omegaconf.errors import OmegaConfBaseException
+    from ecosim.engine.config import check_fields
+    from ecosim.engine.schema import rules
+    keys = [f.name for f in dataclasses.fields(TrainConfig)]
+    problems = []
+    for k in changes:
+        if k not in keys:
+            near = difflib.get_close_matches(str(k), keys, n=1)
+            problems.append(f"{where}.{k}: unknown key {k!r}; "
+                            + (f"did you mean {where}.{near[0]}?" if near else f"expected some of {keys}"))
+    base, good = OmegaConf.structured(student), {}
+    for k, v in changes.items():  # one at a time, so that every bad value is named
+        if k in keys:
+            try:
+                OmegaConf.merge(base, {k: v})
+                good[k] = v
+            except OmegaConfBaseException as e:
+                problems.append(f"{where}.{k}: {str(e).splitlines()[0]}")
+    out = OmegaConf.to_object(OmegaConf.merge(base, good))
+    # the ranges and choices of the keys changed here (``student``'s own are checked as student.*)
+    problems += [p for p in check_fields(out, rules(), where)
+                 if re.split(r"[.\[]", p.split(":")[0][len(where) + 1:])[0] in good]
+    return (None if problems else out), problems
+
+
+def student_train(cfg: TransmitConfig, s: str) -> TrainConfig:
+    """How student condition ``s`` (and its control) trains: ``student``, with ``logit_student``'s
+    changes for the logit students."""
+    if s in LOGIT_STUDENTS and cfg.logit_student:
+        out, problems = changed(cfg.student, cfg.logit_student, "logit_student")
+        if out is None:
+            raise EcosimError("; ".join(problems))
+        return out
+    return cfg.student
+
+
 def scenario(cfg: TransmitConfig, seed: int) -> Scenario:
     """The one-generation scenario of one seed (see the module docstring)."""
     bases = {"main": cfg.base}
@@ -125,7 +172,8 @@ def scenario(cfg: TransmitConfig, seed: int) -> Scenario:
     for s in students_of(cfg):
         if s in ("control", "student_same_base"):
             continue
-        lineages[s] = LineageSpec(base=BASE_NAME[STUDENT_BASE[s]], origin="none", init="base", student=cfg.student)
+        lineages[s] = LineageSpec(base=BASE_NAME[STUDENT_BASE[s]], origin="none", init="base",
+                                  student=student_train(cfg, s))
         edges.append(EdgeSpec(src="teacher", dst=s, channel="logits" if s in LOGIT_STUDENTS else None))
     return Scenario(
         name="transmit", description="ecosim transmit: one seed of the single-hop experiment", seed=seed,
@@ -182,7 +230,15 @@ def check(cfg: TransmitConfig) -> list[str]:
         problems.append("other_seed: must differ from base.seed (it names the mismatched base)")
     if cfg.logit.top_k is not None and cfg.logit.top_k < 1:
         problems.append(f"logit.top_k: must be >= 1, or null for the full vocabulary (got {cfg.logit.top_k})")
-    sc = scenario(cfg, cfg.seed)
+    logit_bad = []
+    if cfg.logit_student:
+        logit_bad = changed(cfg.student, cfg.logit_student, "logit_student")[1]
+        if not asked & LOGIT_STUDENTS:
+            logit_bad.append(f"logit_student: changes the logit students, but students {cfg.students} has none "
+                             f"(add some of {sorted(LOGIT_STUDENTS)}, or leave logit_student out)")
+        problems += logit_bad
+    # the rest is checked on the scenario, whose logit students train as `student` where their changes are bad
+    sc = scenario(dataclasses.replace(cfg, logit_student=None) if logit_bad else cfg, cfg.seed)
     try:
         sub = registry.of(sc)
     except EcosimError as e:
@@ -501,6 +557,9 @@ def _tests_line(tests: dict) -> str:
 
 
 def table(res: dict) -> str:
+    """The printed table: the sampled rate's conditions, then each likelihood readout's. Where no
+    student's sampled rate is measurable (real models: few sampled answers name an option), the
+    readouts lead and one line says why, as the report does (analysis.report.lead_trait)."""
     rows = _rows(res["conditions"])
     tests = res.get("tests") or _tests(res["conditions"])
     tl = res["teacher_lift"]
@@ -512,8 +571,14 @@ def table(res: dict) -> str:
         rows.append("lifts against their own controls (same start base, the control teacher's data): " + ", ".join(own))
     if res.get("logit_mass_removed") is not None:
         rows.append(f"logit channel: banned tokens held {res['logit_mass_removed']:.4f} of the teacher's probability mass (removed, renormalised)")
+    reads = []
     for r, rd in res.get("readouts", {}).items():
-        rows += ["", f"readout {r}:"] + _rows(rd["conditions"], with_valid=False)
-        rows.append(f"teacher lift (teacher - base) {_f(rd['teacher_lift'], '+.3f', 0)}; "
-                    f"{_tests_line(rd.get('tests') or _tests(rd['conditions']))}")
-    return "\n".join(rows)
+        reads += ["", f"readout {r}:"] + _rows(rd["conditions"], with_valid=False)
+        reads.append(f"teacher lift (teacher - base) {_f(rd['teacher_lift'], '+.3f', 0)}; "
+                     f"{_tests_line(rd.get('tests') or _tests(rd['conditions']))}")
+    students = [c for c in res["conditions"].values() if "control" in c]
+    if reads and students and all(c["rate"] is None for c in students):
+        why = (f"The sampled rate is not measurable for any student (under {lg.VALID_FLOOR:g} of their sampled "
+               "answers name an option), so the likelihood readouts lead; the sampled table is last.")
+        return "\n".join([why] + reads + ["", "sampled answers:"] + rows)
+    return "\n".join(rows + reads)
