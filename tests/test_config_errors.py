@@ -41,7 +41,7 @@ def test_logit_student_loads_overrides_and_clears(tmp_path):
     with pytest.raises(EcosimError) as e:
         load(str(p), ["logit_student.lr=fast", "logit_student.stpes=3"])
     msg = str(e.value)
-    assert str(p) in msg and "logit_student.lr: Value 'fast'" in msg and "did you mean logit_student.steps?" in msg
+    assert str(p) in msg and "logit_student.lr: Value 'fast'" in msg and "did you mean 'logit_student.steps'?" in msg
 
 
 def test_every_problem_is_reported_at_once(tmp_path):

@@ -176,7 +176,7 @@ def test_logit_student_problems_are_named_together(tiny_dir):
     problems = check(bad)
     assert sorted(p.split(":")[0] for p in problems) == ["logit_student.lr", "logit_student.mode",
                                                          "logit_student.rank", "logit_student.rnk"], problems
-    assert "did you mean logit_student.rank?" in problems[0]
+    assert "did you mean 'logit_student.rank'?" in problems[0]
     none = TransmitConfig(base=BaseConfig(model=str(tiny_dir)), students=["control"], logit_student={"mode": "full"})
     assert [p for p in check(none) if p.startswith("logit_student: changes the logit students")]
 

@@ -117,17 +117,11 @@ def changed(student: TrainConfig, changes: dict, where: str) -> tuple[TrainConfi
     """``student`` with ``changes`` (key -> value, typed as the config types them), and every
     problem with them, one line each naming ``where``: an unknown key, a value of the wrong type,
     one out of range. None when any is bad."""
-    import difflib
     from omegaconf.errors import OmegaConfBaseException
-    from ecosim.engine.config import check_fields
+    from ecosim.engine.config import check_fields, unknown_keys
     from ecosim.engine.schema import rules
     keys = [f.name for f in dataclasses.fields(TrainConfig)]
-    problems = []
-    for k in changes:
-        if k not in keys:
-            near = difflib.get_close_matches(str(k), keys, n=1)
-            problems.append(f"{where}.{k}: unknown key {k!r}; "
-                            + (f"did you mean {where}.{near[0]}?" if near else f"expected some of {keys}"))
+    problems = [m for k, m in unknown_keys(TrainConfig, {k: v for k, v in changes.items() if k not in keys}, where)]
     base, good = OmegaConf.structured(student), {}
     for k, v in changes.items():  # one at a time, so that every bad value is named
         if k in keys:
