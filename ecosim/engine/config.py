@@ -170,17 +170,17 @@ def _schema_of(tp):
         return "dict", args[1]
     if origin is list and args and is_dataclass(args[0]):
         return "list", args[0]
-    if origin in (typing.Union, types.UnionType) and len(args) == 1:
-        return _schema_of(args[0])
-    return None, None
+    inner, optional = unwrap(tp)
+    return _schema_of(inner) if optional else (None, None)
 
 
-def _mapping(tp) -> bool:
-    """Whether a field type is a dict, or an optional one."""
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
-        tp = args[0]
-    return typing.get_origin(tp) is dict
+def unwrap(tp) -> tuple[object, bool]:
+    """(type, optional): ``X | None`` -> (X, True)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) < len(typing.get_args(tp)):
+            return (args[0] if len(args) == 1 else typing.Union[tuple(args)]), True
+    return tp, False
 
 
 def unknown_keys(cls, data: dict, where: str) -> list[tuple[str, str]]:
@@ -222,7 +222,7 @@ def _add_entries(node, cls, data: dict) -> None:
         kind, sub = _schema_of(hints.get(k))
         if not isinstance(v, dict):
             continue
-        if kind is None and node.get(k) is None and _mapping(hints.get(k)):
+        if kind is None and node.get(k) is None and typing.get_origin(unwrap(hints.get(k))[0]) is dict:
             node[k] = {}  # an optional plain mapping left at None: set keys make it
         elif kind == "dc":
             if node.get(k) is None:  # an optional section left at None: set keys make it (defaults first)

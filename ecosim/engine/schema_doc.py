@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, is_dataclass
 from functools import lru_cache
 
 from ecosim.engine import registry, schema
-from ecosim.engine.config import Choice, Range
+from ecosim.engine.config import Choice, Range, unwrap as _unwrap
 
 COMMAND = "ecosim schema --out docs/scenarios.md"
 
@@ -127,15 +127,6 @@ def docline(cls: type) -> str:
 
 
 # ----------------------------------------------------------------- types, defaults, rules
-def _unwrap(tp) -> tuple[object, bool]:
-    """(type, optional): ``X | None`` -> (X, True)."""
-    if typing.get_origin(tp) in (typing.Union, pytypes.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) < len(typing.get_args(tp)):
-            return (args[0] if len(args) == 1 else typing.Union[tuple(args)]), True
-    return tp, False
-
-
 def _section_name(cls: type) -> str:
     return cls.__name__.lstrip("_")
 

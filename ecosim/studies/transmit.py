@@ -121,7 +121,7 @@ def changed(student: TrainConfig, changes: dict, where: str) -> tuple[TrainConfi
     from ecosim.engine.config import check_fields, unknown_keys
     from ecosim.engine.schema import rules
     keys = [f.name for f in dataclasses.fields(TrainConfig)]
-    problems = [m for k, m in unknown_keys(TrainConfig, {k: v for k, v in changes.items() if k not in keys}, where)]
+    problems = [m for _, m in unknown_keys(TrainConfig, changes, where)]
     base, good = OmegaConf.structured(student), {}
     for k, v in changes.items():  # one at a time, so that every bad value is named
         if k in keys:
