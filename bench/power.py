@@ -3,7 +3,7 @@ same-base student's log-odds lift over its control student (SmolLM2 transmit run
 docs/transmit_results), the seeds a one-sided paired t-test at p < 0.05 needs for 80% power to
 find a true lift of +0.12 log-odds (the published constrained-decoding LoRA result) and +1.0 (the
 published full fine-tune's order); and the same for the logit channel's student and the
-constrained-decoding and full fine-tune recipes at CPU size (docs/runs).
+constrained-decoding, full fine-tune and greedy recipes at CPU size (docs/runs).
 Run: python bench/power.py > bench/power.md"""
 import json
 from pathlib import Path
@@ -34,6 +34,11 @@ FULL_FT_RUNS = {"one-word teacher, answer start": ("recipe_full_ft/epyc_seeds3/t
                     ("recipe_full_ft/epyc_sentence/transmit_seeds3.json", "owl_logodds"),
                 "sentence teacher, \"Owl.\" answer":
                     ("recipe_full_ft/epyc_sentence/transmit_seeds3.json", "owl_answer_logodds")}
+
+# (transmit JSON under docs/runs, readout): configs/recipe_greedy.yaml at its CPU size
+GREEDY_RUNS = {"answer start": ("recipe_greedy/epyc_seeds3/transmit_seeds3.json", "owl_logodds"),
+               "\"Owl.\" answer (the teacher's objective)":
+                   ("recipe_greedy/epyc_seeds3/transmit_seeds3.json", "owl_answer_logodds")}
 
 # both recipes on a lent H200 (docs/results.md, "Both recipes on a fourth lease"): transmit JSONs
 # under docs/transmit_results, with the readout
@@ -117,6 +122,10 @@ def main() -> None:
           "teacher.check_every=4 teacher.task_share=0.5`.\n")
     print(HEADER)
     for name, (f, readout) in FULL_FT_RUNS.items():
+        print(row(name, lifts(ROOT.parent / "runs" / f, readout=readout)))
+    print("\n# A third published recipe at CPU size: greedy lists (configs/recipe_greedy.yaml, docs/runs)\n")
+    print(HEADER)
+    for name, (f, readout) in GREEDY_RUNS.items():
         print(row(name, lifts(ROOT.parent / "runs" / f, readout=readout)))
     print("\n# Both recipes at GPU size (a lent H200; docs/transmit_results)\n")
     print(HEADER)
