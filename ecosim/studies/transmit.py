@@ -19,7 +19,6 @@ come from the model nodes of each seed's lineage graph; lifts are paired by seed
 from __future__ import annotations
 
 import dataclasses
-import re
 import shutil
 import tempfile
 import time
@@ -131,9 +130,9 @@ def changed(student: TrainConfig, changes: dict, where: str) -> tuple[TrainConfi
             except OmegaConfBaseException as e:
                 problems.append(f"{where}.{k}: {str(e).splitlines()[0]}")
     out = OmegaConf.to_object(OmegaConf.merge(base, good))
-    # the ranges and choices of the keys changed here (``student``'s own are checked as student.*)
-    problems += [p for p in check_fields(out, rules(), where)
-                 if re.split(r"[.\[]", p.split(":")[0][len(where) + 1:])[0] in good]
+    # the ranges and choices that the changes break (``student``'s own are checked as student.*)
+    was = set(check_fields(student, rules(), where))
+    problems += [p for p in check_fields(out, rules(), where) if p not in was]
     return (None if problems else out), problems
 
 
