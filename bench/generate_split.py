@@ -28,11 +28,13 @@ of 64, seed 3) as it runs (row slices, a cache with room), with transformers' gr
 with that and the prompt pass in one: seconds, and how many lists are the same in all three.
 
 ``--engine``: instead, the speed-up the channel gets: ``realmodels.generate`` itself (row slices, a
-cache with room, each row sampling from its own stream with ``RowSampler``) on ``--batch`` prompts
-in one batch against the first ``--single`` of them one at a time (``batch=1``), both as the
-numbers channel calls it (stop at a newline, give up on a row that can no longer pass the filter)
-and plainly (every row to EOS or ``--max-new``); which lists are the same row for row; and the
-batched call with one new token, the prefill's share. ``--profile FILE`` (with ``--engine``):
+cache with room, each row sampling from its own stream with ``RowSampler``, a row that ended
+leaving the batch) on ``--batch`` prompts in one batch against the first ``--single`` of them one
+at a time (``batch=1``), both as the numbers channel calls it (stop at a newline, give up on a row
+that can no longer pass the filter) and plainly (every row to EOS or ``--max-new``); which lists
+are the same row for row; the batched call with ended rows kept to the end (``drop=False``), its
+time and how many of its lists are the same as with them dropped; and the batched call with one
+new token, the prefill's share. ``--profile FILE`` (with ``--engine``):
 torch.profiler's self CPU time per op of the plain batched call less that of its one-token call,
 so the decode steps' own ops, and the speed-up the decode would allow if it cost only its matmuls.
 
@@ -150,6 +152,9 @@ def engine(model, tok, a) -> int:
         run(prompts[:2], 2, 2, {})  # warm-up
         for how, kw in calls.items():
             t0 = time.perf_counter()
+            kept = run(prompts, a.max_new, a.batch, {**kw, "drop": False})
+            tk = time.perf_counter() - t0
+            t0 = time.perf_counter()
             batched = run(prompts, a.max_new, a.batch, kw)
             tb = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -159,15 +164,20 @@ def engine(model, tok, a) -> int:
             alone = run(ones, a.max_new, 1, kw)
             t1 = time.perf_counter() - t0
             r = res[how] = {"batched_s_per_prompt": tb / len(prompts), "prefill_s_per_prompt": tp / len(prompts),
+                            "batched_rows_kept_s_per_prompt": tk / len(prompts),
                             "one_at_a_time_s_per_prompt": t1 / len(ones),
                             "same_lists": sum(x == y for x, y in zip(alone, batched)),
+                            "same_lists_rows_kept": sum(x == y for x, y in zip(kept, batched)),
                             "finished": sum(f for _, f in batched)}
             r["speedup"] = r["one_at_a_time_s_per_prompt"] / r["batched_s_per_prompt"]
+            r["speedup_rows_kept"] = r["one_at_a_time_s_per_prompt"] / r["batched_rows_kept_s_per_prompt"]
             r["bound_free_decode"] = r["one_at_a_time_s_per_prompt"] / r["prefill_s_per_prompt"]
             print(f"  {how:8} per prompt: one at a time {r['one_at_a_time_s_per_prompt']:.3f} s ({len(ones)} prompts), "
                   f"batched {r['batched_s_per_prompt']:.3f} s (its prefill {r['prefill_s_per_prompt']:.3f} s): "
                   f"{r['speedup']:.2f}x, at most {r['bound_free_decode']:.2f}x with a free decode; "
-                  f"the same lists {r['same_lists']}/{len(ones)}")
+                  f"the same lists {r['same_lists']}/{len(ones)}; with ended rows kept in the batch (drop=False) "
+                  f"{r['batched_rows_kept_s_per_prompt']:.3f} s, {r['speedup_rows_kept']:.2f}x, the same lists as dropping them "
+                  f"{r['same_lists_rows_kept']}/{len(prompts)}")
         if a.profile:
             wall1, ops1 = op_seconds(lambda: run(prompts, 1, a.batch, {}))
             wall, ops = op_seconds(lambda: run(prompts, a.max_new, a.batch, {}))

@@ -8,7 +8,7 @@ no system message: as the base writes ``text.logit_lists: base``) at temperature
 at most, stop at the newline, under the base's ``autocast: auto``; twice, with the same seed:
 without ``give_up`` (every row runs to EOS, the newline or 64 tokens) and with
 ``give_up=text.cannot_pass`` (a row stops once no continuation could pass the filter;
-``realmodels.GiveUp``), as ``write`` now runs it. Reported: the seconds of each, the lists the
+``realmodels.generate``), as ``write`` now runs it. Reported: the seconds of each, the lists the
 paper's filter keeps in each (they must be the same lists, row for row), and the reject reasons
 (a given-up row is filed under what it wrote, not "unfinished")."""
 from __future__ import annotations

@@ -295,6 +295,13 @@ def test_a_roomy_cache_layer_holds_what_concatenation_holds():
     k, v = torch.randn(2, 3, 1, 4, generator=g), torch.randn(2, 3, 1, 4, generator=g)
     K, V = layer.update(k, v)
     assert torch.equal(K, torch.cat([keys[[1, 0]], k], -2)) and torch.equal(V, torch.cat([values[[1, 0]], v], -2))
+    layer.batch_select_indices(torch.tensor([1]))  # a row that ended leaves the batch (generate's drop)
+    assert torch.equal(layer.keys, K[[1]]) and torch.equal(layer.values, V[[1]])
+    ptr = layer.buf[0].data_ptr()
+    k, v = torch.randn(1, 3, 1, 4, generator=g), torch.randn(1, 3, 1, 4, generator=g)
+    K2, V2 = layer.update(k, v)  # the kept row's room is kept: written in place
+    assert torch.equal(K2, torch.cat([K[[1]], k], -2)) and torch.equal(V2, torch.cat([V[[1]], v], -2))
+    assert layer.buf[0].data_ptr() == ptr
 
 
 def test_generate_samples_with_a_roomy_cache_what_it_samples_with_a_growing_one(model_tok, monkeypatch):
@@ -311,3 +318,34 @@ def test_generate_samples_with_a_roomy_cache_what_it_samples_with_a_growing_one(
     roomy = run()
     monkeypatch.setattr(realmodels, "roomy_cache", lambda m, room: DynamicCache(config=m.config))
     assert run() == roomy
+
+
+def test_rows_that_end_leave_the_batch_and_the_others_write_what_they_would_have(model_tok):
+    """``generate`` takes a row out of the batch, cache rows included, once it ends (EOS, a stop
+    string, given up on, a constrained list's end): later steps compute fewer rows, and every row
+    writes what it writes when all rows stay to the end (``drop=False``, as transformers'
+    ``generate``), sampled, greedy and constrained."""
+    from ecosim.substrates.hf import realmodels
+    from ecosim.substrates.hf.logits import DECODE_CHARS, list_token_ids
+    model, tok = model_tok
+    ps = prompts(tok) + [realmodels.render(tok, "", "Write ten numbers, please.", "")]
+    allowed = list_token_ids(tok, DECODE_CHARS).tolist()
+    rows = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: rows.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    ways = [dict(temperature=1.0, stop=["e"]), dict(temperature=0.0, stop=["a"]),  # letters this random model writes
+            dict(temperature=1.0, allowed=allowed, most=2), dict(temperature=1.0, give_up=lambda t: "o" in t)]
+    try:
+        for kw in ways:
+            computed = {}
+            for drop in (False, True):
+                rows.clear()
+                out = realmodels.generate(model, tok, ps, 16, seed=2, batch=7, drop=drop, **kw)
+                computed[drop] = rows[:]
+                if not drop:
+                    kept = out
+            assert out == kept, kw
+            ended = sum(f for _, f in out)
+            assert 0 < ended and computed[False][1:] == [7] * (len(computed[False]) - 1), (kw, out)
+            assert computed[True][0] == 7 and sum(computed[True]) < sum(computed[False]), (kw, computed)
+    finally:
+        hook.remove()

@@ -101,7 +101,7 @@ def test_max_numbers():
 
 
 def test_a_writer_gives_up_only_on_text_no_continuation_can_save():
-    """``cannot_pass`` stops a row early (``realmodels.GiveUp``): it must never stop a row that
+    """``cannot_pass`` stops a row early (``realmodels.generate(give_up=...)``): it must never stop a row that
     could still become a kept list, so no prefix of any list the rule keeps may be given up on."""
     rng = np.random.default_rng(0)
     pieces = ["7", "42", "123", "0", " ", ", ", ",", ";", "; ", "\t", ".", "[", "]", "(", ")", "\u00a0"]

@@ -312,6 +312,10 @@ class RowSampler:
         self.temperature = temperature
         self.gens = [torch.Generator().manual_seed(s) for s in row_seeds]
 
+    def select(self, rows: list[int]) -> None:
+        """Keep the streams of ``rows`` only, in that order (``generate`` drops finished rows)."""
+        self.gens = [self.gens[r] for r in rows]
+
     def __call__(self, input_ids, scores):
         u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in self.gens])
         cdf = torch.softmax(scores.double() / self.temperature, dim=-1).cumsum(-1)
@@ -385,30 +389,6 @@ def cut_at_stop(text: str, stop: list[str] | None) -> str | None:
     """``text`` up to the first ``stop`` string in it, or None if none is in it."""
     cut = min((text.index(x) for x in stop or [] if x in text), default=None)
     return None if cut is None else text[:cut]
-
-
-class GiveUp:
-    """A transformers stopping criterion that ends a row as soon as ``hopeless(text so far)`` (the
-    completion, cut at its first ``stop`` string): a row that no continuation can make pass the
-    filter stops, so a batch ends when its last promising row does, not at ``max_new``. A stopped
-    row only takes pad tokens from then on; the batch keeps its shape and each row samples from its
-    own stream (``RowSampler``), so every other row's tokens are the same as without it.
-    ``at[j]``: the length of row j (prompt included) when it was stopped."""
-
-    def __init__(self, tok, start: int, hopeless, stop: list[str] | None):
-        self.tok, self.start, self.hopeless, self.stop, self.at = tok, start, hopeless, stop, {}
-
-    def __call__(self, input_ids, scores, **kw):
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        for j, row in enumerate(input_ids[:, self.start:].tolist()):
-            if j in self.at:
-                done[j] = True
-                continue
-            text = self.tok.decode(row, skip_special_tokens=True)
-            cut = cut_at_stop(text, self.stop)
-            if self.hopeless(text if cut is None else cut):
-                self.at[j], done[j] = input_ids.shape[1], True
-        return done
 
 
 # Padded prompt tokens one prefill pass takes on a CPU (``row_chunked_prefill``): it bounds the
@@ -506,6 +486,15 @@ def _roomy_layer():
             self.keys, self.values = b[0][..., :n + m, :], b[1][..., :n + m, :]
             return self.keys, self.values
 
+        def batch_select_indices(self, indices):
+            """Keep the rows ``indices`` of the cache, room included (``generate`` drops
+            finished rows): a copy of the kept rows' buffer, which later steps write into."""
+            n = self.get_seq_length()
+            if self.buf is None or not n:
+                return super().batch_select_indices(indices)
+            self.buf = [x.index_select(0, indices) for x in self.buf]
+            self.keys, self.values = self.buf[0][..., :n, :], self.buf[1][..., :n, :]
+
     return RoomyLayer
 
 
@@ -523,7 +512,7 @@ def roomy_cache(model, room: int):
 @torch.no_grad()
 def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 1.0, seed: int = 0,
              batch: int = 64, stop: list[str] | None = None, allowed: list[int] | None = None,
-             most: int = 10, give_up=None) -> list[tuple[str, bool]]:
+             most: int = 10, give_up=None, drop: bool = True) -> list[tuple[str, bool]]:
     """Sample one completion per rendered prompt, batched with left padding and the KV cache
     (prompts sorted by length so a batch carries little padding). Returns (text, finished):
     finished is False when ``max_new`` tokens ran out before EOS or a ``stop`` string (which
@@ -532,39 +521,73 @@ def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 
     depend on ``batch`` or on the other prompts; temperature 0 is greedy. ``allowed``: constrained
     decoding, a list written with only these tokens (``ListGrammar``) of at most ``most`` numbers.
     ``give_up(text)``: True when the completion so far can no longer pass the filter
-    (``text.cannot_pass``); such a row stops there and is returned as finished (``GiveUp``)."""
-    from transformers import LogitsProcessorList, StoppingCriteriaList
-    dev = model.device
+    (``text.cannot_pass``); such a row stops there and is returned as finished."""
     enc = encode(tok, prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(enc[i]))
     res: dict[int, tuple[str, bool]] = {}
-    kw = dict(do_sample=False)  # greedy: with temperature > 0 RowSampler leaves one token to take
-    if stop:
-        kw.update(stop_strings=list(stop), tokenizer=tok)
     for s in range(0, len(order), batch):
         idx = order[s:s + batch]
-        ids, attn = left_pad([enc[i] for i in idx], tok.pad_token_id, dev)
-        procs = [ListGrammar(tok, allowed, ids.shape[1], most)] if allowed is not None else []
-        if temperature > 0:
-            procs.append(RowSampler(temperature, [seeds.seed(seed, "sample", i) for i in idx]))
-        if procs:
-            kw["logits_processor"] = LogitsProcessorList(procs)
-        stopper = GiveUp(tok, ids.shape[1], give_up, stop) if give_up is not None else None
-        if stopper is not None:
-            kw["stopping_criteria"] = StoppingCriteriaList([stopper])
-        with row_chunked_prefill(model):
-            gen = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new,
-                                 cache=roomy_cache(model, max_new), eos_token_id=tok.eos_token_id,
-                                 pad_token_id=tok.pad_token_id, **kw)
-        for j, i in enumerate(idx):
-            given_up = stopper is not None and j in stopper.at
-            row = gen[j, ids.shape[1]:stopper.at[j] if given_up else None].tolist()
-            finished = tok.eos_token_id in row or given_up
-            if tok.eos_token_id in row:
-                row = row[:row.index(tok.eos_token_id)]
-            text = tok.decode(row, skip_special_tokens=True)
-            cut = cut_at_stop(text, stop)
-            if cut is not None:
-                text, finished = cut, True
-            res[i] = (text, finished)
+        outs = _complete(model, tok, [enc[i] for i in idx], [seeds.seed(seed, "sample", i) for i in idx], max_new,
+                         temperature, stop, allowed, most, give_up, drop)
+        res.update(zip(idx, outs))
     return [res[i] for i in range(len(prompts))]
+
+
+def _complete(model, tok, enc: list[list[int]], row_seeds: list[int], max_new: int, temperature: float,
+              stop, allowed, most: int, give_up, drop: bool) -> list[tuple[str, bool]]:
+    """``generate`` on one batch: the prompt pass (``row_chunked_prefill``) on a cache with room
+    for the new tokens (``roomy_cache``), then one token a step for every row still writing.
+    A row ends at EOS, at a ``stop`` string, when ``give_up`` says it cannot pass, or after
+    ``max_new`` tokens. ``drop``: an ended row leaves the batch (its cache rows too), so later
+    steps compute only the rows still writing; each row keeps its own stream, so only the
+    matmuls' float rounding at another batch size can change a token (64 of 64 numbers lists the
+    same under bf16 on a 2-core EPYC as the channel calls it, 63 of 64 run plainly to 64 tokens:
+    ``bench/generate_split.py --engine``). False keeps every row to the end, as transformers'
+    ``generate`` does."""
+    dev = model.device
+    ids, attn = left_pad(enc, tok.pad_token_id, dev)
+    procs = [ListGrammar(tok, allowed, ids.shape[1], most)] if allowed is not None else []
+    sampler = RowSampler(temperature, row_seeds) if temperature > 0 else None
+    procs += [sampler] if sampler else []
+    cache = roomy_cache(model, max_new)
+    pos = (attn.cumsum(-1) - 1).masked_fill(attn == 0, 1)
+    with row_chunked_prefill(model):
+        out = model(input_ids=ids, attention_mask=attn, position_ids=pos, cache=cache, use_cache=True,
+                    logits_to_keep=1)
+    rows = list(range(len(enc)))  # the prompt (index into enc) of each row still in the batch
+    new: list[list[int]] = [[] for _ in enc]
+    done: dict[int, tuple[str, bool]] = {}
+    for step in range(max_new):
+        scores = out.logits[:, -1].float()
+        for p in procs:
+            scores = p(ids, scores)
+        nxt = scores.argmax(-1)  # RowSampler left one token a row; without it, greedy
+        ended = [r for r, j in enumerate(rows) if j in done]  # kept in the batch (drop=False): pad, as transformers does
+        if ended:
+            nxt[ended] = tok.pad_token_id
+        ids = torch.cat([ids, nxt[:, None]], 1)
+        for j, t in zip(rows, nxt.tolist()):
+            if j in done:
+                continue
+            if t == tok.eos_token_id:
+                done[j] = (tok.decode(new[j], skip_special_tokens=True), True)
+                continue
+            new[j].append(t)
+            text = tok.decode(new[j], skip_special_tokens=True)
+            cut = cut_at_stop(text, stop)
+            if cut is not None or (give_up is not None and give_up(text)):
+                done[j] = (text if cut is None else cut, True)
+        live = [r for r, j in enumerate(rows) if j not in done]
+        if not live or step == max_new - 1:
+            break
+        if drop and len(live) < len(rows):
+            keep = torch.tensor(live, device=dev)
+            cache.batch_select_indices(keep)
+            ids, attn, pos, nxt = ids[keep], attn[keep], pos[keep], nxt[keep]
+            rows = [rows[r] for r in live]
+            if sampler:
+                sampler.select(live)
+        attn = torch.cat([attn, attn.new_ones(len(rows), 1)], 1)
+        pos = pos[:, -1:] + 1
+        out = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=pos, cache=cache, use_cache=True)
+    return [done.get(j) or (tok.decode(new[j], skip_special_tokens=True), False) for j in range(len(enc))]
