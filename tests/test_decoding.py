@@ -305,19 +305,34 @@ def test_a_roomy_cache_layer_holds_what_concatenation_holds():
 
 
 def test_generate_samples_with_a_roomy_cache_what_it_samples_with_a_growing_one(model_tok, monkeypatch):
-    """``generate`` hands transformers a cache with room for the new tokens (``roomy_cache``);
-    every row samples and decodes greedily what it does with transformers' own DynamicCache,
-    prompts of several lengths (left padding) and a stop string included."""
+    """``generate`` decodes on a cache with room for the new tokens (``roomy_cache``); every row
+    samples and decodes greedily what it does with transformers' own DynamicCache, prompts of
+    several lengths (left padding) and a stop string included, in float32 and under bf16 autocast
+    (where the roomy cache stores its keys in bf16, as the attention casts them)."""
+    import contextlib
+
+    import torch
     from transformers import DynamicCache
 
     from ecosim.substrates.hf import realmodels
     model, tok = model_tok
     ps = prompts(tok) + [realmodels.render(tok, "", "Write ten numbers, please.", "")]
+    modes = (contextlib.nullcontext, lambda: realmodels.autocast("bf16"))
     run = lambda: [realmodels.generate(model, tok, ps, 10, t, seed=1, batch=4, stop=s)  # noqa: E731
                    for t in (1.0, 0.0) for s in (None, ["3"])]
-    roomy = run()
+    roomy = []
+    for mode in modes:
+        with mode():
+            roomy.append(run())
+    c = realmodels.roomy_cache(model, 4)
+    with modes[1]():
+        model(input_ids=torch.tensor([[5, 6, 7]]), cache=c, use_cache=True)
+    assert c.layers[0].keys.dtype == c.layers[0].values.dtype == torch.bfloat16
     monkeypatch.setattr(realmodels, "roomy_cache", lambda m, room: DynamicCache(config=m.config))
-    assert run() == roomy
+    for mode, want in zip(modes, roomy):
+        with mode():
+            assert run() == want
+    assert roomy[0] != roomy[1]  # bf16 autocast did run (and moved some tokens)
 
 
 def test_rows_that_end_leave_the_batch_and_the_others_write_what_they_would_have(model_tok):

@@ -471,6 +471,14 @@ def _roomy_layer():
             self.room, self.buf = room, None
 
         def update(self, key_states, value_states, *args, **kwargs):
+            dev = key_states.device.type
+            if torch.is_autocast_enabled(dev):
+                # Under autocast the keys come out of the rotary embedding in float32, and the
+                # attention casts the whole cache to bf16 again at every step (after repeating it
+                # for each query head): stored cast, the attention gets the same numbers, and the
+                # cache is half the memory, its copies half the bytes (bench/generate_split.py).
+                low = torch.get_autocast_dtype(dev)
+                key_states, value_states = key_states.to(low), value_states.to(low)
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
             n, m = self.get_seq_length(), key_states.shape[-2]
