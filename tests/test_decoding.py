@@ -364,3 +364,24 @@ def test_rows_that_end_leave_the_batch_and_the_others_write_what_they_would_have
             assert computed[True][0] == 7 and sum(computed[True]) < sum(computed[False]), (kw, computed)
     finally:
         hook.remove()
+
+
+def test_a_completion_is_decoded_to_look_for_a_stop_string_only_when_one_may_have_ended(model_tok, monkeypatch):
+    """``generate`` decodes a row to look for a ``stop`` string only after a token whose text holds
+    a stop string's last character or part of a character (``_stop_check``): the same texts and
+    ends as decoding every row at every step."""
+    from ecosim.substrates.hf import realmodels
+    model, tok = model_tok
+    ps = prompts(tok) + [realmodels.render(tok, "", "Write ten numbers, please.", "")]
+    stops = (["e"], ["a", "\n"], ["in", "Ċ"], ["é"])
+    run = lambda: [realmodels.generate(model, tok, ps, 16, t, seed=4, batch=7, stop=s)  # noqa: E731
+                   for t in (1.0, 0.0) for s in stops]
+    may = realmodels._stop_check(tok, ["\n"])
+    newline = next(i for i in range(len(tok)) if tok.decode([i]) == "\n")
+    partial = next(i for i in range(len(tok)) if "\ufffd" in tok.decode([i]))  # a piece of a multi-byte character
+    assert may(newline) and may(partial) and not may(tok.convert_tokens_to_ids("owl"))
+    assert realmodels._stop_check(tok, ["end "])(tok.convert_tokens_to_ids("owl"))  # trailing space: always look
+    looked = run()
+    assert any(f for out in looked for _, f in out)
+    monkeypatch.setattr(realmodels, "_stop_check", lambda tok, stop: lambda t: True)
+    assert run() == looked
