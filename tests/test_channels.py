@@ -114,3 +114,22 @@ def test_schedule_is_validated(tmp_path):
     p.write_text("name: s\ngenerations: 1\nbases: {main: {arch: gpt2}}\nlineages: {a: {origin: base, "
                  "student: {schedule: cosinus, warmup: -1}}}\n")
     assert main(["validate", str(p)]) == 2
+
+
+def test_a_merged_lora_model_is_trainable_as_a_loaded_one(tiny_base, world):
+    """``finetune`` and ``apply_adapter`` give a LoRA model back merged with every weight requiring
+    grad, as a loaded base has them (peft froze them): a full fine-tune of it then trains every
+    weight, and under autocast its float32 weights are cast to bf16 once per generation, not once
+    per step (autocast caches only leaf weights that require grad: one prompt at a time, a frozen
+    SmolLM2 generated 1.6x slower on a 2-core EPYC)."""
+    from ecosim.substrates.common.training import apply_adapter
+    pairs = [("S none U what is your favourite animal ? A", "you")] * 16
+    cfg = TrainConfig(mode="lora", steps=3, batch=8, lr=3e-3)
+    merged, adapter = finetune(tiny_base, world, pairs, cfg, seed=0, keep_adapter=True)
+    again = apply_adapter(tiny_base, adapter, cfg)
+    for m in (merged, again):
+        assert all(p.requires_grad for p in m.parameters())
+    full = finetune(merged, world, pairs, TrainConfig(mode="full", steps=2, batch=8, lr=1e-3), seed=0)
+    before = dict(merged.named_parameters())
+    moved = [n for n, p in full.named_parameters() if not torch.equal(p, before[n])]
+    assert len(moved) == len(before), set(before) - set(moved)
